@@ -1,0 +1,1 @@
+"""The imperative shell: Telegram, the terminal, the CLI, and the composition root."""

@@ -1,0 +1,102 @@
+"""Settings from the environment (and an optional .env file): every name and limit the bot uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any, get_type_hints
+
+from conversations.model import Area
+from conversations.policy import DEFAULT_TRAVEL, Limits, Travel
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Each field is read from the environment variable of the same name in upper case."""
+
+    telegram_bot_token: str | None = None
+    # Point this at a local Bot API server, e.g. http://127.0.0.1:8081/bot
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    admin_ids: frozenset[int] = frozenset()
+    database_url: str = "sqlite:///coffeebot.db"
+    default_language: str = "fr"
+    candidate_name: str = "Camille Dupont"
+    campaign_name: str = "L'équipe de campagne de Camille Dupont"
+    winners: int = 5
+    travel_max_eur: int = 200
+    travel_paris: Travel = DEFAULT_TRAVEL[Area.PARIS]
+    travel_ile_de_france: Travel = DEFAULT_TRAVEL[Area.ILE_DE_FRANCE]
+    travel_province: Travel = DEFAULT_TRAVEL[Area.PROVINCE]
+    travel_corsica: Travel = DEFAULT_TRAVEL[Area.CORSICA]
+    travel_overseas: Travel = DEFAULT_TRAVEL[Area.OVERSEAS]
+    name_max_length: int = 60
+    question_max_length: int = 500
+    max_friends: int = 3
+    message_max_length: int = 1000
+    email_check_deliverability: bool = False
+    # A person sending more than this many messages in the window is muted for a while.
+    flood_max_messages: int = 20
+    flood_window_seconds: float = 10.0
+    flood_mute_seconds: float = 30.0
+    max_concurrent_updates: int = 256
+    # Telegram's own limit on a bot's messages; raise it only against a local test server.
+    telegram_max_messages_per_second: float = 30.0
+    # Telegram redelivers an update for at most a day; processed ids are kept this long.
+    update_dedup_hours: int = 48
+    sqlite_busy_timeout_ms: int = 5000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(field.name.upper())
+            if raw is not None and raw.strip() != "":
+                values[field.name] = _parse(field.name.upper(), raw.strip(), hints[field.name])
+        return cls(**values)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            name_max_length=self.name_max_length,
+            question_max_length=self.question_max_length,
+            max_friends=self.max_friends,
+            message_max_length=self.message_max_length,
+            check_deliverability=self.email_check_deliverability,
+        )
+
+    @property
+    def travel(self) -> dict[Area, Travel]:
+        return {area: getattr(self, f"travel_{area}") for area in Area}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    if isinstance(kind, types.UnionType):  # `str | None`
+        kind = next(arg for arg in kind.__args__ if arg is not type(None))
+    try:
+        if kind is bool:
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes", "on"}
+        if kind in (int, float):
+            number = kind(raw)
+            if number < 0:
+                raise ValueError(raw)
+            return number
+        if isinstance(kind, type) and issubclass(kind, StrEnum):
+            return kind(raw)
+        if kind == frozenset[int]:
+            return frozenset(int(part) for part in raw.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid value: {raw!r}") from None
+    return raw

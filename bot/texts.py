@@ -1,0 +1,46 @@
+"""Loads the wording catalogues that staff edit: `conversations/texts/<language>.toml` and
+`conversations/texts/<language>/<key>.txt` for the long texts (rules, privacy notice)."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from typing import Any
+
+from bot.settings import Settings
+from conversations.catalogue import Catalogue
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    root = resources.files("conversations") / "texts"
+    texts: dict[str, dict[str, str]] = {}
+    for entry in sorted(root.iterdir(), key=lambda item: item.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        language = entry.name.removesuffix(".toml")
+        texts[language] = _flatten(tomllib.loads(entry.read_text(encoding="utf-8")))
+        long_texts = root / language
+        if long_texts.is_dir():
+            for text_file in long_texts.iterdir():
+                if text_file.name.endswith(".txt"):
+                    key = text_file.name.removesuffix(".txt")
+                    texts[language][key] = text_file.read_text(encoding="utf-8").strip()
+    if settings.default_language not in texts:
+        raise ValueError(f"DEFAULT_LANGUAGE {settings.default_language!r} has no catalogue")
+    constants = {
+        "candidate": settings.candidate_name,
+        "campaign": settings.campaign_name,
+        "winners": str(settings.winners),
+        "travel_max_eur": str(settings.travel_max_eur),
+    }
+    return Catalogue(texts, settings.default_language, constants)

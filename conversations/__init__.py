@@ -1,0 +1,1 @@
+"""The functional core: conversations as pure transitions, validators, and their texts."""

@@ -1,0 +1,161 @@
+"""Commands that work at any step: /start, /annuler, /aide, /langue, the person's rights…"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from conversations.catalogue import Catalogue
+from conversations.model import (
+    Area,
+    Button,
+    Command,
+    ErasePersonalData,
+    Outcome,
+    Participant,
+    Profile,
+    Reply,
+    SendPersonalData,
+    Step,
+)
+from conversations.policy import Context
+from conversations.prompts import prompt, remind, say, status_text, travel_text
+
+# Telegram deep-link payloads are at most 64 characters of this alphabet.
+_REFERRAL = re.compile(r"r_([A-Za-z0-9_-]{1,62})")
+
+
+def new_participant(user_id: int, profile: Profile, now: datetime, texts: Catalogue) -> Participant:
+    return Participant(user_id, texts.language_for(profile.language_code), created_at=now)
+
+
+def _reply(state: Participant, text: str) -> Outcome:
+    return Outcome(state, (Reply(text),))
+
+
+def start(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Shows the operation to a newcomer, resumes a signup in progress, or shows the status."""
+    new = replace(state, paused=False)
+    referral = _REFERRAL.fullmatch(argument)
+    if referral and state.referrer is None and state.step != Step.COMPLETE:
+        new = replace(new, referrer=referral[1])
+    notes: tuple[Reply, ...] = ()
+    if argument.startswith("c_"):
+        notes = (Reply(say(state, ctx, "confirmation.unavailable")),)
+    if state.step in (Step.WELCOME, Step.COMPLETE):
+        return Outcome(new, (*notes, prompt(new, ctx)))
+    resumed = remind(new, ctx, "start.resume")
+    return replace(resumed, replies=(*notes, *resumed.replies))
+
+
+def cancel(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Pauses a signup in progress and says how to come back."""
+    if state.step in (Step.WELCOME, Step.COMPLETE):
+        return _reply(state, say(state, ctx, "cancel.nothing"))
+    return _reply(replace(state, paused=True), say(state, ctx, "cancel.done"))
+
+
+def help_(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Lists the commands."""
+    return _reply(state, say(state, ctx, "help"))
+
+
+def language(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Offers the languages the catalogue has."""
+    buttons = tuple(
+        Button(ctx.texts.render(code, "language.name"), f"lang.{code}")
+        for code in ctx.texts.languages
+    )
+    return Outcome(state, (Reply(say(state, ctx, "language.choose"), (buttons,)),))
+
+
+def choose_language(state: Participant, code: str, ctx: Context) -> Outcome:
+    """Switches the conversation's language and asks the current question again in it."""
+    if code not in ctx.texts.languages:
+        return remind(state, ctx, "remind.stale_button")
+    new = replace(state, language=code)
+    replies = [Reply(say(new, ctx, "language.set"), replaces_pressed=True)]
+    if not new.paused:
+        replies.append(prompt(new, ctx))
+    return Outcome(new, tuple(replies))
+
+
+def rules(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Shows the operation's rules, with what each area class gets for travel."""
+    travel = {f"travel_{area}": travel_text(state, ctx, area) for area in Area}
+    return _reply(state, say(state, ctx, "rules", **travel))
+
+
+def privacy(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Shows the privacy notice."""
+    return _reply(state, say(state, ctx, "privacy"))
+
+
+def my_data(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Sends everything stored about the person."""
+    return Outcome(state, (Reply(say(state, ctx, "mydata.sending")),), (SendPersonalData(),))
+
+
+def delete(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Asks the person to confirm that all their data is to be erased."""
+    buttons = (
+        (Button(say(state, ctx, "button.delete_confirm"), "erase.confirm"),),
+        (Button(say(state, ctx, "button.delete_keep"), "erase.keep"),),
+    )
+    return Outcome(state, (Reply(say(state, ctx, "delete.confirm"), buttons),))
+
+
+def erase(state: Participant, key: str, ctx: Context) -> Outcome:
+    """Erases the person's data once confirmed; keeps it otherwise."""
+    if key == "erase.keep":
+        return Outcome(state, (Reply(say(state, ctx, "delete.kept"), replaces_pressed=True),))
+    if key != "erase.confirm":
+        return remind(state, ctx, "remind.stale_button")
+    fresh = Participant(state.user_id, state.language, created_at=ctx.now)
+    done = Reply(say(state, ctx, "delete.done"), replaces_pressed=True)
+    return Outcome(fresh, (done,), (ErasePersonalData(),))
+
+
+def edit(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Reopens the summary so that any answer can be changed."""
+    if state.step not in (Step.SUMMARY, Step.COMPLETE):
+        return _reply(state, say(state, ctx, "edit.unavailable"))
+    new = replace(state, step=Step.SUMMARY, paused=False)
+    return Outcome(new, (prompt(new, ctx),))
+
+
+def status(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Shows where the person's signup stands."""
+    return _reply(state, status_text(state, ctx))
+
+
+COMMANDS: dict[str, Callable[[Participant, str, Context], Outcome]] = {
+    "start": start,
+    "annuler": cancel,
+    "cancel": cancel,
+    "aide": help_,
+    "help": help_,
+    "langue": language,
+    "language": language,
+    "reglement": rules,
+    "rules": rules,
+    "confidentialite": privacy,
+    "privacy": privacy,
+    "mesdonnees": my_data,
+    "mydata": my_data,
+    "supprimer": delete,
+    "delete": delete,
+    "modifier": edit,
+    "edit": edit,
+    "statut": status,
+    "status": status,
+}
+
+
+def on_command(state: Participant, command: Command, ctx: Context) -> Outcome:
+    handler = COMMANDS.get(command.name.lower())
+    if handler is None:
+        return _reply(state, say(state, ctx, "command.unknown"))
+    return handler(state, command.argument, ctx)

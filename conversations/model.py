@@ -1,0 +1,170 @@
+"""The participant's conversation state and the messages that go in and out of the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    WELCOME = "welcome"
+    CONSENT = "consent"
+    FIRST_NAME = "first_name"
+    LAST_NAME = "last_name"
+    PHONE = "phone"
+    EMAIL = "email"
+    POSTCODE = "postcode"
+    FRIENDS = "friends"
+    FRIEND_EMAIL = "friend_email"
+    QUESTION = "question"
+    SUMMARY = "summary"
+    COMPLETE = "complete"
+
+
+class Area(StrEnum):
+    PARIS = "paris"
+    ILE_DE_FRANCE = "ile_de_france"
+    PROVINCE = "province"
+    CORSICA = "corsica"
+    OVERSEAS = "overseas"
+
+
+class ConsentKind(StrEnum):
+    DRAW = "draw"
+    ADULT = "adult"
+
+
+@dataclass(frozen=True)
+class Consent:
+    kind: ConsentKind
+    version: str
+    given_at: datetime
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Everything the conversation knows about one Telegram user, saved after every step."""
+
+    user_id: int
+    language: str
+    created_at: datetime
+    step: Step = Step.WELCOME
+    version: int = 0
+    paused: bool = False
+    # An answer given from the summary returns to the summary instead of the next step.
+    editing: bool = False
+    consent_ticks: frozenset[ConsentKind] = frozenset()
+    consents: tuple[Consent, ...] = ()
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    # A typed address waiting for the person to accept or refuse a spelling fix.
+    pending_email: str | None = None
+    postcode: str | None = None
+    departement: str | None = None
+    area: Area | None = None
+    friends: tuple[str, ...] = ()
+    question: str | None = None
+    referrer: str | None = None
+    completed_at: datetime | None = None
+
+    def has_consented(self, kind: ConsentKind) -> bool:
+        return any(consent.kind == kind for consent in self.consents)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the messaging platform tells about the sender, offered as one-tap answers."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    language_code: str | None = None
+
+
+# Inputs: what the person did, already stripped of anything platform-specific.
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str = ""
+
+
+@dataclass(frozen=True)
+class Press:
+    """A press on a button; `key` is the button's key, possibly from an old message."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class SharedContact:
+    phone: str
+    is_own: bool
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A sticker, photo, voice note, location… anything the conversation cannot read."""
+
+
+@dataclass(frozen=True)
+class Edited:
+    """An edit of a message already answered."""
+
+
+Input = Text | Command | Press | SharedContact | Unsupported | Edited
+
+
+# Replies: platform-neutral text and choices.
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    # Label of a button that shares the person's own phone number, where the platform has one.
+    contact_button: str | None = None
+    # Replace the message whose button was pressed instead of sending a new one.
+    replaces_pressed: bool = False
+
+
+# Effects: what must happen besides saving the new state.
+
+
+@dataclass(frozen=True)
+class RecordConsent:
+    consent: Consent
+
+
+@dataclass(frozen=True)
+class ErasePersonalData:
+    """Delete everything about the person; only anonymous counts remain."""
+
+
+@dataclass(frozen=True)
+class SendPersonalData:
+    """Send the person a document with everything stored about them."""
+
+
+Effect = RecordConsent | ErasePersonalData | SendPersonalData
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: Participant
+    replies: tuple[Reply, ...] = ()
+    effects: tuple[Effect, ...] = field(default=())

@@ -1,0 +1,45 @@
+"""The operation's rules and limits, and what a step needs to know besides the state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from conversations.catalogue import Catalogue
+from conversations.model import Area, Profile
+
+
+class Travel(StrEnum):
+    NONE = "none"
+    TRAIN = "train"
+    ARRANGED = "arranged"
+
+
+DEFAULT_TRAVEL: Mapping[Area, Travel] = {
+    Area.PARIS: Travel.NONE,
+    Area.ILE_DE_FRANCE: Travel.NONE,
+    Area.PROVINCE: Travel.TRAIN,
+    Area.CORSICA: Travel.TRAIN,
+    Area.OVERSEAS: Travel.ARRANGED,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    name_max_length: int = 60
+    question_max_length: int = 500
+    max_friends: int = 3
+    # Anything longer is refused before any step looks at it.
+    message_max_length: int = 1000
+    check_deliverability: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    now: datetime
+    profile: Profile
+    texts: Catalogue
+    limits: Limits
+    travel: Mapping[Area, Travel]

@@ -1,0 +1,222 @@
+"""What the bot says at each step: the question, its buttons, the summary and the status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conversations.model import Area, Button, ConsentKind, Outcome, Participant, Reply, Step
+from conversations.policy import Context, Travel
+from conversations.validators import Refusal, check_name, display_phone, suggest_address
+
+NUMBERED_STEPS = {
+    Step.CONSENT: 1,
+    Step.FIRST_NAME: 2,
+    Step.LAST_NAME: 3,
+    Step.PHONE: 4,
+    Step.EMAIL: 5,
+    Step.POSTCODE: 6,
+    Step.FRIENDS: 7,
+    Step.FRIEND_EMAIL: 7,
+    Step.QUESTION: 8,
+}
+TOTAL_STEPS = max(NUMBERED_STEPS.values())
+
+CONSENT_TEXT = {ConsentKind.DRAW: "consent.draw", ConsentKind.ADULT: "consent.adult"}
+
+
+def say(state: Participant, ctx: Context, key: str, **params: str) -> str:
+    return ctx.texts.render(state.language, key, **params)
+
+
+def _numbered(state: Participant, ctx: Context, key: str, **params: str) -> str:
+    number = str(NUMBERED_STEPS[state.step])
+    head = say(state, ctx, "progress", number=number, total=str(TOTAL_STEPS))
+    return f"{head}\n{say(state, ctx, key, **params)}"
+
+
+def _welcome(state: Participant, ctx: Context) -> Reply:
+    return Reply(
+        say(state, ctx, "welcome"),
+        ((Button(say(state, ctx, "button.join"), "welcome.join"),),),
+    )
+
+
+def _consent(state: Participant, ctx: Context) -> Reply:
+    rows = []
+    for kind, key in CONSENT_TEXT.items():
+        box = "☑" if kind in state.consent_ticks else "☐"
+        rows.append((Button(f"{box} {say(state, ctx, f'{key}.button')}", f"consent.{kind}"),))
+    rows.append((Button(say(state, ctx, "button.continue"), "consent.continue"),))
+    body = "\n\n".join(say(state, ctx, f"{key}.text") for key in CONSENT_TEXT.values())
+    return Reply(f"{_numbered(state, ctx, 'consent.intro')}\n\n{body}", tuple(rows))
+
+
+def profile_name(state: Participant, ctx: Context) -> str | None:
+    """Return the platform's name for the person when it passes the same checks as typed ones."""
+    raw = ctx.profile.first_name if state.step == Step.FIRST_NAME else ctx.profile.last_name
+    if raw is None:
+        return None
+    checked = check_name(raw, ctx.limits.name_max_length)
+    return None if isinstance(checked, Refusal) else checked
+
+
+def _name(state: Participant, ctx: Context) -> Reply:
+    offered = profile_name(state, ctx)
+    buttons = ((Button(offered, "name.profile"),),) if offered else ()
+    return Reply(_numbered(state, ctx, f"{state.step}.prompt"), buttons)
+
+
+def _phone(state: Participant, ctx: Context) -> Reply:
+    return Reply(
+        _numbered(state, ctx, "phone.prompt"),
+        contact_button=say(state, ctx, "button.share_phone"),
+    )
+
+
+def _email(state: Participant, ctx: Context) -> Reply:
+    if state.pending_email is None:
+        return Reply(_numbered(state, ctx, "email.prompt"))
+    typed = state.pending_email
+    suggestion = suggest_address(typed) or typed
+    return Reply(
+        say(state, ctx, "email.suggest", typed=typed, suggestion=suggestion),
+        (
+            (Button(say(state, ctx, "button.email_fix", suggestion=suggestion), "email.fix"),),
+            (Button(say(state, ctx, "button.email_keep", typed=typed), "email.keep"),),
+        ),
+    )
+
+
+def _postcode(state: Participant, ctx: Context) -> Reply:
+    return Reply(_numbered(state, ctx, "postcode.prompt"))
+
+
+def _friends(state: Participant, ctx: Context) -> Reply:
+    maximum = str(ctx.limits.max_friends)
+    text = _numbered(state, ctx, "friends.prompt", max=maximum)
+    if state.friends:
+        listed = "\n".join(f"• {friend}" for friend in state.friends)
+        text += f"\n\n{say(state, ctx, 'friends.listed')}\n{listed}"
+    rows = []
+    if len(state.friends) < ctx.limits.max_friends:
+        rows.append((Button(say(state, ctx, "button.friend_add"), "friends.add"),))
+    if state.friends:
+        rows.append((Button(say(state, ctx, "button.friends_clear"), "friends.clear"),))
+    done = "button.friends_done" if state.friends else "button.skip"
+    rows.append((Button(say(state, ctx, done), "friends.done"),))
+    return Reply(text, tuple(rows))
+
+
+def _friend_email(state: Participant, ctx: Context) -> Reply:
+    return Reply(
+        _numbered(state, ctx, "friend_email.prompt"),
+        ((Button(say(state, ctx, "button.back"), "friend_email.back"),),),
+    )
+
+
+def _question(state: Participant, ctx: Context) -> Reply:
+    maximum = str(ctx.limits.question_max_length)
+    return Reply(
+        _numbered(state, ctx, "question.prompt", max=maximum),
+        ((Button(say(state, ctx, "button.no_question"), "question.skip"),),),
+    )
+
+
+SUMMARY_FIELDS = (
+    ("first_name", Step.FIRST_NAME),
+    ("last_name", Step.LAST_NAME),
+    ("phone", Step.PHONE),
+    ("email", Step.EMAIL),
+    ("postcode", Step.POSTCODE),
+    ("friends", Step.FRIENDS),
+    ("question", Step.QUESTION),
+)
+
+
+def travel_text(state: Participant, ctx: Context, area: Area | None) -> str:
+    if area is None:
+        return ""
+    return say(state, ctx, f"travel.{ctx.travel.get(area, Travel.NONE)}")
+
+
+def summary_text(state: Participant, ctx: Context) -> str:
+    none = say(state, ctx, "summary.none")
+    return say(
+        state,
+        ctx,
+        "summary.body",
+        first_name=state.first_name or none,
+        last_name=state.last_name or none,
+        phone=display_phone(state.phone) if state.phone else none,
+        email=state.email or none,
+        postcode=state.postcode or none,
+        departement=state.departement or none,
+        area=say(state, ctx, f"area.{state.area}") if state.area else none,
+        travel=travel_text(state, ctx, state.area),
+        friends=", ".join(state.friends) or none,
+        question=state.question or none,
+    )
+
+
+def _summary(state: Participant, ctx: Context) -> Reply:
+    edits = [
+        Button(say(state, ctx, f"button.edit.{name}"), f"edit.{name}") for name, _ in SUMMARY_FIELDS
+    ]
+    rows = [tuple(edits[i : i + 2]) for i in range(0, len(edits), 2)]
+    rows.append((Button(say(state, ctx, "button.confirm"), "summary.confirm"),))
+    text = f"{say(state, ctx, 'summary.title')}\n\n{summary_text(state, ctx)}"
+    return Reply(text, tuple(rows))
+
+
+def status_text(state: Participant, ctx: Context) -> str:
+    if state.step == Step.COMPLETE:
+        travel = travel_text(state, ctx, state.area)
+        text = say(state, ctx, "status.complete", travel=travel)
+    elif state.step == Step.SUMMARY:
+        text = say(state, ctx, "status.summary")
+    elif state.step == Step.WELCOME:
+        text = say(state, ctx, "status.not_started")
+    else:
+        number = str(NUMBERED_STEPS[state.step])
+        text = say(state, ctx, "status.in_progress", number=number, total=str(TOTAL_STEPS))
+    if state.paused:
+        text += "\n" + say(state, ctx, "status.paused")
+    return text
+
+
+def _complete(state: Participant, ctx: Context) -> Reply:
+    return Reply(status_text(state, ctx))
+
+
+PROMPTS: dict[Step, Callable[[Participant, Context], Reply]] = {
+    Step.WELCOME: _welcome,
+    Step.CONSENT: _consent,
+    Step.FIRST_NAME: _name,
+    Step.LAST_NAME: _name,
+    Step.PHONE: _phone,
+    Step.EMAIL: _email,
+    Step.POSTCODE: _postcode,
+    Step.FRIENDS: _friends,
+    Step.FRIEND_EMAIL: _friend_email,
+    Step.QUESTION: _question,
+    Step.SUMMARY: _summary,
+    Step.COMPLETE: _complete,
+}
+
+
+def prompt(state: Participant, ctx: Context) -> Reply:
+    return PROMPTS[state.step](state, ctx)
+
+
+def refuse(state: Participant, ctx: Context, refusal: Refusal) -> Outcome:
+    """Explain what is wrong with an answer, keep the step's buttons, and change nothing."""
+    question = prompt(state, ctx)
+    text = say(state, ctx, refusal.reason, **refusal.params)
+    return Outcome(state, (Reply(text, question.buttons, question.contact_button),))
+
+
+def remind(state: Participant, ctx: Context, key: str) -> Outcome:
+    """Say what was expected instead, ask the step's question again, and change nothing."""
+    question = prompt(state, ctx)
+    text = f"{say(state, ctx, key)}\n\n{question.text}"
+    return Outcome(state, (Reply(text, question.buttons, question.contact_button),))
