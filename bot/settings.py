@@ -48,6 +48,8 @@ class Settings:
     max_concurrent_updates: int = 256
     # Telegram's own limit on a bot's messages; raise it only against a local test server.
     telegram_max_messages_per_second: float = 30.0
+    # How often a message refused with 429 (flood control) is sent again after the wait asked.
+    telegram_max_retries: int = 5
     # Telegram redelivers an update for at most a day; processed ids are kept this long.
     update_dedup_hours: int = 48
     sqlite_busy_timeout_ms: int = 5000

@@ -1,0 +1,111 @@
+"""The composition root: builds the Telegram application, the console and what they share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from telegram import Update
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.request import BaseRequest
+
+from bot.processor import FloodGuard, PerUserProcessor
+from bot.service import ConversationService
+from bot.settings import Settings
+from bot.telegram import TelegramHandlers, command_menu
+from bot.texts import load_catalogue
+from conversations.catalogue import Catalogue
+from storage import open_store
+from storage.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def open_migrated_store(settings: Settings, clock: Callable[[], datetime]) -> SqliteStore:
+    store = await open_store(settings.database_url, settings.sqlite_busy_timeout_ms)
+    try:
+        for applied in await store.migrate(clock()):
+            log.info("migrated the database: %s", applied)
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def build_application(
+    settings: Settings,
+    *,
+    request: BaseRequest | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Application:  # type: ignore[type-arg]
+    """Build the bot; its database opens when the application starts and closes when it stops.
+
+    `request` replaces the HTTP layer, for tests and benchmarks that answer the Bot API in-process.
+    """
+    if not settings.telegram_bot_token:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    texts = load_catalogue(settings)
+    handlers = TelegramHandlers(texts)
+    processor = PerUserProcessor(
+        settings.max_concurrent_updates,
+        FloodGuard(
+            settings.flood_max_messages, settings.flood_window_seconds, settings.flood_mute_seconds
+        ),
+        handlers.flood,
+    )
+    stores: list[SqliteStore] = []
+
+    async def start(application: Application) -> None:  # type: ignore[type-arg]
+        store = await open_migrated_store(settings, clock)
+        stores.append(store)
+        forgotten = await store.forget_processed_before(
+            clock() - timedelta(hours=settings.update_dedup_hours)
+        )
+        log.info("forgot %d processed update ids", forgotten)
+        handlers.service = ConversationService(store, texts, settings, clock)
+        await _set_commands(application, texts)
+
+    async def stop(application: Application) -> None:  # type: ignore[type-arg]
+        handlers.service = None
+        while stores:
+            await stores.pop().close()
+
+    builder = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token)
+        .base_url(settings.telegram_api_base_url)
+        .concurrent_updates(processor)
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.telegram_max_messages_per_second,
+                max_retries=settings.telegram_max_retries,
+            )
+        )
+        .post_init(start)
+        .post_shutdown(stop)
+    )
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
+    application = builder.build()
+    handlers.register(application)
+    application.add_error_handler(_log_error)
+    return application
+
+
+async def _set_commands(application: Application, texts: Catalogue) -> None:  # type: ignore[type-arg]
+    for language in texts.languages:
+        await application.bot.set_my_commands(command_menu(texts, language), language_code=language)
+    await application.bot.set_my_commands(command_menu(texts, texts.default_language))
+
+
+async def _log_error(update: object, context: object) -> None:
+    error = getattr(context, "error", None)
+    log.error("error while handling %r", update, exc_info=error)
+
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]

@@ -1,0 +1,135 @@
+"""Runs one input through the conversation: load, step, save, then reply and act.
+
+Callers serialise each user's inputs (the Telegram adapter does it in `PerUserProcessor`), so
+the state is loaded after the user's lock is taken and nothing else writes it meanwhile; the
+version guard in the store still refuses a stale write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from bot.settings import Settings
+from conversations.catalogue import Catalogue
+from conversations.commands import new_participant
+from conversations.model import (
+    ErasePersonalData,
+    Input,
+    Outcome,
+    Participant,
+    Profile,
+    RecordConsent,
+    Reply,
+    SendPersonalData,
+)
+from conversations.policy import Context
+from conversations.prompts import refuse
+from conversations.signup import step
+from conversations.validators import Refusal
+from storage.ports import ContactTaken, DuplicateUpdate, ParticipantStore, StaleWrite
+
+log = logging.getLogger(__name__)
+
+_SAVE_ATTEMPTS = 3
+
+
+class Outbound(Protocol):
+    """Where a conversation's replies go: a Telegram chat, a terminal, a test's recorder."""
+
+    async def send(self, reply: Reply) -> None: ...
+
+    async def send_document(self, filename: str, content: bytes, caption: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Incoming:
+    user_id: int
+    profile: Profile
+    event: Input
+    # The platform's id for the update, so that a redelivered update acts once.
+    update_id: int | None = None
+
+
+class ConversationService:
+    def __init__(
+        self,
+        store: ParticipantStore,
+        texts: Catalogue,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._texts = texts
+        self._limits = settings.limits
+        self._travel = settings.travel
+        self._clock = clock
+
+    def _context(self, profile: Profile) -> Context:
+        return Context(self._clock(), profile, self._texts, self._limits, self._travel)
+
+    async def handle(self, incoming: Incoming, outbound: Outbound) -> None:
+        """Steps the person's conversation, commits it, then replies and carries out effects."""
+        ctx = self._context(incoming.profile)
+        for attempt in range(1, _SAVE_ATTEMPTS + 1):
+            state = await self._store.load(incoming.user_id)
+            if state is None:
+                state = new_participant(incoming.user_id, incoming.profile, ctx.now, self._texts)
+            outcome = self._step(state, incoming, ctx)
+            try:
+                outcome = await self._commit(state, outcome, incoming.update_id, ctx)
+                break
+            except DuplicateUpdate:
+                log.info("update %s already processed: ignored", incoming.update_id)
+                return
+            except StaleWrite:
+                log.warning("stale write for user %s (attempt %d)", incoming.user_id, attempt)
+                if attempt == _SAVE_ATTEMPTS:
+                    raise
+        for reply in outcome.replies:
+            await outbound.send(reply)
+        if any(isinstance(effect, SendPersonalData) for effect in outcome.effects):
+            await self._send_personal_data(outcome.state, ctx, outbound)
+
+    def _step(self, state: Participant, incoming: Incoming, ctx: Context) -> Outcome:
+        try:
+            return step(state, incoming.event, ctx)
+        except Exception:
+            # The state is left as it was, so nothing the person gave before is lost.
+            log.exception("step failed for user %s on %r", incoming.user_id, incoming.event)
+            return Outcome(state, (Reply(self._texts.render(state.language, "error.internal")),))
+
+    async def _commit(
+        self, state: Participant, outcome: Outcome, update_id: int | None, ctx: Context
+    ) -> Outcome:
+        """Save what the step changed, or only note the update; return what to reply."""
+        stored = [e for e in outcome.effects if isinstance(e, RecordConsent | ErasePersonalData)]
+        try:
+            if outcome.state != state or stored:
+                await self._store.save(outcome.state, state.version, stored, update_id)
+            elif update_id is not None:
+                await self._store.mark_processed(update_id, ctx.now)
+        except ContactTaken as taken:
+            refusal = refuse(state, ctx, Refusal(f"refusal.{taken.field}.taken"))
+            if update_id is not None:
+                await self._store.mark_processed(update_id, ctx.now)
+            return refusal
+        return outcome
+
+    async def _send_personal_data(
+        self, state: Participant, ctx: Context, outbound: Outbound
+    ) -> None:
+        data = await self._store.export(state.user_id)
+        content = json.dumps(data, ensure_ascii=False, indent=2, default=str).encode()
+        caption = self._texts.render(state.language, "mydata.caption")
+        await outbound.send_document(f"coffeebot-{state.user_id}.json", content, caption)
+
+    async def warn_flood(self, user_id: int, profile: Profile, outbound: Outbound) -> None:
+        """Tells a person who sends too much at once that they are ignored for a while."""
+        state = await self._store.load(user_id)
+        language = state.language if state else self._texts.language_for(profile.language_code)
+        await outbound.send(Reply(self._texts.render(language, "error.flood")))

@@ -1,0 +1,190 @@
+"""The Telegram adapter: updates become conversation inputs, replies become messages."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+    User,
+)
+from telegram.constants import ChatType
+from telegram.error import BadRequest
+from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from bot.service import ConversationService, Incoming
+from conversations.catalogue import Catalogue
+from conversations.model import (
+    Command,
+    Edited,
+    Input,
+    Press,
+    Profile,
+    Reply,
+    SharedContact,
+    Text,
+    Unsupported,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TelegramOutbound:
+    """Sends a conversation's replies to one private chat."""
+
+    def __init__(self, bot: Bot, chat_id: int, pressed_message_id: int | None = None) -> None:
+        self._bot = bot
+        self._chat_id = chat_id
+        self._pressed_message_id = pressed_message_id
+
+    async def send(self, reply: Reply) -> None:
+        if reply.replaces_pressed and self._pressed_message_id is not None:
+            inline = _inline_keyboard(reply)
+            try:
+                await self._bot.edit_message_text(
+                    reply.text, self._chat_id, self._pressed_message_id, reply_markup=inline
+                )
+                return
+            except BadRequest as error:
+                # Pressing a button twice edits to the same text, which Telegram refuses.
+                if "not modified" in str(error).lower():
+                    return
+                log.info("could not edit message %s: %s", self._pressed_message_id, error)
+        await self._bot.send_message(self._chat_id, reply.text, reply_markup=_markup(reply))
+
+    async def send_document(self, filename: str, content: bytes, caption: str) -> None:
+        await self._bot.send_document(
+            self._chat_id, InputFile(content, filename=filename), caption=caption
+        )
+
+
+def _inline_keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.key) for b in row] for row in reply.buttons]
+    )
+
+
+def _markup(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove:
+    inline = _inline_keyboard(reply)
+    if inline is not None:
+        return inline
+    if reply.contact_button:
+        button = KeyboardButton(reply.contact_button, request_contact=True)
+        return ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True)
+    # The contact keyboard stays on screen until a message takes it away.
+    return ReplyKeyboardRemove()
+
+
+def profile_of(user: User) -> Profile:
+    return Profile(user.first_name, user.last_name, user.language_code)
+
+
+def command_of(text: str) -> Command:
+    head, _, argument = text.strip().partition(" ")
+    name = head[1:].split("@", 1)[0]
+    return Command(name.lower(), argument.strip())
+
+
+class TelegramHandlers:
+    """The handlers, bound to the service that the application builds when it starts."""
+
+    def __init__(self, texts: Catalogue) -> None:
+        self._texts = texts
+        self.service: ConversationService | None = None
+
+    async def _run(
+        self, update: Update, event: Input, pressed_message_id: int | None = None
+    ) -> None:
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None or self.service is None:
+            return
+        outbound = TelegramOutbound(chat.get_bot(), chat.id, pressed_message_id)
+        incoming = Incoming(user.id, profile_of(user), event, update.update_id)
+        await self.service.handle(incoming, outbound)
+
+    async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Runs a command such as /start, with its deep-link payload."""
+        assert update.message and update.message.text
+        await self._run(update, command_of(update.message.text))
+
+    async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answers the current question with the typed text."""
+        assert update.message and update.message.text is not None
+        await self._run(update, Text(update.message.text))
+
+    async def contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answers the phone question with a shared contact, noting whether it is the sender's."""
+        assert update.message and update.message.contact and update.effective_user
+        contact = update.message.contact
+        is_own = contact.user_id == update.effective_user.id
+        await self._run(update, SharedContact(contact.phone_number, is_own))
+
+    async def press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answers a button press, on the message that carried the button."""
+        query = update.callback_query
+        assert query is not None
+        await query.answer()
+        message_id = query.message.message_id if query.message else None
+        await self._run(update, Press(query.data or ""), message_id)
+
+    async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Says that edits are not read, and asks the current question again."""
+        await self._run(update, Edited())
+
+    async def unsupported(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Says that stickers, photos, voice notes… cannot be read, and asks again."""
+        await self._run(update, Unsupported())
+
+    async def group(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Points a group to a private chat with the bot, storing nothing."""
+        assert update.effective_message
+        link = f"https://t.me/{context.bot.username}"
+        language = self._texts.language_for(
+            update.effective_user and update.effective_user.language_code
+        )
+        await update.effective_message.reply_text(
+            self._texts.render(language, "group.private_only", link=link)
+        )
+
+    async def flood(self, update: Update) -> None:
+        """Warns a user who floods the bot that they are ignored for a while."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None or self.service is None or chat.type != ChatType.PRIVATE:
+            return
+        await self.service.warn_flood(
+            user.id, profile_of(user), TelegramOutbound(chat.get_bot(), chat.id)
+        )
+
+    def register(self, application: Application) -> None:  # type: ignore[type-arg]
+        private = filters.ChatType.PRIVATE
+        message = filters.UpdateType.MESSAGE
+        application.add_handlers(
+            [
+                MessageHandler(private & message & filters.COMMAND, self.command),
+                MessageHandler(private & message & filters.CONTACT, self.contact),
+                MessageHandler(private & message & filters.TEXT, self.text),
+                MessageHandler(private & filters.UpdateType.EDITED, self.edited),
+                MessageHandler(private & message, self.unsupported),
+                CallbackQueryHandler(self.press),
+                MessageHandler(~private & filters.COMMAND, self.group),
+            ]
+        )
+
+
+def command_menu(texts: Catalogue, language: str) -> list[BotCommand]:
+    menu = texts.texts[language]
+    return [
+        BotCommand(key.removeprefix("menu."), description)
+        for key, description in menu.items()
+        if key.startswith("menu.")
+    ]
