@@ -31,8 +31,9 @@ class Area(StrEnum):
 
 
 class ConsentKind(StrEnum):
-    DRAW = "draw"
+    # In alphabetical order, the order in which the store returns consents given together.
     ADULT = "adult"
+    DRAW = "draw"
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,8 @@ class SqliteStore:
                 "SELECT email FROM friends WHERE user_id = ? ORDER BY position", (user_id,)
             )
             consents = await self._connection.execute_fetchall(
-                "SELECT kind, version, given_at FROM consents WHERE user_id = ? ORDER BY given_at",
+                "SELECT kind, version, given_at FROM consents WHERE user_id = ?"
+                " ORDER BY given_at, kind",
                 (user_id,),
             )
         return Participant(
@@ -276,7 +277,8 @@ class SqliteStore:
                 "SELECT email FROM friends WHERE user_id = ? ORDER BY position", (user_id,)
             )
             consents = await self._connection.execute_fetchall(
-                "SELECT kind, version, given_at FROM consents WHERE user_id = ? ORDER BY given_at",
+                "SELECT kind, version, given_at FROM consents WHERE user_id = ?"
+                " ORDER BY given_at, kind",
                 (user_id,),
             )
         return {

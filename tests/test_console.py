@@ -1,0 +1,90 @@
+"""The terminal adapter and the command line, run as a person would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SIGNUP = [
+    "/start", "1",           # take part
+    "1", "2", "3",           # tick both consents, continue
+    "1",                     # the first name offered from the profile
+    "Martin",
+    "/contact +33612345678",
+    "zoe@gmial.com", "1",    # accept the fix to gmail.com
+    "97400",
+    "1", "ami@free.fr", "3", # add a friend, then continue
+    "Et les transports en outre-mer ?",
+    "8",                     # confirm
+]  # fmt: skip
+
+
+def coffeebot(
+    tmp_path: Path, *arguments: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "DATABASE_"))
+    }
+    environment |= {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}",
+        "COFFEEBOT_ENV_FILE": str(tmp_path / "none.env"),
+    }
+    environment |= env or {}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=60,
+    )
+
+
+def test_a_scripted_signup_through_stdin(tmp_path: Path) -> None:
+    script = "\n".join([*SIGNUP, "/mesdonnees"]) + "\n"
+    result = coffeebot(tmp_path, "console", "--user-id", "77", "--first-name", "Zoé", stdin=script)
+    assert result.returncode == 0, result.stderr
+    assert "🎉 Merci" in result.stdout
+    document = result.stdout[result.stdout.index("{\n") : result.stdout.rindex("}") + 1]
+    data = json.loads(document)
+    assert data["signup"]["phone"] == "+33612345678"
+    assert data["signup"]["email"] == "zoe@gmail.com"
+    assert (data["signup"]["departement"], data["signup"]["area"]) == ("974", "overseas")
+    assert data["friends"] == ["ami@free.fr"]
+    assert data["signup"]["question"] == "Et les transports en outre-mer ?"
+
+
+def test_the_console_resumes_where_the_last_run_stopped(tmp_path: Path) -> None:
+    first = coffeebot(
+        tmp_path, "console", "--first-name", "Zoé", stdin="\n".join(SIGNUP[:8]) + "\n"
+    )
+    assert first.returncode == 0, first.stderr
+    second = coffeebot(tmp_path, "console", "--language", "en", stdin="/start\n")
+    assert "Étape 5/8" in second.stdout  # the language chosen the first time is kept
+
+
+def test_english_and_buttons_by_label(tmp_path: Path) -> None:
+    result = coffeebot(tmp_path, "console", "--language", "en", stdin="/start\n☕ I'm in\n/aide\n")
+    assert "Step 1/8" in result.stdout and "/mydata" in result.stdout
+
+
+def test_run_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
+    result = coffeebot(tmp_path, "run")
+    assert result.returncode != 0
+    assert "@BotFather" in result.stderr and "coffeebot console" in result.stderr
+
+
+def test_an_invalid_setting_is_named(tmp_path: Path) -> None:
+    result = coffeebot(tmp_path, "console", env={"MAX_FRIENDS": "three"}, stdin="")
+    assert result.returncode == 2 and "MAX_FRIENDS" in result.stderr
+
+
+def test_migrate(tmp_path: Path) -> None:
+    result = coffeebot(tmp_path, "migrate")
+    assert result.returncode == 0 and "version 1" in result.stdout
