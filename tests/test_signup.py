@@ -313,7 +313,8 @@ def test_the_profile_name_is_offered_only_when_valid(ctx: Context) -> None:
 
 STEPS = [s for s in Step if s not in (Step.COMPLETE, Step.FRIEND_EMAIL)]
 KEYS = ["welcome.join", "consent.draw", "consent.adult", "consent.continue", "name.profile",
-        "email.fix", "email.keep", "friends.add", "friends.clear", "friends.done", "friend_email.back",
+        "email.fix", "email.keep", "friends.add", "friends.clear", "friends.done",
+        "friend_email.back",
         "question.skip", "summary.confirm", "edit.phone", "edit.friends", "lang.en", "lang.zz",
         "erase.keep", "", "x" * 64]  # fmt: skip
 inputs = st.one_of(

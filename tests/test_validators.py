@@ -90,7 +90,8 @@ def test_valid_emails_are_normalised(typed: str, normalised: str) -> None:
 @pytest.mark.parametrize(
     "typed",
     ["zoe", "zoe@", "@gmail.com", "zoe@gmail", "zoe..martin@gmail.com", "zoe martin@gmail.com",
-     "zoe@gmail..com", "zoe@localhost", "zoe@-gmail.com", "x" * 250 + "@gmail.com", "zoe@gm\u200bail.com"],
+     "zoe@gmail..com", "zoe@localhost", "zoe@-gmail.com", "x" * 250 + "@gmail.com",
+     "zoe@gm\u200bail.com"],
 )  # fmt: skip
 def test_invalid_emails_are_refused(typed: str) -> None:
     assert check_email(typed, check_deliverability=False) == Refusal("refusal.email.invalid")
