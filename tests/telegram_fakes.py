@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +34,12 @@ class ApiCall:
 class FakeBotApi(BaseRequest):
     """Answers the Bot API methods the bot uses, after `latency` seconds, and records the calls."""
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(
+        self, latency: float = 0.0, listener: Callable[[ApiCall], None] | None = None
+    ) -> None:
         self.latency = latency
         self.calls: list[ApiCall] = []
+        self._listener = listener
         self._message_ids = itertools.count(10_000)
 
     @property
@@ -62,12 +65,15 @@ class FakeBotApi(BaseRequest):
         endpoint = url.rsplit("/", 1)[-1]
         params = dict(request_data.parameters) if request_data else {}
         files = dict(request_data.multipart_data) if request_data else {}
-        if self.latency:
-            await asyncio.sleep(self.latency)
         if endpoint == "getUpdates":
             await asyncio.sleep(0.05)
             return 200, json.dumps({"ok": True, "result": []}).encode()
-        self.calls.append(ApiCall(endpoint, params, files, time.monotonic()))
+        call = ApiCall(endpoint, params, files, time.monotonic())
+        self.calls.append(call)
+        if self._listener:
+            self._listener(call)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         result = self._answer(endpoint, params, files)
         if result is None:
             body = {"ok": False, "error_code": 400, "description": f"Bad Request: {endpoint}"}
