@@ -220,3 +220,23 @@ async def test_start_payloads_are_routed(settings: Settings, payload: str) -> No
     assert ("pas encore ouverte" in texts[0]) == payload.startswith("c_")
     referrer = json.loads(api.documents_to(USER_ID)[0])["signup"]["referrer"]
     assert referrer == ("friend42" if payload.startswith("r_") else None)
+
+
+async def test_a_crash_in_a_step_is_apologised_for_and_loses_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, updates = FakeBotApi(), Updates()
+    user = Updates.user(USER_ID)
+    async with running_bot(settings, api) as bot:
+        await bot.feed(*signup_updates(updates, user)[:8])  # answered up to the phone
+
+        def broken(*arguments: object) -> None:
+            raise RuntimeError("bug in a step")
+
+        with monkeypatch.context() as patch:
+            patch.setattr("bot.service.step", broken)
+            await bot.feed(updates.text(user, "zoe@orange.fr"))
+        assert "problème technique" in api.texts_to(USER_ID)[-1]
+        await bot.feed(updates.text(user, "zoe@orange.fr"), updates.text(user, "/mesdonnees"))
+    data = json.loads(api.documents_to(USER_ID)[0])
+    assert (data["signup"]["phone"], data["signup"]["email"]) == ("+33612345678", "zoe@orange.fr")
