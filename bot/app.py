@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,9 +12,13 @@ from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.request import BaseRequest
 
+from bot.emails import EmailRenderer
+from bot.eml import EmlFileTransport
+from bot.mailer import OutboxSender, Transport
 from bot.processor import FloodGuard, PerUserProcessor
 from bot.service import ConversationService
 from bot.settings import Settings
+from bot.smtp import SmtpTransport
 from bot.telegram import TelegramHandlers, command_menu
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue
@@ -31,10 +37,32 @@ async def open_migrated_store(settings: Settings, clock: Callable[[], datetime])
     try:
         for applied in await store.migrate(clock()):
             log.info("migrated the database: %s", applied)
+        await store.use_address_key(settings.address_hash_key)
+        interrupted = await store.mark_interrupted()
+        if interrupted:
+            log.warning(
+                "%d emails were being sent when the bot stopped: not sent again", interrupted
+            )
     except BaseException:
         await store.close()
         raise
     return store
+
+
+def build_mailer(
+    settings: Settings,
+    store: SqliteStore,
+    texts: Catalogue,
+    bot_username: str,
+    clock: Callable[[], datetime],
+) -> OutboxSender:
+    transport: Transport
+    if settings.smtp_url:
+        transport = SmtpTransport(settings.smtp_url, settings.smtp_timeout_seconds)
+    else:
+        transport = EmlFileTransport(settings.mail_outbox_dir)
+    renderer = EmailRenderer(texts, settings.mail_from, bot_username)
+    return OutboxSender(store, transport, renderer, settings, clock)
 
 
 def build_application(
@@ -59,6 +87,7 @@ def build_application(
         handlers.flood,
     )
     stores: list[SqliteStore] = []
+    senders: list[asyncio.Task[None]] = []
 
     async def start(application: Application) -> None:  # type: ignore[type-arg]
         store = await open_migrated_store(settings, clock)
@@ -67,11 +96,19 @@ def build_application(
             clock() - timedelta(hours=settings.update_dedup_hours)
         )
         log.info("forgot %d processed update ids", forgotten)
-        handlers.service = ConversationService(store, texts, settings, clock)
+        username = settings.telegram_bot_username or application.bot.username
+        mailer = build_mailer(settings, store, texts, username, clock)
+        senders.append(asyncio.create_task(mailer.run(), name="outbox sender"))
+        handlers.service = ConversationService(store, texts, settings, clock, username, mailer.wake)
         await _set_commands(application, texts)
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
         handlers.service = None
+        while senders:
+            sender = senders.pop()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
         while stores:
             await stores.pop().close()
 

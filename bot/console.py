@@ -11,11 +11,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
-from bot.app import open_migrated_store
+from bot.app import build_mailer, open_migrated_store
 from bot.service import ConversationService, Incoming
 from bot.settings import Settings
 from bot.texts import load_catalogue
 from conversations.model import Button, Command, Input, Press, Profile, Reply, SharedContact, Text
+
+# Links in emails written from the console point here unless TELEGRAM_BOT_USERNAME is set.
+CONSOLE_BOT_USERNAME = "coffeebot"
 
 
 class ConsoleOutbound:
@@ -68,11 +71,16 @@ async def run_console(
     """Runs the conversation for one user until the end of input."""
     store = await open_migrated_store(settings, clock)
     try:
-        service = ConversationService(store, load_catalogue(settings), settings, clock)
+        texts = load_catalogue(settings)
+        username = settings.telegram_bot_username or CONSOLE_BOT_USERNAME
+        mailer = build_mailer(settings, store, texts, username, clock)
+        service = ConversationService(store, texts, settings, clock, username, mailer.wake)
         outbound = ConsoleOutbound(stdout)
         while line := await asyncio.to_thread(stdin.readline):
             event = outbound.read(line)
             if event is not None:
                 await service.handle(Incoming(user_id, profile, event), outbound)
+                # One person at a time here: send what this line queued before reading the next.
+                await mailer.send_due()
     finally:
         await store.close()

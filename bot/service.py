@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,16 +19,16 @@ from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.commands import new_participant
 from conversations.model import (
-    ErasePersonalData,
     Input,
+    InviteFriends,
     Outcome,
     Participant,
     Profile,
-    RecordConsent,
+    QueueEmail,
     Reply,
     SendPersonalData,
 )
-from conversations.policy import Context
+from conversations.policy import Context, Secrets
 from conversations.prompts import refuse
 from conversations.signup import step
 from conversations.validators import Refusal
@@ -62,15 +63,32 @@ class ConversationService:
         texts: Catalogue,
         settings: Settings,
         clock: Callable[[], datetime],
+        bot_username: str,
+        mail_queued: Callable[[], None],
     ) -> None:
         self._store = store
         self._texts = texts
         self._limits = settings.limits
         self._travel = settings.travel
         self._clock = clock
+        self._bot_username = bot_username
+        self._mail_queued = mail_queued
 
     def _context(self, profile: Profile) -> Context:
-        return Context(self._clock(), profile, self._texts, self._limits, self._travel)
+        fresh = Secrets(
+            token=secrets.token_urlsafe(16),
+            code=f"{secrets.randbelow(10**6):06d}",
+            referral_code=secrets.token_urlsafe(6),
+        )
+        return Context(
+            self._clock(),
+            profile,
+            self._texts,
+            self._limits,
+            self._travel,
+            fresh,
+            self._bot_username,
+        )
 
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:
         """Steps the person's conversation, commits it, then replies and carries out effects."""
@@ -90,6 +108,8 @@ class ConversationService:
                 log.warning("stale write for user %s (attempt %d)", incoming.user_id, attempt)
                 if attempt == _SAVE_ATTEMPTS:
                     raise
+        if any(isinstance(effect, QueueEmail | InviteFriends) for effect in outcome.effects):
+            self._mail_queued()
         for reply in outcome.replies:
             await outbound.send(reply)
         if any(isinstance(effect, SendPersonalData) for effect in outcome.effects):
@@ -107,7 +127,7 @@ class ConversationService:
         self, state: Participant, outcome: Outcome, update_id: int | None, ctx: Context
     ) -> Outcome:
         """Save what the step changed, or only note the update; return what to reply."""
-        stored = [e for e in outcome.effects if isinstance(e, RecordConsent | ErasePersonalData)]
+        stored = [e for e in outcome.effects if not isinstance(e, SendPersonalData)]
         try:
             if outcome.state != state or stored:
                 await self._store.save(outcome.state, state.version, stored, update_id)

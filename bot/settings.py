@@ -6,6 +6,7 @@ import dataclasses
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, get_type_hints
 
@@ -22,6 +23,8 @@ class Settings:
     """Each field is read from the environment variable of the same name in upper case."""
 
     telegram_bot_token: str | None = None
+    # The bot's @username, for links in emails; asked from Telegram (getMe) when unset.
+    telegram_bot_username: str | None = None
     # Point this at a local Bot API server, e.g. http://127.0.0.1:8081/bot
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     admin_ids: frozenset[int] = frozenset()
@@ -53,6 +56,21 @@ class Settings:
     # Telegram redelivers an update for at most a day; processed ids are kept this long.
     update_dedup_hours: int = 48
     sqlite_busy_timeout_ms: int = 5000
+    confirmation_valid_days: int = 7
+    confirmation_sends_per_hour: int = 3
+    code_attempts_per_hour: int = 5
+    # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS);
+    # unset: emails are written as .eml files into MAIL_OUTBOX_DIR.
+    smtp_url: str | None = None
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "Camille Dupont <cafe@campagne.example>"
+    mail_outbox_dir: str = "outbox"
+    outbox_batch_size: int = 100
+    outbox_max_attempts: int = 6
+    outbox_retry_base_seconds: float = 30.0
+    outbox_poll_seconds: float = 5.0
+    # Secret for the keyed hashes of invited addresses; kept in the database when unset.
+    address_hash_key: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -72,6 +90,9 @@ class Settings:
             max_friends=self.max_friends,
             message_max_length=self.message_max_length,
             check_deliverability=self.email_check_deliverability,
+            confirmation_valid_for=timedelta(days=self.confirmation_valid_days),
+            confirmation_sends_per_hour=self.confirmation_sends_per_hour,
+            code_attempts_per_hour=self.code_attempts_per_hour,
         )
 
     @property

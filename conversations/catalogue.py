@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
 @dataclass(frozen=True)
 class Catalogue:
-    texts: Mapping[str, Mapping[str, str]]
+    texts: Mapping[str, Mapping[str, str]] = field(repr=False)
     default_language: str
     # Values every text may use, such as the candidate's name.
     constants: Mapping[str, str]

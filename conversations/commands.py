@@ -8,6 +8,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from conversations.catalogue import Catalogue
+from conversations.confirmation import open_link, resend
+from conversations.engagement import start_questionnaire, unsubscribe
 from conversations.model import (
     Area,
     Button,
@@ -19,12 +21,14 @@ from conversations.model import (
     Reply,
     SendPersonalData,
     Step,
+    SuppressAddress,
 )
 from conversations.policy import Context
-from conversations.prompts import prompt, remind, say, status_text, travel_text
+from conversations.prompts import AFTER_COMPLETION, prompt, remind, say, status_text, travel_text
 
 # Telegram deep-link payloads are at most 64 characters of this alphabet.
 _REFERRAL = re.compile(r"r_([A-Za-z0-9_-]{1,62})")
+_SUPPRESS = re.compile(r"u_([0-9a-f]{32})")
 
 
 def new_participant(user_id: int, profile: Profile, now: datetime, texts: Catalogue) -> Participant:
@@ -41,9 +45,15 @@ def start(state: Participant, argument: str, ctx: Context) -> Outcome:
     referral = _REFERRAL.fullmatch(argument)
     if referral and state.referrer is None and state.step != Step.COMPLETE:
         new = replace(new, referrer=referral[1])
-    notes: tuple[Reply, ...] = ()
     if argument.startswith("c_"):
-        notes = (Reply(say(state, ctx, "confirmation.unavailable")),)
+        return open_link(new, argument.removeprefix("c_"), ctx)
+    if argument == "unsubscribe":
+        return unsubscribe(new, ctx)
+    suppressed = _SUPPRESS.fullmatch(argument)
+    if suppressed:
+        reply = Reply(say(state, ctx, "unsubscribe.address"))
+        return Outcome(new, (reply,), (SuppressAddress(suppressed[1]),))
+    notes: tuple[Reply, ...] = ()
     if state.step in (Step.WELCOME, Step.COMPLETE):
         return Outcome(new, (*notes, prompt(new, ctx)))
     resumed = remind(new, ctx, "start.resume")
@@ -51,7 +61,10 @@ def start(state: Participant, argument: str, ctx: Context) -> Outcome:
 
 
 def cancel(state: Participant, argument: str, ctx: Context) -> Outcome:
-    """Pauses a signup in progress and says how to come back."""
+    """Pauses a signup in progress, or closes the questionnaire, and says how to come back."""
+    if state.step in (Step.ENGAGE_ACTIONS, Step.ENGAGE_AVAILABILITY, Step.ENGAGE_NEWS):
+        new = replace(state, step=Step.COMPLETE, consent_ticks=frozenset())
+        return _reply(new, say(state, ctx, "engage.cancelled"))
     if state.step in (Step.WELCOME, Step.COMPLETE):
         return _reply(state, say(state, ctx, "cancel.nothing"))
     return _reply(replace(state, paused=True), say(state, ctx, "cancel.done"))
@@ -120,10 +133,33 @@ def erase(state: Participant, key: str, ctx: Context) -> Outcome:
 
 def edit(state: Participant, argument: str, ctx: Context) -> Outcome:
     """Reopens the summary so that any answer can be changed."""
-    if state.step not in (Step.SUMMARY, Step.COMPLETE):
+    if state.step != Step.SUMMARY and state.step not in AFTER_COMPLETION:
         return _reply(state, say(state, ctx, "edit.unavailable"))
-    new = replace(state, step=Step.SUMMARY, paused=False)
+    new = replace(state, step=Step.SUMMARY, paused=False, consent_ticks=frozenset())
     return Outcome(new, (prompt(new, ctx),))
+
+
+def resend_confirmation(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Sends the confirmation email again."""
+    return resend(state, ctx)
+
+
+def engagement(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Reopens the engagement questionnaire."""
+    return start_questionnaire(state, ctx)
+
+
+def stop_news(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Withdraws the consents to receive news."""
+    return unsubscribe(state, ctx)
+
+
+def referral_link(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Gives the person's own link to invite friends."""
+    if not state.is_confirmed or state.referral_code is None:
+        return _reply(state, say(state, ctx, "referral.confirm_first"))
+    link = f"https://t.me/{ctx.bot_username}?start=r_{state.referral_code}"
+    return _reply(state, say(state, ctx, "referral.link", link=link))
 
 
 def status(state: Participant, argument: str, ctx: Context) -> Outcome:
@@ -151,6 +187,13 @@ COMMANDS: dict[str, Callable[[Participant, str, Context], Outcome]] = {
     "edit": edit,
     "statut": status,
     "status": status,
+    "renvoyer": resend_confirmation,
+    "resend": resend_confirmation,
+    "engagement": engagement,
+    "desabonner": stop_news,
+    "unsubscribe": stop_news,
+    "parrainer": referral_link,
+    "invite": referral_link,
 }
 
 

@@ -20,6 +20,10 @@ class Step(StrEnum):
     QUESTION = "question"
     SUMMARY = "summary"
     COMPLETE = "complete"
+    # After the email is confirmed: the engagement questionnaire.
+    ENGAGE_ACTIONS = "engage_actions"
+    ENGAGE_AVAILABILITY = "engage_availability"
+    ENGAGE_NEWS = "engage_news"
 
 
 class Area(StrEnum):
@@ -34,6 +38,27 @@ class ConsentKind(StrEnum):
     # In alphabetical order, the order in which the store returns consents given together.
     ADULT = "adult"
     DRAW = "draw"
+    NEWS_EMAIL = "news_email"
+    NEWS_SMS = "news_sms"
+
+
+SIGNUP_CONSENTS = (ConsentKind.ADULT, ConsentKind.DRAW)
+NEWS_CONSENTS = (ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS)
+
+
+class Action(StrEnum):
+    SHARE_ONLINE = "share_online"
+    LEAFLETS = "leaflets"
+    DOOR_TO_DOOR = "door_to_door"
+    PHONE_CALLS = "phone_calls"
+    HOST_MEETING = "host_meeting"
+    EVENTS = "events"
+
+
+class Availability(StrEnum):
+    WEEKDAYS = "weekdays"
+    EVENINGS = "evenings"
+    WEEKENDS = "weekends"
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,15 @@ class Consent:
     kind: ConsentKind
     version: str
     given_at: datetime
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """An email confirmation waiting for its link or code; only their hashes are kept."""
+
+    token_hash: str
+    code_hash: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -70,9 +104,30 @@ class Participant:
     question: str | None = None
     referrer: str | None = None
     completed_at: datetime | None = None
+    confirmation: Confirmation | None = None
+    # The address that was confirmed: changing the email makes the signup unconfirmed again.
+    confirmed_email: str | None = None
+    confirmed_at: datetime | None = None
+    # Times of recent wrong codes and of recent confirmation emails, for their hourly limits.
+    code_failures: tuple[datetime, ...] = ()
+    confirmation_sends: tuple[datetime, ...] = ()
+    referral_code: str | None = None
+    friends_invited: int = 0
+    actions: frozenset[Action] = frozenset()
+    availability: frozenset[Availability] = frozenset()
+    # How many people this person referred have confirmed their email; read, never written.
+    referrals_confirmed: int = 0
 
     def has_consented(self, kind: ConsentKind) -> bool:
         return any(consent.kind == kind for consent in self.consents)
+
+    @property
+    def is_confirmed(self) -> bool:
+        return (
+            self.email is not None
+            and self.confirmed_email is not None
+            and self.email.casefold() == self.confirmed_email.casefold()
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +177,8 @@ class Edited:
 
 
 Input = Text | Command | Press | SharedContact | Unsupported | Edited
+# What a step's own handler receives, once commands and unreadable input are dealt with.
+Answer = Text | Press | SharedContact
 
 
 # Replies: platform-neutral text and choices.
@@ -157,11 +214,54 @@ class ErasePersonalData:
 
 
 @dataclass(frozen=True)
+class WithdrawConsent:
+    kind: ConsentKind
+    withdrawn_at: datetime
+
+
+@dataclass(frozen=True)
 class SendPersonalData:
     """Send the person a document with everything stored about them."""
 
 
-Effect = RecordConsent | ErasePersonalData | SendPersonalData
+@dataclass(frozen=True)
+class QueueEmail:
+    """Put an email in the outbox, in the same transaction as the step that causes it."""
+
+    kind: str
+    recipient: str
+    language: str
+    params: tuple[tuple[str, str], ...]
+    # Never two emails with the same key.
+    key: str
+
+
+@dataclass(frozen=True)
+class InviteFriends:
+    """Invite each address once, unless anyone already invited it or it unsubscribed."""
+
+    addresses: tuple[str, ...]
+    referrer_first_name: str
+    referral_code: str
+    language: str
+
+
+@dataclass(frozen=True)
+class SuppressAddress:
+    """Never invite again the address whose keyed hash this is."""
+
+    address_hash: str
+
+
+Effect = (
+    RecordConsent
+    | WithdrawConsent
+    | ErasePersonalData
+    | SendPersonalData
+    | QueueEmail
+    | InviteFriends
+    | SuppressAddress
+)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from conversations.catalogue import Catalogue
@@ -34,6 +34,18 @@ class Limits:
     # Anything longer is refused before any step looks at it.
     message_max_length: int = 1000
     check_deliverability: bool = False
+    confirmation_valid_for: timedelta = timedelta(days=7)
+    confirmation_sends_per_hour: int = 3
+    code_attempts_per_hour: int = 5
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Fresh random values, drawn by the shell for each step; a step uses them or not."""
+
+    token: str
+    code: str
+    referral_code: str
 
 
 @dataclass(frozen=True)
@@ -43,3 +55,5 @@ class Context:
     texts: Catalogue
     limits: Limits
     travel: Mapping[Area, Travel]
+    secrets: Secrets
+    bot_username: str

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conversations.model import Area, Button, ConsentKind, Outcome, Participant, Reply, Step
+from conversations.model import (
+    NEWS_CONSENTS,
+    Action,
+    Area,
+    Availability,
+    Button,
+    ConsentKind,
+    Outcome,
+    Participant,
+    Reply,
+    Step,
+)
 from conversations.policy import Context, Travel
 from conversations.validators import Refusal, check_name, display_phone, suggest_address
 
@@ -21,6 +32,7 @@ NUMBERED_STEPS = {
 }
 TOTAL_STEPS = max(NUMBERED_STEPS.values())
 
+# The signup's consents, in the order they are shown.
 CONSENT_TEXT = {ConsentKind.DRAW: "consent.draw", ConsentKind.ADULT: "consent.adult"}
 
 
@@ -168,10 +180,17 @@ def _summary(state: Participant, ctx: Context) -> Reply:
     return Reply(text, tuple(rows))
 
 
+AFTER_COMPLETION = (Step.COMPLETE, Step.ENGAGE_ACTIONS, Step.ENGAGE_AVAILABILITY, Step.ENGAGE_NEWS)
+
+
 def status_text(state: Participant, ctx: Context) -> str:
-    if state.step == Step.COMPLETE:
+    if state.step in AFTER_COMPLETION:
         travel = travel_text(state, ctx, state.area)
-        text = say(state, ctx, "status.complete", travel=travel)
+        key = "status.confirmed" if state.is_confirmed else "status.complete"
+        text = say(state, ctx, key, travel=travel, email=state.email or "")
+        if state.referrals_confirmed:
+            count = str(state.referrals_confirmed)
+            text += "\n" + say(state, ctx, "status.referrals", count=count)
     elif state.step == Step.SUMMARY:
         text = say(state, ctx, "status.summary")
     elif state.step == Step.WELCOME:
@@ -188,6 +207,54 @@ def _complete(state: Participant, ctx: Context) -> Reply:
     return Reply(status_text(state, ctx))
 
 
+def _box(ticked: bool) -> str:
+    return "☑" if ticked else "☐"
+
+
+def actions_prompt(state: Participant, ctx: Context) -> Reply:
+    rows = [
+        (
+            Button(
+                f"{_box(a in state.actions)} {say(state, ctx, f'engage.action.{a}')}", f"action.{a}"
+            ),
+        )
+        for a in Action
+    ]
+    rows.append((Button(say(state, ctx, "button.validate"), "engage.actions_done"),))
+    rows.append((Button(say(state, ctx, "button.not_now"), "engage.actions_skip"),))
+    return Reply(say(state, ctx, "engage.actions"), tuple(rows))
+
+
+def availability_prompt(state: Participant, ctx: Context) -> Reply:
+    rows = [
+        (
+            Button(
+                f"{_box(a in state.availability)} {say(state, ctx, f'engage.when.{a}')}",
+                f"when.{a}",
+            ),
+        )
+        for a in Availability
+    ]
+    rows.append((Button(say(state, ctx, "button.validate"), "engage.availability_done"),))
+    rows.append((Button(say(state, ctx, "button.skip"), "engage.availability_skip"),))
+    return Reply(say(state, ctx, "engage.availability"), tuple(rows))
+
+
+def news_prompt(state: Participant, ctx: Context) -> Reply:
+    rows = [
+        (
+            Button(
+                f"{_box(k in state.consent_ticks)} {say(state, ctx, f'consent.{k}.button')}",
+                f"news.{k}",
+            ),
+        )
+        for k in NEWS_CONSENTS
+    ]
+    rows.append((Button(say(state, ctx, "button.validate"), "engage.news_done"),))
+    body = "\n\n".join(say(state, ctx, f"consent.{kind}.text") for kind in NEWS_CONSENTS)
+    return Reply(f"{say(state, ctx, 'engage.news')}\n\n{body}", tuple(rows))
+
+
 PROMPTS: dict[Step, Callable[[Participant, Context], Reply]] = {
     Step.WELCOME: _welcome,
     Step.CONSENT: _consent,
@@ -201,6 +268,9 @@ PROMPTS: dict[Step, Callable[[Participant, Context], Reply]] = {
     Step.QUESTION: _question,
     Step.SUMMARY: _summary,
     Step.COMPLETE: _complete,
+    Step.ENGAGE_ACTIONS: actions_prompt,
+    Step.ENGAGE_AVAILABILITY: availability_prompt,
+    Step.ENGAGE_NEWS: news_prompt,
 }
 
 

@@ -10,10 +10,13 @@ from dataclasses import replace
 from typing import Any
 
 from conversations.commands import choose_language, erase, on_command
+from conversations.confirmation import complete, enter_code, looks_like_code
+from conversations.engagement import answer_actions, answer_availability, answer_news
 from conversations.model import (
+    SIGNUP_CONSENTS,
+    Answer,
     Command,
     Consent,
-    ConsentKind,
     Edited,
     Input,
     Outcome,
@@ -35,7 +38,6 @@ from conversations.prompts import (
     refuse,
     remind,
     say,
-    status_text,
     travel_text,
 )
 from conversations.validators import (
@@ -63,8 +65,6 @@ NEXT = {
     Step.FRIENDS: Step.QUESTION,
     Step.QUESTION: Step.SUMMARY,
 }
-
-Answer = Text | Press | SharedContact
 
 
 def step(state: Participant, event: Input, ctx: Context) -> Outcome:
@@ -116,19 +116,19 @@ def _consent(state: Participant, event: Answer, ctx: Context) -> Outcome:
     """Ticks or unticks a consent, and goes on once both are given."""
     if not isinstance(event, Press):
         return remind(state, ctx, "remind.use_buttons")
-    kinds = {f"consent.{kind}": kind for kind in ConsentKind}
+    kinds = {f"consent.{kind}": kind for kind in SIGNUP_CONSENTS}
     if event.key in kinds:
         new = replace(state, consent_ticks=state.consent_ticks ^ {kinds[event.key]})
         return Outcome(new, (replace(prompt(new, ctx), replaces_pressed=True),))
     if event.key != "consent.continue":
         return _stale(state, ctx)
-    if state.consent_ticks != set(ConsentKind):
+    if state.consent_ticks != set(SIGNUP_CONSENTS):
         return refuse(state, ctx, Refusal("refusal.consent.required"))
     consents = tuple(
         Consent(kind, ctx.texts.version(state.language, f"{CONSENT_TEXT[kind]}.text"), ctx.now)
-        for kind in ConsentKind
+        for kind in SIGNUP_CONSENTS
     )
-    outcome = advance(state, ctx, consents=consents)
+    outcome = advance(state, ctx, consents=consents, consent_ticks=frozenset())
     return replace(outcome, effects=tuple(RecordConsent(consent) for consent in consents))
 
 
@@ -282,14 +282,15 @@ def _summary(state: Participant, event: Answer, ctx: Context) -> Outcome:
         return go_to(state, ctx, _EDITS[event.key], editing=True)
     if event.key != "summary.confirm":
         return _stale(state, ctx)
-    new = replace(state, step=Step.COMPLETE, completed_at=state.completed_at or ctx.now)
-    return Outcome(new, (Reply(f"{say(new, ctx, 'complete.thanks')}\n\n{status_text(new, ctx)}"),))
+    return complete(state, ctx)
 
 
 def _complete(state: Participant, event: Answer, ctx: Context) -> Outcome:
-    """Answers anything after completion with the signup's status."""
+    """Takes a confirmation code, and answers anything else with the signup's status."""
     if isinstance(event, Press):
         return _stale(state, ctx)
+    if isinstance(event, Text) and looks_like_code(event.text):
+        return enter_code(state, event.text, ctx)
     return Outcome(state, (prompt(state, ctx),))
 
 
@@ -306,4 +307,7 @@ TABLE: dict[Step, Callable[[Participant, Answer, Context], Outcome]] = {
     Step.QUESTION: _question,
     Step.SUMMARY: _summary,
     Step.COMPLETE: _complete,
+    Step.ENGAGE_ACTIONS: answer_actions,
+    Step.ENGAGE_AVAILABILITY: answer_availability,
+    Step.ENGAGE_NEWS: answer_news,
 }

@@ -68,4 +68,56 @@ MIGRATIONS = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        2,
+        "email confirmation, engagement, withdrawn consents, the outbox, keyed address hashes",
+        (
+            *(
+                f"ALTER TABLE participants ADD COLUMN {column}"
+                for column in (
+                    "confirmation_token_hash TEXT",
+                    "confirmation_code_hash TEXT",
+                    "confirmation_expires_at TEXT",
+                    "confirmed_email TEXT",
+                    "confirmed_at TEXT",
+                    "code_failures TEXT NOT NULL DEFAULT ''",
+                    "confirmation_sends TEXT NOT NULL DEFAULT ''",
+                    "referral_code TEXT",
+                    "friends_invited INTEGER NOT NULL DEFAULT 0",
+                    "actions TEXT NOT NULL DEFAULT ''",
+                    "availability TEXT NOT NULL DEFAULT ''",
+                )
+            ),
+            "CREATE UNIQUE INDEX participants_referral_code_key ON participants (referral_code)",
+            "CREATE INDEX participants_referrer ON participants (referrer)",
+            "ALTER TABLE consents ADD COLUMN withdrawn_at TEXT",
+            # Recipient and parameters are erased once an email is sent or given up.
+            """CREATE TABLE outbox (
+                idempotency_key TEXT PRIMARY KEY,
+                user_id BIGINT REFERENCES participants (user_id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                recipient TEXT,
+                language TEXT NOT NULL,
+                params TEXT,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                created_at TEXT NOT NULL,
+                sent_at TEXT
+            )""",
+            "CREATE INDEX outbox_due ON outbox (status, next_attempt_at)",
+            # Addresses invited or unsubscribed, as keyed hashes only.
+            """CREATE TABLE address_hashes (
+                hash TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (hash, reason)
+            )""",
+            "CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +28,35 @@ class ContactTaken(Exception):
 
 class NewerSchemaError(Exception):
     """The database was migrated by a newer version of the bot than this one."""
+
+
+@dataclass(frozen=True)
+class OutboxEmail:
+    key: str
+    kind: str
+    recipient: str
+    language: str
+    params: dict[str, str]
+    attempts: int
+
+
+class Outbox(Protocol):
+    """The emails waiting to be sent, written by the same transactions as the steps."""
+
+    async def claim_due(self, now: datetime, limit: int) -> list[OutboxEmail]:
+        """Mark up to `limit` due emails as being sent, and return them."""
+        ...
+
+    async def mark_sent(self, key: str, now: datetime) -> None: ...
+
+    async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None: ...
+
+    async def mark_failed(self, key: str, attempts: int, error: str) -> None: ...
+
+    async def mark_interrupted(self) -> int:
+        """After a crash, give up emails that were being sent: they may have left, and
+        sending them again could send them twice."""
+        ...
 
 
 class ParticipantStore(Protocol):

@@ -13,6 +13,10 @@ connection touches the rows a read asks for.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
+import secrets
 import sqlite3
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
@@ -21,22 +25,38 @@ from typing import Any
 import aiosqlite
 
 from conversations.model import (
+    Action,
     Area,
+    Availability,
+    Confirmation,
     Consent,
     ConsentKind,
     Effect,
     ErasePersonalData,
+    InviteFriends,
     Participant,
+    QueueEmail,
     RecordConsent,
     Step,
+    SuppressAddress,
+    WithdrawConsent,
 )
 from storage.migrations import LATEST_VERSION, MIGRATIONS
-from storage.ports import ContactTaken, DuplicateUpdate, NewerSchemaError, StaleWrite
+from storage.ports import (
+    ContactTaken,
+    DuplicateUpdate,
+    NewerSchemaError,
+    OutboxEmail,
+    StaleWrite,
+)
 
 _COLUMNS = (
     "user_id", "version", "language", "step", "paused", "editing", "consent_ticks",
     "first_name", "last_name", "phone", "email", "pending_email", "postcode", "departement",
     "area", "question", "referrer", "created_at", "updated_at", "completed_at",
+    "confirmation_token_hash", "confirmation_code_hash", "confirmation_expires_at",
+    "confirmed_email", "confirmed_at", "code_failures", "confirmation_sends", "referral_code",
+    "friends_invited", "actions", "availability",
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO participants ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -47,7 +67,45 @@ _UPDATE = (
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM participants WHERE user_id = ?"
 _FRIENDS = "SELECT email FROM friends WHERE user_id = ? ORDER BY position"
-_CONSENTS = "SELECT kind, version, given_at FROM consents WHERE user_id = ? ORDER BY given_at, kind"
+_CONSENTS = (
+    "SELECT kind, version, given_at FROM consents WHERE user_id = ? AND withdrawn_at IS NULL"
+    " ORDER BY given_at, kind"
+)
+_ALL_CONSENTS = (
+    "SELECT kind, version, given_at, withdrawn_at FROM consents WHERE user_id = ?"
+    " ORDER BY given_at, kind"
+)
+_REFERRALS = (
+    "SELECT COUNT(*) FROM participants AS referred JOIN participants AS referrer"
+    " ON referred.referrer = referrer.referral_code"
+    " WHERE referrer.user_id = ? AND lower(referred.confirmed_email) = lower(referred.email)"
+)
+_RECORD_CONSENT = (
+    "INSERT INTO consents (user_id, kind, version, given_at, withdrawn_at)"
+    " VALUES (?, ?, ?, ?, NULL)"
+    " ON CONFLICT (user_id, kind, version)"
+    " DO UPDATE SET given_at = excluded.given_at, withdrawn_at = NULL"
+)
+_WITHDRAW_CONSENT = (
+    "UPDATE consents SET withdrawn_at = ? WHERE user_id = ? AND kind = ? AND withdrawn_at IS NULL"
+)
+_QUEUE = (
+    "INSERT INTO outbox (idempotency_key, user_id, kind, recipient, language, params, status,"
+    " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+)
+# An invitation is queued only for an address nobody invited and nobody unsubscribed.
+_QUEUE_INVITATION = (
+    "INSERT INTO outbox (idempotency_key, user_id, kind, recipient, language, params, status,"
+    " attempts, next_attempt_at, created_at) SELECT ?, ?, 'invitation', ?, ?, ?, 'pending', 0, ?, ?"
+    " WHERE NOT EXISTS (SELECT 1 FROM address_hashes WHERE hash = ?)"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_HASHED = "INSERT INTO address_hashes VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+_CANCEL_INVITATION = (
+    "UPDATE outbox SET status = 'cancelled', recipient = NULL, params = NULL"
+    " WHERE idempotency_key = ? AND status = 'pending'"
+)
 _PROCESSED = "INSERT INTO processed_updates VALUES (?, ?)"
 _ERASURE_COUNT = (
     "INSERT INTO anonymous_counts (name, value)"
@@ -67,13 +125,35 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _times(values: tuple[datetime, ...]) -> str:
+    return ",".join(_time(value) or "" for value in values)
+
+
+def _parse_times(value: str) -> tuple[datetime, ...]:
+    return tuple(datetime.fromisoformat(part) for part in value.split(",") if part)
+
+
+def _words(values: frozenset[str]) -> str:
+    return ",".join(sorted(values))
+
+
+def address_hash(key: bytes, address: str) -> str:
+    """A keyed hash of an address: enough to recognise it, not to recover it."""
+    return hmac.new(key, address.casefold().encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
+    pending = state.confirmation
     return (
         state.user_id, version, state.language, str(state.step), int(state.paused),
-        int(state.editing), ",".join(sorted(state.consent_ticks)), state.first_name,
+        int(state.editing), _words(state.consent_ticks), state.first_name,
         state.last_name, state.phone, state.email, state.pending_email, state.postcode,
         state.departement, state.area and str(state.area), state.question, state.referrer,
         _time(state.created_at), _time(now), _time(state.completed_at),
+        pending and pending.token_hash, pending and pending.code_hash,
+        _time(pending and pending.expires_at), state.confirmed_email, _time(state.confirmed_at),
+        _times(state.code_failures), _times(state.confirmation_sends), state.referral_code,
+        state.friends_invited, _words(state.actions), _words(state.availability),
     )  # fmt: skip
 
 
@@ -94,6 +174,23 @@ class SqliteStore:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
         self._lock = asyncio.Lock()
+        self._address_key: bytes | None = None
+
+    async def use_address_key(self, configured: str | None) -> None:
+        """Key the address hashes with the configured secret, or with one kept in the database."""
+        if configured:
+            self._address_key = configured.encode()
+            return
+        keep = "INSERT INTO secrets VALUES ('address_hash_key', ?) ON CONFLICT DO NOTHING"
+        await self._transaction([(keep, (secrets.token_hex(32),))])
+        rows = await self._connection.execute_fetchall(
+            "SELECT value FROM secrets WHERE name = 'address_hash_key'"
+        )
+        self._address_key = next(iter(rows))[0].encode()
+
+    def address_hash(self, address: str) -> str:
+        assert self._address_key is not None, "use_address_key() first"
+        return address_hash(self._address_key, address)
 
     @classmethod
     async def open(cls, path: str, busy_timeout_ms: int = 5000) -> SqliteStore:
@@ -144,14 +241,16 @@ class SqliteStore:
         return applied
 
     async def load(self, user_id: int) -> Participant | None:
-        rows, friends, consents = await self._pipeline(
+        rows, friends, consents, referrals = await self._pipeline(
             self._connection.execute_fetchall(_SELECT, (user_id,)),
             self._connection.execute_fetchall(_FRIENDS, (user_id,)),
             self._connection.execute_fetchall(_CONSENTS, (user_id,)),
+            self._connection.execute_fetchall(_REFERRALS, (user_id,)),
         )
         if not rows:
             return None
         row = rows[0]
+        expires_at = _parse_time(row["confirmation_expires_at"])
         return Participant(
             user_id=row["user_id"],
             language=row["language"],
@@ -179,6 +278,20 @@ class SqliteStore:
             question=row["question"],
             referrer=row["referrer"],
             completed_at=_parse_time(row["completed_at"]),
+            confirmation=Confirmation(
+                row["confirmation_token_hash"], row["confirmation_code_hash"], expires_at
+            )
+            if expires_at
+            else None,
+            confirmed_email=row["confirmed_email"],
+            confirmed_at=_parse_time(row["confirmed_at"]),
+            code_failures=_parse_times(row["code_failures"]),
+            confirmation_sends=_parse_times(row["confirmation_sends"]),
+            referral_code=row["referral_code"],
+            friends_invited=row["friends_invited"],
+            actions=frozenset(Action(a) for a in row["actions"].split(",") if a),
+            availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
+            referrals_confirmed=next(iter(referrals))[0],
         )
 
     async def save(
@@ -215,16 +328,54 @@ class SqliteStore:
             ("INSERT INTO friends VALUES (?, ?, ?)", (state.user_id, position, email))
             for position, email in enumerate(state.friends)
         ]
-        statements += [
-            (
-                "INSERT INTO consents VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (state.user_id, str(e.consent.kind), e.consent.version, _time(e.consent.given_at)),
-            )
-            for e in effects
-            if isinstance(e, RecordConsent)
-        ]
+        for effect in effects:
+            statements += self._effect_statements(state.user_id, effect, now)
         await self._transaction(statements, guarded)
         return version
+
+    def _effect_statements(self, user_id: int, effect: Effect, now: datetime) -> list[Statement]:
+        """The statements that carry out an effect within the step's transaction."""
+        at = _time(now)
+        if isinstance(effect, RecordConsent):
+            consent = effect.consent
+            values = (user_id, str(consent.kind), consent.version, _time(consent.given_at))
+            return [(_RECORD_CONSENT, values)]
+        if isinstance(effect, WithdrawConsent):
+            return [(_WITHDRAW_CONSENT, (_time(effect.withdrawn_at), user_id, str(effect.kind)))]
+        if isinstance(effect, QueueEmail):
+            params = json.dumps(dict(effect.params))
+            values = (
+                effect.key,
+                user_id,
+                effect.kind,
+                effect.recipient,
+                effect.language,
+                params,
+                at,
+                at,
+            )
+            return [(_QUEUE, values)]
+        if isinstance(effect, InviteFriends):
+            statements: list[Statement] = []
+            for address in effect.addresses:
+                hashed = self.address_hash(address)
+                params = json.dumps(
+                    {
+                        "first_name": effect.referrer_first_name,
+                        "referral_code": effect.referral_code,
+                        "address_hash": hashed,
+                    }
+                )
+                key = f"invitation:{hashed}"
+                values = (key, user_id, address, effect.language, params, at, at, hashed)
+                statements += [(_QUEUE_INVITATION, values), (_HASHED, (hashed, "invited", at))]
+            return statements
+        if isinstance(effect, SuppressAddress):
+            return [
+                (_HASHED, (effect.address_hash, "unsubscribed", at)),
+                (_CANCEL_INVITATION, (f"invitation:{effect.address_hash}",)),
+            ]
+        return []
 
     async def mark_processed(self, update_id: int, now: datetime) -> None:
         await self._transaction([(_PROCESSED, (update_id, _time(now)))])
@@ -256,6 +407,83 @@ class SqliteStore:
         """Queue calls on the connection's thread in this order and wait for them together."""
         return await asyncio.gather(*calls, return_exceptions=True)
 
+    async def claim_due(self, now: datetime, limit: int) -> list[OutboxEmail]:
+        async with self._lock:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                rows = await self._connection.execute_fetchall(
+                    "SELECT idempotency_key, kind, recipient, language, params, attempts"
+                    " FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                    " ORDER BY next_attempt_at LIMIT ?",
+                    (_time(now), limit),
+                )
+                await self._connection.executemany(
+                    "UPDATE outbox SET status = 'sending' WHERE idempotency_key = ?",
+                    [(row["idempotency_key"],) for row in rows],
+                )
+            except BaseException:
+                await self._connection.execute("ROLLBACK")
+                raise
+            await self._connection.execute("COMMIT")
+        return [
+            OutboxEmail(
+                row["idempotency_key"],
+                row["kind"],
+                row["recipient"],
+                row["language"],
+                json.loads(row["params"]),
+                row["attempts"],
+            )
+            for row in rows
+        ]
+
+    async def mark_sent(self, key: str, now: datetime) -> None:
+        await self._transaction(
+            [
+                (
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                    " recipient = NULL, params = NULL, last_error = NULL WHERE idempotency_key = ?",
+                    (_time(now), key),
+                )
+            ]
+        )
+
+    async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None:
+        await self._transaction(
+            [
+                (
+                    "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?,"
+                    " last_error = ? WHERE idempotency_key = ?",
+                    (attempts, _time(at), error[:500], key),
+                )
+            ]
+        )
+
+    async def mark_failed(self, key: str, attempts: int, error: str) -> None:
+        await self._transaction(
+            [
+                (
+                    "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ?,"
+                    " recipient = NULL, params = NULL WHERE idempotency_key = ?",
+                    (attempts, error[:500], key),
+                )
+            ]
+        )
+
+    async def mark_interrupted(self) -> int:
+        async with self._lock:
+            cursor = await self._connection.execute(
+                "UPDATE outbox SET status = 'interrupted', recipient = NULL, params = NULL,"
+                " last_error = 'the bot stopped while sending' WHERE status = 'sending'"
+            )
+            return cursor.rowcount
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self._connection.execute_fetchall(
+            "SELECT status, COUNT(*) FROM outbox GROUP BY status"
+        )
+        return {status: count for status, count in rows}
+
     async def forget_processed_before(self, moment: datetime) -> int:
         async with self._lock:
             cursor = await self._connection.execute(
@@ -267,7 +495,7 @@ class SqliteStore:
         rows, friends, consents = await self._pipeline(
             self._connection.execute_fetchall(_SELECT, (user_id,)),
             self._connection.execute_fetchall(_FRIENDS, (user_id,)),
-            self._connection.execute_fetchall(_CONSENTS, (user_id,)),
+            self._connection.execute_fetchall(_ALL_CONSENTS, (user_id,)),
         )
         return {
             "telegram_user_id": user_id,

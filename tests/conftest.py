@@ -9,9 +9,10 @@ from bot.settings import Settings
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue
 from conversations.model import Profile
-from conversations.policy import Context
+from conversations.policy import Context, Secrets
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+SECRETS = Secrets(token="Tok3n-for_the-tests-22", code="123456", referral_code="REFcode1")
 
 
 @pytest.fixture
@@ -30,4 +31,7 @@ def texts(settings: Settings) -> Catalogue:
 
 @pytest.fixture
 def ctx(settings: Settings, texts: Catalogue) -> Context:
-    return Context(NOW, Profile("Zoé", "Martin", "fr"), texts, settings.limits, settings.travel)
+    profile = Profile("Zoé", "Martin", "fr")
+    return Context(
+        NOW, profile, texts, settings.limits, settings.travel, SECRETS, "coffee_test_bot"
+    )

@@ -87,4 +87,6 @@ def test_an_invalid_setting_is_named(tmp_path: Path) -> None:
 
 def test_migrate(tmp_path: Path) -> None:
     result = coffeebot(tmp_path, "migrate")
-    assert result.returncode == 0 and "version 1" in result.stdout
+    from storage.migrations import LATEST_VERSION
+
+    assert result.returncode == 0 and f"version {LATEST_VERSION}" in result.stdout

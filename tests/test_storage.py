@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conversations.model import (
+    SIGNUP_CONSENTS,
     Area,
     Consent,
     ConsentKind,
@@ -35,7 +36,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def participant(user_id: int = 1, **changes: object) -> Participant:
-    consents = tuple(Consent(kind, f"fr-{kind}", NOW) for kind in ConsentKind)
+    consents = tuple(Consent(kind, f"fr-{kind}", NOW) for kind in SIGNUP_CONSENTS)
     full = Participant(
         user_id=user_id,
         language="fr",

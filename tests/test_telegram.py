@@ -217,7 +217,7 @@ async def test_start_payloads_are_routed(settings: Settings, payload: str) -> No
         await bot.feed(updates.text(user, f"/start {payload}"), updates.press(user, "welcome.join"))
         await bot.feed(updates.text(user, "/mesdonnees"))
     texts = api.texts_to(USER_ID)
-    assert ("pas encore ouverte" in texts[0]) == payload.startswith("c_")
+    assert ("pas valable pour ce compte" in texts[0]) == payload.startswith("c_")
     referrer = json.loads(api.documents_to(USER_ID)[0])["signup"]["referrer"]
     assert referrer == ("friend42" if payload.startswith("r_") else None)
 

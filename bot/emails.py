@@ -1,0 +1,62 @@
+"""Turns an outbox entry into an email: Jinja2 templates with a text and an HTML part, in the
+recipient's language, with an unsubscribe link and a List-Unsubscribe header."""
+
+from __future__ import annotations
+
+import hashlib
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound, select_autoescape
+
+from conversations.catalogue import Catalogue
+from storage.ports import OutboxEmail
+
+
+class EmailRenderer:
+    def __init__(self, texts: Catalogue, mail_from: str, bot_username: str) -> None:
+        self._texts = texts
+        self._mail_from = mail_from
+        self._bot = f"https://t.me/{bot_username}"
+        self._templates = Environment(
+            loader=PackageLoader("conversations", "texts/emails"),
+            # HTML parts are escaped; text parts are plain text and need no escaping.
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def _links(self, email: OutboxEmail) -> tuple[str, str]:
+        """The email's main link and its unsubscribe link, both deep links into the bot."""
+        if email.kind == "confirmation":
+            return f"{self._bot}?start=c_{email.params['token']}", f"{self._bot}?start=unsubscribe"
+        code, hashed = email.params["referral_code"], email.params["address_hash"]
+        return f"{self._bot}?start=r_{code}", f"{self._bot}?start=u_{hashed}"
+
+    def _render(self, kind: str, language: str, part: str, values: dict[str, str]) -> str:
+        try:
+            template = self._templates.get_template(f"{kind}.{language}.{part}")
+        except TemplateNotFound:
+            template = self._templates.get_template(f"{kind}.{self._texts.default_language}.{part}")
+        return template.render(values)
+
+    def render(self, email: OutboxEmail) -> EmailMessage:
+        link, unsubscribe = self._links(email)
+        values = {**self._texts.constants, **email.params, "link": link, "unsubscribe": unsubscribe}
+        first_name = email.params.get("first_name", "")
+        message = EmailMessage()
+        message["From"] = self._mail_from
+        message["To"] = email.recipient
+        message["Subject"] = self._texts.render(
+            email.language, f"email.{email.kind}.subject", first_name=first_name
+        )
+        message["Date"] = formatdate(usegmt=True)
+        # Derived from the idempotency key: a receiving server can drop a resent copy.
+        domain = parseaddr(self._mail_from)[1].rpartition("@")[2] or "localhost"
+        message["Message-ID"] = f"<{hashlib.sha256(email.key.encode()).hexdigest()[:32]}@{domain}>"
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message.set_content(self._render(email.kind, email.language, "txt", values))
+        message.add_alternative(
+            self._render(email.kind, email.language, "html", values), subtype="html"
+        )
+        return message

@@ -1,0 +1,113 @@
+"""Sends what the outbox holds: in batches over one connection, retrying transient failures
+with exponential backoff, a bounded number of times, and never sending an email twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Protocol
+
+from bot.emails import EmailRenderer
+from bot.settings import Settings
+from storage.ports import Outbox, OutboxEmail
+
+log = logging.getLogger(__name__)
+
+_LONGEST_WAIT = timedelta(hours=1)
+
+
+class TransientMailError(Exception):
+    """Worth trying again later: the server is down, busy, or said 4xx."""
+
+
+class PermanentMailError(Exception):
+    """Not worth trying again: the server said 5xx for this message."""
+
+
+class Connection(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+class Transport(Protocol):
+    def connect(self) -> AbstractAsyncContextManager[Connection]: ...
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        outbox: Outbox,
+        transport: Transport,
+        renderer: EmailRenderer,
+        settings: Settings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._outbox = outbox
+        self._transport = transport
+        self._renderer = renderer
+        self._batch_size = settings.outbox_batch_size
+        self._max_attempts = settings.outbox_max_attempts
+        self._retry_base = timedelta(seconds=settings.outbox_retry_base_seconds)
+        self._poll = settings.outbox_poll_seconds
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tells the sender that emails were just committed to the outbox."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Sends due emails until cancelled, as soon as woken or every poll interval."""
+        while True:
+            try:
+                sent = await self.send_due()
+            except Exception:
+                log.exception("the outbox sender failed; trying again in %s s", self._poll)
+                sent = 0
+            if sent < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                self._wake.clear()
+
+    async def send_due(self) -> int:
+        """Send one batch of due emails over one connection; return how many were handled."""
+        batch = await self._outbox.claim_due(self._clock(), self._batch_size)
+        waiting = list(batch)
+        try:
+            async with self._transport.connect() as connection:
+                while waiting:
+                    email = waiting[0]
+                    await self._send_one(connection, email)
+                    waiting.pop(0)
+        except TransientMailError as error:
+            log.warning("cannot send %d emails now: %s", len(waiting), error)
+            for email in waiting:
+                await self._failed(email, error, transient=True)
+        return len(batch) - len(waiting)
+
+    async def _send_one(self, connection: Connection, email: OutboxEmail) -> None:
+        try:
+            message = self._renderer.render(email)
+        except Exception as error:
+            log.exception("cannot render email %s", email.key)
+            await self._failed(email, error, transient=False)
+            return
+        try:
+            await connection.send(message)
+        except PermanentMailError as error:
+            await self._failed(email, error, transient=False)
+        else:
+            await self._outbox.mark_sent(email.key, self._clock())
+
+    async def _failed(self, email: OutboxEmail, error: Exception, transient: bool) -> None:
+        attempts = email.attempts + 1
+        if transient and attempts < self._max_attempts:
+            wait = min(self._retry_base * 2 ** (attempts - 1), _LONGEST_WAIT)
+            await self._outbox.retry_later(email.key, attempts, self._clock() + wait, str(error))
+        else:
+            log.error("giving up email %s after %d attempts: %s", email.key, attempts, error)
+            await self._outbox.mark_failed(email.key, attempts, str(error))

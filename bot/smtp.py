@@ -1,0 +1,75 @@
+"""Sends emails over SMTP with aiosmtplib, one connection for a whole batch."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from bot.mailer import PermanentMailError, TransientMailError
+
+
+class SmtpTransport:
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(f"SMTP_URL {url!r}: use smtp://user:pass@host:587 or smtps://…:465")
+        self._implicit_tls = parts.scheme == "smtps"
+        self._host = parts.hostname
+        self._port = parts.port or (465 if self._implicit_tls else 587)
+        self._username = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._timeout = timeout
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[SmtpConnection]:
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            use_tls=self._implicit_tls,
+            # A password never travels in clear: STARTTLS is then required, else only used
+            # when the server offers it.
+            start_tls=None if self._implicit_tls or not self._username else True,
+            username=self._username,
+            password=self._password,
+            timeout=self._timeout,
+        )
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise TransientMailError(
+                f"cannot connect to {self._host}:{self._port}: {error}"
+            ) from error
+        try:
+            yield SmtpConnection(client)
+        finally:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+
+
+class SmtpConnection:
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self._client = client
+
+    async def send(self, message: EmailMessage) -> None:
+        try:
+            await self._client.send_message(message)
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refusal.code for refusal in error.recipients]
+            failure = (
+                TransientMailError
+                if any(400 <= code < 500 for code in codes)
+                else PermanentMailError
+            )
+            raise failure(str(error)) from error
+        except aiosmtplib.SMTPResponseException as error:
+            failure = TransientMailError if 400 <= error.code < 500 else PermanentMailError
+            raise failure(f"{error.code} {error.message}") from error
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise TransientMailError(str(error)) from error
