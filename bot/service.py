@@ -130,7 +130,7 @@ class ConversationService:
         stored = [e for e in outcome.effects if not isinstance(e, SendPersonalData)]
         try:
             if outcome.state != state or stored:
-                await self._store.save(outcome.state, state.version, stored, update_id)
+                await self._store.save(outcome.state, state.version, stored, update_id, ctx.now)
             elif update_id is not None:
                 await self._store.mark_processed(update_id, ctx.now)
         except ContactTaken as taken:

@@ -68,6 +68,7 @@ class ParticipantStore(Protocol):
         expected_version: int,
         effects: Sequence[Effect],
         update_id: int | None,
+        now: datetime,
     ) -> int:
         """Write the state and its effects in one transaction; return the new version.
 

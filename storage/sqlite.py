@@ -300,8 +300,8 @@ class SqliteStore:
         expected_version: int,
         effects: Sequence[Effect],
         update_id: int | None,
+        now: datetime,
     ) -> int:
-        now = datetime.now(UTC)
         statements: list[Statement] = []
         if update_id is not None:
             statements.append((_PROCESSED, (update_id, _time(now))))

@@ -63,7 +63,7 @@ async def save_new(
     store: SqliteStore, state: Participant, update_id: int | None = None
 ) -> Participant:
     effects = [RecordConsent(consent) for consent in state.consents]
-    version = await store.save(state, 0, effects, update_id)
+    version = await store.save(state, 0, effects, update_id, NOW)
     return replace(state, version=version)
 
 
@@ -107,11 +107,11 @@ async def test_a_participant_round_trips(store: SqliteStore) -> None:
 async def test_a_stale_write_is_refused(store: SqliteStore) -> None:
     saved = await save_new(store, participant())
     newer = replace(saved, first_name="Léa")
-    assert await store.save(newer, saved.version, [], None) == 2
+    assert await store.save(newer, saved.version, [], None, NOW) == 2
     with pytest.raises(StaleWrite):
-        await store.save(replace(saved, first_name="Old"), saved.version, [], None)
+        await store.save(replace(saved, first_name="Old"), saved.version, [], None, NOW)
     with pytest.raises(StaleWrite):
-        await store.save(Participant(1, "fr", created_at=NOW), 0, [], None)  # a second new one
+        await store.save(Participant(1, "fr", created_at=NOW), 0, [], None, NOW)  # a second new one
     loaded = await store.load(1)
     assert loaded is not None and (loaded.first_name, loaded.version) == ("Léa", 2)
 
@@ -121,7 +121,7 @@ async def test_an_update_is_processed_once(store: SqliteStore) -> None:
     with pytest.raises(DuplicateUpdate):
         await store.mark_processed(77, NOW)
     with pytest.raises(DuplicateUpdate):
-        await store.save(participant(2, phone="+33700000000", email="x@free.fr"), 0, [], 77)
+        await store.save(participant(2, phone="+33700000000", email="x@free.fr"), 0, [], 77, NOW)
     assert await store.load(2) is None
     await store.mark_processed(78, NOW)
     with pytest.raises(DuplicateUpdate):
@@ -151,7 +151,7 @@ async def test_a_phone_or_email_belongs_to_one_account(
     await save_new(store, participant(1))
     other = await save_new(store, participant(2, phone="+33781223344", email="lea@free.fr"))
     with pytest.raises(ContactTaken) as taken:
-        await store.save(replace(other, **changes), other.version, [], 9)
+        await store.save(replace(other, **changes), other.version, [], 9, NOW)
     assert taken.value.field == field
     assert await store.load(2) == other
     await store.mark_processed(9, NOW)  # the refused update was not recorded either
@@ -160,7 +160,7 @@ async def test_a_phone_or_email_belongs_to_one_account(
 async def test_erasure_removes_everything_but_anonymous_counts(store: SqliteStore) -> None:
     saved = await save_new(store, participant(1))
     fresh = Participant(1, "fr", created_at=NOW)
-    assert await store.save(fresh, saved.version, [ErasePersonalData()], 5) == 0
+    assert await store.save(fresh, saved.version, [ErasePersonalData()], 5, NOW) == 0
     assert await store.load(1) is None
     assert await store.export(1) == {
         "telegram_user_id": 1,
