@@ -21,6 +21,8 @@ def settings(tmp_path: Path) -> Settings:
         telegram_bot_token="123456:TEST",
         database_url=f"sqlite:///{tmp_path / 'coffeebot.db'}",
         telegram_max_messages_per_second=10_000,
+        # Tests type far faster than people; the flood test sets its own limit.
+        flood_max_messages=1_000,
     )
 
 
