@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
+from email.utils import parseaddr
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -58,8 +60,14 @@ class SmtpConnection:
         self._client = client
 
     async def send(self, message: EmailMessage) -> None:
+        sender, recipient = parseaddr(str(message["From"]))[1], str(message["To"])
+        # Flattened once here; bodies are quoted-printable, so 7-bit servers take them as is.
+        international = not (sender + recipient).isascii()
+        content = message.as_bytes(policy=SMTPUTF8 if international else SMTP)
         try:
-            await self._client.send_message(message)
+            await self._client.sendmail(
+                sender, [recipient], content, mail_options=["SMTPUTF8"] if international else []
+            )
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
             failure = (

@@ -192,3 +192,28 @@ async def test_export_holds_every_stored_field(store: SqliteStore) -> None:
 async def test_unsupported_database_urls_are_explained() -> None:
     with pytest.raises(ValueError, match="not supported"):
         await open_store("postgresql://localhost/coffeebot")
+
+
+async def test_withdrawn_consents_are_not_loaded_but_exported(store: SqliteStore) -> None:
+    from conversations.model import WithdrawConsent
+
+    saved = await save_new(store, participant())
+    news = Consent(ConsentKind.NEWS_EMAIL, "fr-news", NOW)
+    version = await store.save(saved, saved.version, [RecordConsent(news)], None, NOW)
+    loaded = await store.load(1)
+    assert loaded is not None and loaded.has_consented(ConsentKind.NEWS_EMAIL)
+    later = NOW + timedelta(days=1)
+    await store.save(loaded, version, [WithdrawConsent(ConsentKind.NEWS_EMAIL, later)], None, later)
+    reloaded = await store.load(1)
+    assert reloaded is not None and not reloaded.has_consented(ConsentKind.NEWS_EMAIL)
+    exported = {c["kind"]: c["withdrawn_at"] for c in (await store.export(1))["consents"]}
+    assert exported["news_email"] == later.isoformat() and exported["draw"] is None
+
+
+async def test_confirmed_referrals_are_counted_for_the_referrer(store: SqliteStore) -> None:
+    await save_new(store, participant(1, referral_code="REF1"))
+    confirmed = dict(referrer="REF1", confirmed_email="b@free.fr", email="B@free.fr")
+    await save_new(store, participant(2, phone="+33781223344", **confirmed))
+    await save_new(store, participant(3, phone="+33781223345", email="c@free.fr", referrer="REF1"))
+    loaded = await store.load(1)
+    assert loaded is not None and loaded.referrals_confirmed == 1
