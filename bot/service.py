@@ -36,6 +36,15 @@ from storage.ports import ContactTaken, DuplicateUpdate, ParticipantStore, Stale
 
 log = logging.getLogger(__name__)
 
+# Crockford's base32: no I, L, O or U, so a ticket read aloud or copied by hand stays right.
+_TICKET_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_ticket() -> str:
+    """Ten characters, 50 random bits: short to read, and collisions are negligible."""
+    return "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(10))
+
+
 _SAVE_ATTEMPTS = 3
 
 
@@ -72,6 +81,7 @@ class ConversationService:
         self._travel = settings.travel
         self._clock = clock
         self._bot_username = bot_username
+        self._winners = settings.winners
         self._mail_queued = mail_queued
 
     def _context(self, profile: Profile) -> Context:
@@ -79,6 +89,7 @@ class ConversationService:
             token=secrets.token_urlsafe(16),
             code=f"{secrets.randbelow(10**6):06d}",
             referral_code=secrets.token_urlsafe(6),
+            ticket=new_ticket(),
         )
         return Context(
             self._clock(),
@@ -88,6 +99,7 @@ class ConversationService:
             self._travel,
             fresh,
             self._bot_username,
+            self._winners,
         )
 
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from conversations.catalogue import Catalogue
 from conversations.confirmation import open_link, resend
+from conversations.draw import why_ineligible
 from conversations.engagement import start_questionnaire, unsubscribe
 from conversations.model import (
     Area,
@@ -162,6 +163,25 @@ def referral_link(state: Participant, argument: str, ctx: Context) -> Outcome:
     return _reply(state, say(state, ctx, "referral.link", link=link))
 
 
+def my_ticket(state: Participant, argument: str, ctx: Context) -> Outcome:
+    """Shows the person's ticket, whether it is in the draw and why not, and how it fared."""
+    place, ticket = state.draw_place, state.ticket or ""
+    if state.draw_done and ticket:
+        if place is None:
+            return _reply(state, say(state, ctx, "ticket.not_drawn", ticket=ticket))
+        status = say(state, ctx, f"place.{place.status}")
+        if place.role == "winner":
+            return _reply(state, say(state, ctx, "ticket.winner", ticket=ticket, status=status))
+        rank = str(place.rank - ctx.winners)
+        return _reply(
+            state, say(state, ctx, "ticket.reserve", ticket=ticket, rank=rank, status=status)
+        )
+    reason = why_ineligible(state)
+    if reason:
+        return _reply(state, say(state, ctx, "ticket.ineligible", reason=say(state, ctx, reason)))
+    return _reply(state, say(state, ctx, "ticket.eligible", ticket=ticket))
+
+
 def status(state: Participant, argument: str, ctx: Context) -> Outcome:
     """Shows where the person's signup stands."""
     return _reply(state, status_text(state, ctx))
@@ -194,6 +214,8 @@ COMMANDS: dict[str, Callable[[Participant, str, Context], Outcome]] = {
     "unsubscribe": stop_news,
     "parrainer": referral_link,
     "invite": referral_link,
+    "monticket": my_ticket,
+    "myticket": my_ticket,
 }
 
 

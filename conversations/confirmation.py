@@ -99,6 +99,7 @@ def _invite_friends(state: Participant) -> tuple[Participant, tuple[InviteFriend
 def _confirm(state: Participant, ctx: Context) -> Outcome:
     new = replace(
         state,
+        ticket=state.ticket or ctx.secrets.ticket,
         confirmed_email=state.email,
         confirmed_at=ctx.now,
         confirmation=None,

@@ -78,6 +78,13 @@ class Confirmation:
 
 
 @dataclass(frozen=True)
+class DrawPlace:
+    role: str  # "winner" or "reserve"
+    rank: int  # 1 for the first winner; reserves go on counting after the winners
+    status: str  # waiting, notified, accepted, declined, expired, replaced
+
+
+@dataclass(frozen=True)
 class Participant:
     """Everything the conversation knows about one Telegram user, saved after every step."""
 
@@ -115,8 +122,14 @@ class Participant:
     friends_invited: int = 0
     actions: frozenset[Action] = frozenset()
     availability: frozenset[Availability] = frozenset()
-    # How many people this person referred have confirmed their email; read, never written.
+    # A short random id for the draw, given at confirmation; never derived from personal data.
+    ticket: str | None = None
+    excluded_reason: str | None = None
+    # Read, never written by a step: how many people this person referred have confirmed their
+    # email, and this person's place in the draw once it is done.
     referrals_confirmed: int = 0
+    draw_done: bool = False
+    draw_place: DrawPlace | None = None
 
     def has_consented(self, kind: ConsentKind) -> bool:
         return any(consent.kind == kind for consent in self.consents)

@@ -46,6 +46,7 @@ class Secrets:
     token: str
     code: str
     referral_code: str
+    ticket: str
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,5 @@ class Context:
     travel: Mapping[Area, Travel]
     secrets: Secrets
     bot_username: str
+    # How many are drawn as winners: reserves' ranks are counted after them.
+    winners: int = 5

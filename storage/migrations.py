@@ -120,4 +120,55 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "draw tickets and exclusions, the draw and its places, the meeting, the audit log",
+        (
+            "ALTER TABLE participants ADD COLUMN ticket TEXT",
+            "ALTER TABLE participants ADD COLUMN excluded_reason TEXT",
+            "CREATE UNIQUE INDEX participants_ticket_key ON participants (ticket)",
+            # One draw for the operation: its name is the key, so a second one cannot start.
+            """CREATE TABLE draws (
+                name TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                seed TEXT,
+                commitment TEXT,
+                winners INTEGER,
+                reserves INTEGER,
+                tickets TEXT,
+                tickets_sha256 TEXT,
+                requested_by BIGINT,
+                certificate TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE draw_places (
+                ticket TEXT PRIMARY KEY,
+                rank INTEGER NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                status TEXT NOT NULL,
+                user_id BIGINT REFERENCES participants (user_id) ON DELETE SET NULL,
+                deadline TEXT,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX draw_places_user ON draw_places (user_id)",
+            """CREATE TABLE meetings (
+                name TEXT PRIMARY KEY,
+                starts_at TEXT NOT NULL,
+                details TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                reminded_at TEXT
+            )""",
+            """CREATE TABLE audit_log (
+                at TEXT NOT NULL,
+                admin_id BIGINT NOT NULL,
+                action TEXT NOT NULL,
+                details TEXT NOT NULL
+            )""",
+            "CREATE INDEX audit_log_at ON audit_log (at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

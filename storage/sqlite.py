@@ -18,7 +18,8 @@ import hmac
 import json
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from conversations.model import (
     Confirmation,
     Consent,
     ConsentKind,
+    DrawPlace,
     Effect,
     ErasePersonalData,
     InviteFriends,
@@ -56,7 +58,7 @@ _COLUMNS = (
     "area", "question", "referrer", "created_at", "updated_at", "completed_at",
     "confirmation_token_hash", "confirmation_code_hash", "confirmation_expires_at",
     "confirmed_email", "confirmed_at", "code_failures", "confirmation_sends", "referral_code",
-    "friends_invited", "actions", "availability",
+    "friends_invited", "actions", "availability", "ticket", "excluded_reason",
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO participants ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -80,6 +82,8 @@ _REFERRALS = (
     " ON referred.referrer = referrer.referral_code"
     " WHERE referrer.user_id = ? AND lower(referred.confirmed_email) = lower(referred.email)"
 )
+_DRAW_DONE = "SELECT COUNT(*) FROM draws WHERE status = 'done'"
+_PLACE = "SELECT role, rank, status FROM draw_places WHERE user_id = ?"
 _RECORD_CONSENT = (
     "INSERT INTO consents (user_id, kind, version, given_at, withdrawn_at)"
     " VALUES (?, ?, ?, ?, NULL)"
@@ -153,7 +157,8 @@ def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
         pending and pending.token_hash, pending and pending.code_hash,
         _time(pending and pending.expires_at), state.confirmed_email, _time(state.confirmed_at),
         _times(state.code_failures), _times(state.confirmation_sends), state.referral_code,
-        state.friends_invited, _words(state.actions), _words(state.availability),
+        state.friends_invited, _words(state.actions), _words(state.availability), state.ticket,
+        state.excluded_reason,
     )  # fmt: skip
 
 
@@ -168,6 +173,53 @@ def _conflict(error: sqlite3.IntegrityError) -> Exception:
     if "participants.user_id" in message:
         return StaleWrite()
     return error
+
+
+def _participant(row: Any, friends: Iterable[Any], consents: Iterable[Any]) -> Participant:
+    expires_at = _parse_time(row["confirmation_expires_at"])
+    return Participant(
+        user_id=row["user_id"],
+        language=row["language"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        step=Step(row["step"]),
+        version=row["version"],
+        paused=bool(row["paused"]),
+        editing=bool(row["editing"]),
+        consent_ticks=frozenset(
+            ConsentKind(tick) for tick in row["consent_ticks"].split(",") if tick
+        ),
+        consents=tuple(
+            Consent(ConsentKind(kind), version, datetime.fromisoformat(given_at))
+            for kind, version, given_at in consents
+        ),
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        phone=row["phone"],
+        email=row["email"],
+        pending_email=row["pending_email"],
+        postcode=row["postcode"],
+        departement=row["departement"],
+        area=Area(row["area"]) if row["area"] else None,
+        friends=tuple(friend[0] for friend in friends),
+        question=row["question"],
+        referrer=row["referrer"],
+        completed_at=_parse_time(row["completed_at"]),
+        confirmation=Confirmation(
+            row["confirmation_token_hash"], row["confirmation_code_hash"], expires_at
+        )
+        if expires_at
+        else None,
+        confirmed_email=row["confirmed_email"],
+        confirmed_at=_parse_time(row["confirmed_at"]),
+        code_failures=_parse_times(row["code_failures"]),
+        confirmation_sends=_parse_times(row["confirmation_sends"]),
+        referral_code=row["referral_code"],
+        friends_invited=row["friends_invited"],
+        actions=frozenset(Action(a) for a in row["actions"].split(",") if a),
+        availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
+        ticket=row["ticket"],
+        excluded_reason=row["excluded_reason"],
+    )
 
 
 class SqliteStore:
@@ -241,58 +293,56 @@ class SqliteStore:
         return applied
 
     async def load(self, user_id: int) -> Participant | None:
-        rows, friends, consents, referrals = await self._pipeline(
+        rows, friends, consents, referrals, done, places = await self._pipeline(
             self._connection.execute_fetchall(_SELECT, (user_id,)),
             self._connection.execute_fetchall(_FRIENDS, (user_id,)),
             self._connection.execute_fetchall(_CONSENTS, (user_id,)),
             self._connection.execute_fetchall(_REFERRALS, (user_id,)),
+            self._connection.execute_fetchall(_DRAW_DONE),
+            self._connection.execute_fetchall(_PLACE, (user_id,)),
         )
         if not rows:
             return None
-        row = rows[0]
-        expires_at = _parse_time(row["confirmation_expires_at"])
-        return Participant(
-            user_id=row["user_id"],
-            language=row["language"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            step=Step(row["step"]),
-            version=row["version"],
-            paused=bool(row["paused"]),
-            editing=bool(row["editing"]),
-            consent_ticks=frozenset(
-                ConsentKind(tick) for tick in row["consent_ticks"].split(",") if tick
-            ),
-            consents=tuple(
-                Consent(ConsentKind(kind), version, datetime.fromisoformat(given_at))
-                for kind, version, given_at in consents
-            ),
-            first_name=row["first_name"],
-            last_name=row["last_name"],
-            phone=row["phone"],
-            email=row["email"],
-            pending_email=row["pending_email"],
-            postcode=row["postcode"],
-            departement=row["departement"],
-            area=Area(row["area"]) if row["area"] else None,
-            friends=tuple(friend[0] for friend in friends),
-            question=row["question"],
-            referrer=row["referrer"],
-            completed_at=_parse_time(row["completed_at"]),
-            confirmation=Confirmation(
-                row["confirmation_token_hash"], row["confirmation_code_hash"], expires_at
-            )
-            if expires_at
-            else None,
-            confirmed_email=row["confirmed_email"],
-            confirmed_at=_parse_time(row["confirmed_at"]),
-            code_failures=_parse_times(row["code_failures"]),
-            confirmation_sends=_parse_times(row["confirmation_sends"]),
-            referral_code=row["referral_code"],
-            friends_invited=row["friends_invited"],
-            actions=frozenset(Action(a) for a in row["actions"].split(",") if a),
-            availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
+        place = next(iter(places), None)
+        return replace(
+            _participant(next(iter(rows)), friends, consents),
             referrals_confirmed=next(iter(referrals))[0],
+            draw_done=next(iter(done))[0] > 0,
+            draw_place=DrawPlace(place["role"], place["rank"], place["status"]) if place else None,
         )
+
+    async def all_participants(self) -> list[Participant]:
+        """Every participant, for the admin tools; the referral and draw fields are not set."""
+        rows, friends, consents = await self._pipeline(
+            self._connection.execute_fetchall(f"SELECT {', '.join(_COLUMNS)} FROM participants"),
+            self._connection.execute_fetchall(
+                "SELECT user_id, email FROM friends ORDER BY position"
+            ),
+            self._connection.execute_fetchall(
+                "SELECT user_id, kind, version, given_at FROM consents WHERE withdrawn_at IS NULL"
+                " ORDER BY given_at, kind"
+            ),
+        )
+        friends_of: dict[int, list[Any]] = {}
+        for friend in friends:
+            friends_of.setdefault(friend[0], []).append(friend[1:])
+        consents_of: dict[int, list[Any]] = {}
+        for consent in consents:
+            consents_of.setdefault(consent[0], []).append(consent[1:])
+        return [
+            _participant(
+                row, friends_of.get(row["user_id"], []), consents_of.get(row["user_id"], [])
+            )
+            for row in rows
+        ]
+
+    async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """A read, for the other stores sharing this connection."""
+        return list(await self._connection.execute_fetchall(sql, parameters))
+
+    async def write(self, statements: Sequence[Statement], guarded: int | None = None) -> None:
+        """A transaction, for the other stores sharing this connection."""
+        await self._transaction(statements, guarded)
 
     async def save(
         self,

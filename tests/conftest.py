@@ -12,7 +12,9 @@ from conversations.model import Profile
 from conversations.policy import Context, Secrets
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-SECRETS = Secrets(token="Tok3n-for_the-tests-22", code="123456", referral_code="REFcode1")
+SECRETS = Secrets(
+    token="Tok3n-for_the-tests-22", code="123456", referral_code="REFcode1", ticket="TKT0000001"
+)
 
 
 @pytest.fixture

@@ -92,7 +92,9 @@ def test_the_code_confirms_and_guessing_stops_at_the_limit(ctx: Context) -> None
 
 def test_resend_is_limited_and_replaces_the_previous_link(ctx: Context) -> None:
     state = completed(ctx)
-    fresh = Secrets(token="Another-token-for-test", code="654321", referral_code="other")
+    fresh = Secrets(
+        token="Another-token-for-test", code="654321", referral_code="other", ticket="TKT0000002"
+    )
     resent = step(state, Command("renvoyer"), replace(ctx, secrets=fresh))
     assert isinstance(resent.effects[0], QueueEmail)
     old_link = step(resent.state, Command("start", f"c_{TOKEN}"), ctx)
