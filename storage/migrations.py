@@ -13,7 +13,7 @@ class Migration:
     statements: tuple[str, ...]
 
 
-MIGRATIONS = (
+MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "participants with their friends and consents, processed updates, anonymous counts",

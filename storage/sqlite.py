@@ -148,6 +148,7 @@ def address_hash(key: bytes, address: str) -> str:
 
 def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
     pending = state.confirmation
+    expires_at = pending.expires_at if pending else None
     return (
         state.user_id, version, state.language, str(state.step), int(state.paused),
         int(state.editing), _words(state.consent_ticks), state.first_name,
@@ -155,7 +156,7 @@ def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
         state.departement, state.area and str(state.area), state.question, state.referrer,
         _time(state.created_at), _time(now), _time(state.completed_at),
         pending and pending.token_hash, pending and pending.code_hash,
-        _time(pending and pending.expires_at), state.confirmed_email, _time(state.confirmed_at),
+        _time(expires_at), state.confirmed_email, _time(state.confirmed_at),
         _times(state.code_failures), _times(state.confirmation_sends), state.referral_code,
         state.friends_invited, _words(state.actions), _words(state.availability), state.ticket,
         state.excluded_reason,
@@ -379,17 +380,17 @@ class SqliteStore:
             for position, email in enumerate(state.friends)
         ]
         for effect in effects:
-            statements += self._effect_statements(state.user_id, effect, now)
+            statements += self.effect_statements(state.user_id, effect, now)
         await self._transaction(statements, guarded)
         return version
 
-    def _effect_statements(self, user_id: int, effect: Effect, now: datetime) -> list[Statement]:
+    def effect_statements(self, user_id: int, effect: Effect, now: datetime) -> list[Statement]:
         """The statements that carry out an effect within the step's transaction."""
         at = _time(now)
         if isinstance(effect, RecordConsent):
             consent = effect.consent
-            values = (user_id, str(consent.kind), consent.version, _time(consent.given_at))
-            return [(_RECORD_CONSENT, values)]
+            given = (user_id, str(consent.kind), consent.version, _time(consent.given_at))
+            return [(_RECORD_CONSENT, given)]
         if isinstance(effect, WithdrawConsent):
             return [(_WITHDRAW_CONSENT, (_time(effect.withdrawn_at), user_id, str(effect.kind)))]
         if isinstance(effect, QueueEmail):
@@ -417,8 +418,8 @@ class SqliteStore:
                     }
                 )
                 key = f"invitation:{hashed}"
-                values = (key, user_id, address, effect.language, params, at, at, hashed)
-                statements += [(_QUEUE_INVITATION, values), (_HASHED, (hashed, "invited", at))]
+                invitation = (key, user_id, address, effect.language, params, at, at, hashed)
+                statements += [(_QUEUE_INVITATION, invitation), (_HASHED, (hashed, "invited", at))]
             return statements
         if isinstance(effect, SuppressAddress):
             return [
@@ -555,7 +556,5 @@ class SqliteStore:
         }
 
     async def count(self, name: str) -> int:
-        rows = await self._connection.execute_fetchall(
-            "SELECT value FROM anonymous_counts WHERE name = ?", (name,)
-        )
+        rows = await self.fetch("SELECT value FROM anonymous_counts WHERE name = ?", (name,))
         return int(rows[0][0]) if rows else 0
