@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.request import BaseRequest
 
+from bot.admin import AdminService
 from bot.emails import EmailRenderer
 from bot.eml import EmlFileTransport
 from bot.mailer import OutboxSender, Transport
@@ -19,7 +20,7 @@ from bot.processor import FloodGuard, PerUserProcessor
 from bot.service import ConversationService
 from bot.settings import Settings
 from bot.smtp import SmtpTransport
-from bot.telegram import TelegramHandlers, command_menu
+from bot.telegram import TelegramHandlers, TelegramMessenger, command_menu
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue
 from storage import open_store
@@ -87,7 +88,7 @@ def build_application(
         handlers.flood,
     )
     stores: list[SqliteStore] = []
-    senders: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[None]] = []
 
     async def start(application: Application) -> None:  # type: ignore[type-arg]
         store = await open_migrated_store(settings, clock)
@@ -98,17 +99,23 @@ def build_application(
         log.info("forgot %d processed update ids", forgotten)
         username = settings.telegram_bot_username or application.bot.username
         mailer = build_mailer(settings, store, texts, username, clock)
-        senders.append(asyncio.create_task(mailer.run(), name="outbox sender"))
+        tasks.append(asyncio.create_task(mailer.run(), name="outbox sender"))
         handlers.service = ConversationService(store, texts, settings, clock, username, mailer.wake)
+        messenger = TelegramMessenger(application.bot)
+        admin = AdminService(store, texts, settings, clock, messenger, mailer.wake)
+        handlers.admin = admin
+        tasks.append(
+            asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
+        )
         await _set_commands(application, texts)
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
-        handlers.service = None
-        while senders:
-            sender = senders.pop()
-            sender.cancel()
+        handlers.service = handlers.admin = None
+        while tasks:
+            task = tasks.pop()
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sender
+                await task
         while stores:
             await stores.pop().close()
 
@@ -132,6 +139,16 @@ def build_application(
     handlers.register(application)
     application.add_error_handler(_log_error)
     return application
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Runs `job` every `seconds` until cancelled; a failure is logged and the next run happens."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic %s failed", getattr(job, "__qualname__", job))
 
 
 async def _set_commands(application: Application, texts: Catalogue) -> None:  # type: ignore[type-arg]

@@ -28,10 +28,13 @@ class EmailRenderer:
 
     def _links(self, email: OutboxEmail) -> tuple[str, str]:
         """The email's main link and its unsubscribe link, both deep links into the bot."""
+        unsubscribe = f"{self._bot}?start=unsubscribe"
         if email.kind == "confirmation":
-            return f"{self._bot}?start=c_{email.params['token']}", f"{self._bot}?start=unsubscribe"
-        code, hashed = email.params["referral_code"], email.params["address_hash"]
-        return f"{self._bot}?start=r_{code}", f"{self._bot}?start=u_{hashed}"
+            return f"{self._bot}?start=c_{email.params['token']}", unsubscribe
+        if email.kind == "invitation":
+            code, hashed = email.params["referral_code"], email.params["address_hash"]
+            return f"{self._bot}?start=r_{code}", f"{self._bot}?start=u_{hashed}"
+        return self._bot, unsubscribe
 
     def _render(self, kind: str, language: str, part: str, values: dict[str, str]) -> str:
         try:

@@ -81,7 +81,6 @@ class ConversationService:
         self._travel = settings.travel
         self._clock = clock
         self._bot_username = bot_username
-        self._winners = settings.winners
         self._mail_queued = mail_queued
 
     def _context(self, profile: Profile) -> Context:
@@ -99,7 +98,6 @@ class ConversationService:
             self._travel,
             fresh,
             self._bot_username,
-            self._winners,
         )
 
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:

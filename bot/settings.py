@@ -71,6 +71,16 @@ class Settings:
     outbox_poll_seconds: float = 5.0
     # Secret for the keyed hashes of invited addresses; kept in the database when unset.
     address_hash_key: str | None = None
+    reserves: int = 5
+    # The most winners and reserves one /draw may ask for.
+    draw_max_places: int = 100
+    winner_response_hours: int = 72
+    draw_requires_second_admin: bool = False
+    meeting_timezone: str = "Europe/Paris"
+    # How often deadlines and the meeting's reminder are checked.
+    draw_check_seconds: float = 60.0
+    # Lines in one /questions, /journal or /gagnants answer.
+    admin_list_limit: int = 50
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from telegram import (
     Bot,
@@ -17,9 +19,10 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType
-from telegram.error import BadRequest
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from bot.admin import ADMIN_COMMANDS, AdminService
 from bot.service import ConversationService, Incoming
 from conversations.catalogue import Catalogue
 from conversations.model import (
@@ -35,6 +38,39 @@ from conversations.model import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class TelegramMessenger:
+    """Sends to any chat; a person who blocked the bot is logged, not an error."""
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def send(self, chat_id: int, reply: Reply) -> None:
+        with _unreachable_logged(chat_id):
+            await self._bot.send_message(chat_id, reply.text, reply_markup=_markup(reply))
+
+    async def send_document(
+        self, chat_id: int, filename: str, content: bytes, caption: str
+    ) -> None:
+        with _unreachable_logged(chat_id):
+            await self._bot.send_document(
+                chat_id, InputFile(content, filename=filename), caption=caption
+            )
+
+    async def send_photo(self, chat_id: int, content: bytes, caption: str) -> None:
+        with _unreachable_logged(chat_id):
+            await self._bot.send_photo(
+                chat_id, InputFile(content, filename="chart.png"), caption=caption
+            )
+
+
+@contextmanager
+def _unreachable_logged(chat_id: int) -> Iterator[None]:
+    try:
+        yield
+    except Forbidden as error:
+        log.warning("chat %s cannot be reached: %s", chat_id, error)
 
 
 class TelegramOutbound:
@@ -101,6 +137,11 @@ class TelegramHandlers:
     def __init__(self, texts: Catalogue) -> None:
         self._texts = texts
         self.service: ConversationService | None = None
+        self.admin: AdminService | None = None
+
+    def _admin_for(self, update: Update) -> AdminService | None:
+        user = update.effective_user
+        return self.admin if self.admin and user and self.admin.is_admin(user.id) else None
 
     async def _run(
         self, update: Update, event: Input, pressed_message_id: int | None = None
@@ -114,8 +155,14 @@ class TelegramHandlers:
 
     async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Runs a command such as /start, with its deep-link payload."""
-        assert update.message and update.message.text
-        await self._run(update, command_of(update.message.text))
+        assert update.message and update.message.text and update.effective_user
+        command = command_of(update.message.text)
+        admin = self._admin_for(update)
+        if admin and command.name in ADMIN_COMMANDS:
+            language = self._texts.language_for(update.effective_user.language_code)
+            await admin.command(update.effective_user.id, language, command.name, command.argument)
+            return
+        await self._run(update, command)
 
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Answers the current question with the typed text."""
@@ -134,8 +181,15 @@ class TelegramHandlers:
         query = update.callback_query
         assert query is not None
         await query.answer()
-        message_id = query.message.message_id if query.message else None
-        await self._run(update, Press(query.data or ""), message_id)
+        data, user = query.data or "", query.from_user
+        admin = self._admin_for(update)
+        if admin and data.startswith("admin."):
+            await admin.press(user.id, self._texts.language_for(user.language_code), data)
+        elif self.admin and data.startswith("win."):
+            await self.admin.winner_answer(user.id, data)
+        else:
+            message_id = query.message.message_id if query.message else None
+            await self._run(update, Press(data), message_id)
 
     async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Says that edits are not read, and asks the current question again."""

@@ -172,7 +172,7 @@ def my_ticket(state: Participant, argument: str, ctx: Context) -> Outcome:
         status = say(state, ctx, f"place.{place.status}")
         if place.role == "winner":
             return _reply(state, say(state, ctx, "ticket.winner", ticket=ticket, status=status))
-        rank = str(place.rank - ctx.winners)
+        rank = str(place.rank)
         return _reply(
             state, say(state, ctx, "ticket.reserve", ticket=ticket, rank=rank, status=status)
         )

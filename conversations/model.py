@@ -80,7 +80,7 @@ class Confirmation:
 @dataclass(frozen=True)
 class DrawPlace:
     role: str  # "winner" or "reserve"
-    rank: int  # 1 for the first winner; reserves go on counting after the winners
+    rank: int  # from 1, among winners or among reserves
     status: str  # waiting, notified, accepted, declined, expired, replaced
 
 

@@ -58,5 +58,3 @@ class Context:
     travel: Mapping[Area, Travel]
     secrets: Secrets
     bot_username: str
-    # How many are drawn as winners: reserves' ranks are counted after them.
-    winners: int = 5

@@ -83,7 +83,12 @@ _REFERRALS = (
     " WHERE referrer.user_id = ? AND lower(referred.confirmed_email) = lower(referred.email)"
 )
 _DRAW_DONE = "SELECT COUNT(*) FROM draws WHERE status = 'done'"
-_PLACE = "SELECT role, rank, status FROM draw_places WHERE user_id = ?"
+# A reserve's rank counts from 1 after the winners.
+_PLACE = (
+    "SELECT role, rank - CASE WHEN role = 'reserve'"
+    " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank, status"
+    " FROM draw_places WHERE user_id = ?"
+)
 _RECORD_CONSENT = (
     "INSERT INTO consents (user_id, kind, version, given_at, withdrawn_at)"
     " VALUES (?, ?, ?, ?, NULL)"
