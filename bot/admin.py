@@ -444,6 +444,9 @@ class AdminService:
             failed=str(emails.get("failed", 0) + emails.get("interrupted", 0)),
         )  # fmt: skip
         await self._messenger.send(admin_id, Reply(text))
+        # matplotlib takes a second to import: only when a chart is asked for.
+        from bot.charts import stats_chart
+
         titles = (
             self._say(language, "admin.chart.per_day"),
             self._say(language, "admin.chart.funnel"),
