@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -37,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("--first-name")
     console.add_argument("--last-name")
     console.add_argument("--language", choices=["fr", "en"])
+    draw = commands.add_parser("draw", help="the draw's ticket list, and its verification")
+    draw_commands = draw.add_subparsers(dest="draw_command", required=True)
+    tickets = draw_commands.add_parser("tickets", help="write the ticket list the draw froze")
+    tickets.add_argument("--output", "-o", help="file to write (default: standard output)")
+    verify = draw_commands.add_parser("verify", help="redo a draw and compare with its certificate")
+    verify.add_argument("certificate", help="the certificate, JSON")
+    verify.add_argument("tickets", help="the ticket list, one per line")
+    export = commands.add_parser("export", help="write the confirmed participants as CSV")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
     arguments = parser.parse_args(argv)
+    if arguments.command == "draw" and arguments.draw_command == "verify":
+        return verify_draw(arguments.certificate, arguments.tickets)
 
     load_dotenv(os.environ.get("COFFEEBOT_ENV_FILE", ".env"))
     try:
@@ -71,11 +83,71 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(migrate())
         return 0
 
+    if arguments.command in ("draw", "export"):
+        content = asyncio.run(admin_file(settings, arguments.command))
+        if content is None:
+            print("coffeebot: no draw has frozen a ticket list yet (/draw does)", file=sys.stderr)
+            return 1
+        if arguments.output:
+            with open(arguments.output, "wb") as out:
+                out.write(content)
+        else:
+            sys.stdout.buffer.write(content)
+        return 0
+
     from bot.console import run_console
     from conversations.model import Profile
 
     profile = Profile(arguments.first_name, arguments.last_name, arguments.language)
     asyncio.run(run_console(settings, profile, arguments.user_id, sys.stdin, sys.stdout, utc_now))
+    return 0
+
+
+def verify_draw(certificate_path: str, tickets_path: str) -> int:
+    """Prints whether the certificate's draw is what the ticket list gives; 0 when it is."""
+    from conversations.draw import verify
+
+    with open(certificate_path, encoding="utf-8") as certificate_file:
+        certificate = json.load(certificate_file)
+    with open(tickets_path, encoding="ascii") as tickets_file:
+        tickets = [line.strip() for line in tickets_file if line.strip()]
+    problems = verify(certificate, tickets)
+    if problems:
+        for problem in problems:
+            print(f"MISMATCH: {problem}")
+        return 1
+    print(f"OK: {len(tickets)} tickets, seed {certificate['seed']}")
+    print(f"winners:  {' '.join(certificate['winners'])}")
+    print(f"reserves: {' '.join(certificate['reserves'])}")
+    return 0
+
+
+async def admin_file(settings: Settings, command: str) -> bytes | None:
+    """The CSV export, or the ticket list the draw froze (None before any draw)."""
+    from bot.app import open_migrated_store, utc_now
+    from conversations.admin import export_csv
+    from conversations.draw import ticket_list
+    from storage.sqlite_admin import SqliteAdminStore
+
+    store = await open_migrated_store(settings, utc_now)
+    try:
+        if command == "export":
+            content = export_csv(await store.all_participants())
+        else:
+            record = await SqliteAdminStore(store).draw()
+            if record is None or not record.tickets:
+                print(
+                    "coffeebot: no draw has frozen a ticket list yet (/draw does)", file=sys.stderr
+                )
+                return 1
+            content = ticket_list(record.tickets).encode("ascii")
+    finally:
+        await store.close()
+    if output:
+        with open(output, "wb") as out:
+            out.write(content)
+    else:
+        sys.stdout.buffer.write(content)
     return 0
 
 
