@@ -136,19 +136,11 @@ async def admin_file(settings: Settings, command: str) -> bytes | None:
         else:
             record = await SqliteAdminStore(store).draw()
             if record is None or not record.tickets:
-                print(
-                    "coffeebot: no draw has frozen a ticket list yet (/draw does)", file=sys.stderr
-                )
-                return 1
+                return None
             content = ticket_list(record.tickets).encode("ascii")
     finally:
         await store.close()
-    if output:
-        with open(output, "wb") as out:
-            out.write(content)
-    else:
-        sys.stdout.buffer.write(content)
-    return 0
+    return content
 
 
 if __name__ == "__main__":
