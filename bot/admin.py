@@ -293,17 +293,20 @@ class AdminService:
         person = await self._store.load(user_id)
         language = person.language if person else self._texts.default_language
         now = self._clock()
-        pending = [
-            p for p in await self._admin.places()
-            if p.user_id == user_id and p.role == "winner" and p.status == "notified"
-        ]  # fmt: skip
+        mine = [
+            p for p in await self._admin.places() if p.user_id == user_id and p.role == "winner"
+        ]
+        pending = [p for p in mine if p.status == "notified"]
+        late = any(p.status == "expired" for p in mine) or any(
+            p.deadline and now > p.deadline for p in pending
+        )
+        if late:
+            await self._reply(user_id, language, "winner.too_late")
+            return
         if not pending or key not in ("win.accept", "win.decline"):
             await self._reply(user_id, language, "winner.no_answer_expected")
             return
         place = pending[0]
-        if place.deadline and now > place.deadline:
-            await self._reply(user_id, language, "winner.too_late")
-            return
         accepted = key == "win.accept"
         if not await self._admin.update_place(place, "accepted" if accepted else "declined", now):
             await self._reply(user_id, language, "winner.no_answer_expected")

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from telegram import Update
@@ -93,7 +94,9 @@ class FakeBotApi(BaseRequest):
             }
         if endpoint in ("setMyCommands", "answerCallbackQuery", "deleteWebhook"):
             return True
-        if endpoint in ("sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument"):
+        if endpoint in (
+            "sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument", "sendPhoto"
+        ):  # fmt: skip
             message_id = params.get("message_id") or next(self._message_ids)
             message: dict[str, Any] = {
                 "message_id": message_id,
@@ -103,6 +106,10 @@ class FakeBotApi(BaseRequest):
             }
             if "text" in params:
                 message["text"] = params["text"]
+            if endpoint == "sendPhoto":
+                message["photo"] = [
+                    {"file_id": "p", "file_unique_id": "pu", "width": 1, "height": 1}
+                ]
             if endpoint == "sendDocument":
                 name = next(iter(files.values()))[0] if files else "document"
                 message["document"] = {"file_id": "f", "file_unique_id": "u", "file_name": name}
@@ -130,6 +137,13 @@ class FakeBotApi(BaseRequest):
                     b["text"]: b["callback_data"] for row in markup["inline_keyboard"] for b in row
                 }
         return {}
+
+    def named_documents_to(self, chat_id: int) -> dict[str, bytes]:
+        return {
+            next(iter(call.files.values()))[0]: next(iter(call.files.values()))[1]
+            for call in self.to_chat(chat_id)
+            if call.method == "sendDocument"
+        }
 
     def documents_to(self, chat_id: int) -> list[bytes]:
         return [
@@ -246,9 +260,13 @@ class BotHarness:
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings, api: FakeBotApi) -> AsyncIterator[BotHarness]:
+async def running_bot(
+    settings: Settings, api: FakeBotApi, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[BotHarness]:
     """Run the application from the composition root, in the order `run_polling` uses."""
-    application = build_application(settings, request=api)
+    application = build_application(
+        settings, request=api, clock=clock or (lambda: datetime.now(UTC))
+    )
     await application.initialize()
     try:
         assert application.post_init is not None
