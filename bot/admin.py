@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from bot.drawing import draw_off_loop
 from bot.settings import Settings
 from conversations.admin import calendar_file, export_csv, parse_meeting, questions, statistics
 from conversations.catalogue import Catalogue
-from conversations.draw import commitment_of, draw, tickets_sha256, why_ineligible
+from conversations.draw import commitment_of, tickets_sha256, why_ineligible
 from conversations.model import Button, Participant, QueueEmail, Reply
 from conversations.policy import Travel
 from storage.sqlite import SqliteStore
@@ -196,7 +197,7 @@ class AdminService:
         seed = bytes.fromhex(record.seed) if record.seed else secrets.token_bytes(32)
         now = self._clock()
         assert record.winners is not None and record.reserves is not None
-        certificate = draw(
+        certificate = await draw_off_loop(
             seed, record.tickets, record.winners, record.reserves, now, record.commitment
         )
         owners = {p.ticket: p.user_id for p in await self._store.all_participants() if p.ticket}
@@ -407,6 +408,7 @@ class AdminService:
 
     async def _winners(self, admin_id: int, language: str, argument: str) -> None:
         """Lists winners and reserves with their status, and the meeting."""
+        await self._audit(admin_id, "winners", "")
         places = await self._admin.places()
         if not places:
             await self._reply(admin_id, language, "admin.winners.none")
@@ -426,6 +428,7 @@ class AdminService:
 
     async def _stats(self, admin_id: int, language: str, argument: str) -> None:
         """Sends the funnel, engagement, areas, départements, emails, and a chart."""
+        await self._audit(admin_id, "stats", "")
         stats = statistics(await self._store.all_participants())
         emails = await self._store.outbox_counts()
         engaged = ", ".join(
@@ -472,6 +475,7 @@ class AdminService:
     async def _questions(self, admin_id: int, language: str, argument: str) -> None:
         """Lists the questions for the candidate, newest first, with postcodes."""
         asked = questions(await self._store.all_participants())[: self._settings.admin_list_limit]
+        await self._audit(admin_id, "questions", f"{len(asked)} shown")
         lines = [f"• {postcode} — {question}" for postcode, question in asked]
         await self._send_lines(admin_id, language, "admin.questions", lines)
 

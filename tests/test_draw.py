@@ -189,3 +189,12 @@ def test_the_calendar_file_is_valid_icalendar() -> None:
     assert all(len(line.encode()) <= 75 for line in lines)
     unfolded = content.decode().replace("\r\n ", "")
     assert "DESCRIPTION:QG\\, 10 rue de Solférino\\; QG" in unfolded
+
+
+def test_the_bots_parallel_ordering_is_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import drawing
+
+    monkeypatch.setattr(drawing, "PARALLEL_FROM", 100)
+    monkeypatch.setattr(drawing.os, "cpu_count", lambda: 3)
+    tickets = [f"T{n:09d}" for n in range(1000)]
+    assert drawing.first_drawn_in_parallel(SEED, tickets, 12) == first_drawn(SEED, tickets, 12)
