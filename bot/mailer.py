@@ -75,7 +75,9 @@ class OutboxSender:
 
     async def send_due(self) -> int:
         """Send one batch of due emails over one connection; return how many were handled."""
-        batch = await self._outbox.claim_due(self._clock(), self._batch_size)
+        batch = await self._outbox.due(self._clock(), self._batch_size)
+        if not batch:
+            return 0
         waiting = list(batch)
         try:
             async with self._transport.connect() as connection:
@@ -96,8 +98,13 @@ class OutboxSender:
             log.exception("cannot render email %s", email.key)
             await self._failed(email, error, transient=False)
             return
+        # Marked one at a time: a crash leaves only this one in doubt, never the whole batch.
+        if not await self._outbox.start_sending(email.key):
+            return
         try:
             await connection.send(message)
+        except TransientMailError as error:
+            await self._failed(email, error, transient=True)
         except PermanentMailError as error:
             await self._failed(email, error, transient=False)
         else:

@@ -43,8 +43,12 @@ class OutboxEmail:
 class Outbox(Protocol):
     """The emails waiting to be sent, written by the same transactions as the steps."""
 
-    async def claim_due(self, now: datetime, limit: int) -> list[OutboxEmail]:
-        """Mark up to `limit` due emails as being sent, and return them."""
+    async def due(self, now: datetime, limit: int) -> list[OutboxEmail]:
+        """Up to `limit` emails due for sending, oldest first."""
+        ...
+
+    async def start_sending(self, key: str) -> bool:
+        """Mark one email as leaving now; False when it is no longer waiting (cancelled)."""
         ...
 
     async def mark_sent(self, key: str, now: datetime) -> None: ...
@@ -54,8 +58,8 @@ class Outbox(Protocol):
     async def mark_failed(self, key: str, attempts: int, error: str) -> None: ...
 
     async def mark_interrupted(self) -> int:
-        """After a crash, give up emails that were being sent: they may have left, and
-        sending them again could send them twice."""
+        """After a crash, give up the emails that were leaving: they may have left, and sending
+        them again could send them twice."""
         ...
 
 

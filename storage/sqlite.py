@@ -463,24 +463,13 @@ class SqliteStore:
         """Queue calls on the connection's thread in this order and wait for them together."""
         return await asyncio.gather(*calls, return_exceptions=True)
 
-    async def claim_due(self, now: datetime, limit: int) -> list[OutboxEmail]:
-        async with self._lock:
-            await self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                rows = await self._connection.execute_fetchall(
-                    "SELECT idempotency_key, kind, recipient, language, params, attempts"
-                    " FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                    " ORDER BY next_attempt_at LIMIT ?",
-                    (_time(now), limit),
-                )
-                await self._connection.executemany(
-                    "UPDATE outbox SET status = 'sending' WHERE idempotency_key = ?",
-                    [(row["idempotency_key"],) for row in rows],
-                )
-            except BaseException:
-                await self._connection.execute("ROLLBACK")
-                raise
-            await self._connection.execute("COMMIT")
+    async def due(self, now: datetime, limit: int) -> list[OutboxEmail]:
+        rows = await self.fetch(
+            "SELECT idempotency_key, kind, recipient, language, params, attempts"
+            " FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at LIMIT ?",
+            (_time(now), limit),
+        )
         return [
             OutboxEmail(
                 row["idempotency_key"],
@@ -492,6 +481,22 @@ class SqliteStore:
             )
             for row in rows
         ]
+
+    async def start_sending(self, key: str) -> bool:
+        try:
+            await self._transaction(
+                [
+                    (
+                        "UPDATE outbox SET status = 'sending'"
+                        " WHERE idempotency_key = ? AND status = 'pending'",
+                        (key,),
+                    )
+                ],
+                guarded=0,
+            )
+        except StaleWrite:
+            return False
+        return True
 
     async def mark_sent(self, key: str, now: datetime) -> None:
         await self._transaction(
