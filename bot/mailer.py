@@ -79,28 +79,37 @@ class OutboxSender:
         if not batch:
             return 0
         waiting = list(batch)
+        delivered: str | None = None
         try:
             async with self._transport.connect() as connection:
                 while waiting:
-                    email = waiting[0]
-                    await self._send_one(connection, email)
+                    delivered = await self._send_one(connection, waiting[0], delivered)
                     waiting.pop(0)
         except TransientMailError as error:
             log.warning("cannot send %d emails now: %s", len(waiting), error)
             for email in waiting:
                 await self._failed(email, error, transient=True)
+        finally:
+            if delivered is not None:
+                await self._outbox.mark_sent(delivered, self._clock())
         return len(batch) - len(waiting)
 
-    async def _send_one(self, connection: Connection, email: OutboxEmail) -> None:
+    async def _send_one(
+        self, connection: Connection, email: OutboxEmail, delivered: str | None
+    ) -> str | None:
+        """Send one email; return its key when it left and is not yet marked sent.
+
+        Each email is marked as leaving just before it does, in the same transaction that marks
+        the previous one sent: a crash leaves at most one email in doubt, for one write each.
+        """
         try:
             message = self._renderer.render(email)
         except Exception as error:
             log.exception("cannot render email %s", email.key)
             await self._failed(email, error, transient=False)
-            return
-        # Marked one at a time: a crash leaves only this one in doubt, never the whole batch.
-        if not await self._outbox.start_sending(email.key):
-            return
+            return delivered
+        if not await self._outbox.start_sending(email.key, self._clock(), delivered):
+            return delivered
         try:
             await connection.send(message)
         except TransientMailError as error:
@@ -108,7 +117,8 @@ class OutboxSender:
         except PermanentMailError as error:
             await self._failed(email, error, transient=False)
         else:
-            await self._outbox.mark_sent(email.key, self._clock())
+            return email.key
+        return None
 
     async def _failed(self, email: OutboxEmail, error: Exception, transient: bool) -> None:
         attempts = email.attempts + 1

@@ -47,8 +47,9 @@ class Outbox(Protocol):
         """Up to `limit` emails due for sending, oldest first."""
         ...
 
-    async def start_sending(self, key: str) -> bool:
-        """Mark one email as leaving now; False when it is no longer waiting (cancelled)."""
+    async def start_sending(self, key: str, now: datetime, sent_before: str | None) -> bool:
+        """Mark one email as leaving now, and `sent_before` as sent, in one transaction;
+        False, changing nothing, when the email is no longer waiting (cancelled)."""
         ...
 
     async def mark_sent(self, key: str, now: datetime) -> None: ...

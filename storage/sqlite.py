@@ -146,6 +146,14 @@ def _words(values: frozenset[str]) -> str:
     return ",".join(sorted(values))
 
 
+def _sent(key: str, now: datetime) -> Statement:
+    return (
+        "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+        " recipient = NULL, params = NULL, last_error = NULL WHERE idempotency_key = ?",
+        (_time(now), key),
+    )
+
+
 def address_hash(key: bytes, address: str) -> str:
     """A keyed hash of an address: enough to recognise it, not to recover it."""
     return hmac.new(key, address.casefold().encode(), hashlib.sha256).hexdigest()[:32]
@@ -482,32 +490,25 @@ class SqliteStore:
             for row in rows
         ]
 
-    async def start_sending(self, key: str) -> bool:
-        try:
-            await self._transaction(
-                [
-                    (
-                        "UPDATE outbox SET status = 'sending'"
-                        " WHERE idempotency_key = ? AND status = 'pending'",
-                        (key,),
-                    )
-                ],
-                guarded=0,
+    async def start_sending(self, key: str, now: datetime, sent_before: str | None) -> bool:
+        statements: list[Statement] = []
+        if sent_before is not None:
+            statements.append(_sent(sent_before, now))
+        statements.append(
+            (
+                "UPDATE outbox SET status = 'sending'"
+                " WHERE idempotency_key = ? AND status = 'pending'",
+                (key,),
             )
+        )
+        try:
+            await self._transaction(statements, guarded=len(statements) - 1)
         except StaleWrite:
             return False
         return True
 
     async def mark_sent(self, key: str, now: datetime) -> None:
-        await self._transaction(
-            [
-                (
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                    " recipient = NULL, params = NULL, last_error = NULL WHERE idempotency_key = ?",
-                    (_time(now), key),
-                )
-            ]
-        )
+        await self._transaction([_sent(key, now)])
 
     async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None:
         await self._transaction(

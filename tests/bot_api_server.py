@@ -58,6 +58,8 @@ class LocalBotApi:
     sent: dict[int, list[Sent]] = field(default_factory=lambda: defaultdict(list))
     refused: int = 0
     calls: Counter[str] = field(default_factory=Counter)
+    # The bot processes polling this server, so that a test's end can stop them all.
+    bots: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []

@@ -38,6 +38,8 @@ class BotProcess:
             **self.env,
         }
         self.starts += 1
+        if self not in self.api.bots:
+            self.api.bots.append(self)
         log = self._log_file()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "run", env=environment, cwd=self.workdir,
@@ -50,9 +52,9 @@ class BotProcess:
         return (self.workdir / f"bot-{self.starts}.log").open("wb")
 
     async def kill(self) -> None:
-        assert self.process
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
+        if self.process and self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
 
     async def stop(self) -> None:
         if self.process and self.process.returncode is None:

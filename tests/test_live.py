@@ -25,6 +25,8 @@ async def api() -> AsyncIterator[LocalBotApi]:
     server = LocalBotApi()
     await server.start()
     yield server
+    for bot in server.bots:
+        await bot.kill()  # whatever a failing test left running
     await server.stop()
 
 

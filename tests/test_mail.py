@@ -149,7 +149,7 @@ async def test_an_email_being_sent_when_the_bot_died_is_not_sent_again(
     store = await open_migrated_store(settings, Clock())
     await queue(store, 1, confirmation(1))
     [email] = await store.due(NOW, 10)
-    assert await store.start_sending(email.key)  # the process dies here, during SMTP
+    assert await store.start_sending(email.key, NOW, None)  # the process dies here, during SMTP
     await store.close()
     store = await open_migrated_store(settings, Clock())
     try:
