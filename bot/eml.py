@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ class EmlFileTransport:
         self._folder.mkdir(parents=True, exist_ok=True)
         yield self
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         message_id = str(message["Message-ID"]).strip("<>").split("@")[0]
         path = self._folder / f"{stamp}-{message_id}.eml"

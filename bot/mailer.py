@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from typing import Protocol
 
 from bot.emails import EmailRenderer
@@ -30,7 +30,7 @@ class PermanentMailError(Exception):
 
 
 class Connection(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: Message) -> None: ...
 
 
 class Transport(Protocol):

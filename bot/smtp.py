@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
+from email.message import Message
+from email.policy import SMTPUTF8, compat32
 from email.utils import parseaddr
 from urllib.parse import unquote, urlsplit
 
@@ -59,11 +59,12 @@ class SmtpConnection:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self._client = client
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         sender, recipient = parseaddr(str(message["From"]))[1], str(message["To"])
-        # Flattened once here; bodies are quoted-printable, so 7-bit servers take them as is.
+        # An address with non-ASCII characters travels as UTF-8, which the server must accept
+        # (SMTPUTF8); anything else as 7-bit MIME, which every server takes.
         international = not (sender + recipient).isascii()
-        content = message.as_bytes(policy=SMTPUTF8 if international else SMTP)
+        content = message.as_bytes(policy=SMTPUTF8 if international else compat32)
         try:
             await self._client.sendmail(
                 sender, [recipient], content, mail_options=["SMTPUTF8"] if international else []

@@ -39,7 +39,9 @@ def free_port() -> int:
 @contextmanager
 def smtp_server(port: int | None = None) -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port or free_port())
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port or free_port(), enable_SMTPUTF8=True
+    )
     controller.start()
     try:
         yield inbox, controller.port

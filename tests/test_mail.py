@@ -82,6 +82,17 @@ async def test_a_confirmation_arrives_once_with_both_parts_and_headers(
     assert await store.outbox_counts() == {"sent": 1}
 
 
+async def test_an_address_with_accents_travels_as_utf8(
+    settings: Settings, store: SqliteStore, texts: Catalogue
+) -> None:
+    await queue(store, 1, confirmation(1, "élodie@exemple.fr"))
+    with smtp_server() as (inbox, port):
+        assert await mailer_for(settings, store, texts, Clock(), port).send_due() == 1
+    [message] = inbox.messages
+    assert message["To"] == "élodie@exemple.fr"
+    assert message["Subject"] == "Confirmez votre participation : un café avec Camille Dupont"
+
+
 async def test_a_transient_refusal_is_retried_after_a_backoff(
     settings: Settings, store: SqliteStore, texts: Catalogue
 ) -> None:
