@@ -447,7 +447,21 @@ class SqliteStore:
     async def _transaction(
         self, statements: Sequence[Statement], guarded: int | None = None
     ) -> None:
-        """Run statements in one transaction; the `guarded` one must change exactly one row."""
+        """Run statements in one transaction; the `guarded` one must change exactly one row.
+
+        A cancelled caller still waits for the transaction to end: aiosqlite runs what was
+        queued anyway, and a transaction left open would make every later one fail.
+        """
+        ending = asyncio.ensure_future(self._run_transaction(statements, guarded))
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            await asyncio.wait([ending])
+            if not ending.cancelled():
+                ending.exception()  # the caller is gone: the outcome is only marked as seen
+            raise
+
+    async def _run_transaction(self, statements: Sequence[Statement], guarded: int | None) -> None:
         async with self._lock:
             try:
                 begin, *results = await self._pipeline(

@@ -217,3 +217,19 @@ async def test_confirmed_referrals_are_counted_for_the_referrer(store: SqliteSto
     await save_new(store, participant(3, phone="+33781223345", email="c@free.fr", referrer="REF1"))
     loaded = await store.load(1)
     assert loaded is not None and loaded.referrals_confirmed == 1
+
+
+async def test_a_save_cancelled_midway_leaves_the_store_usable(store: SqliteStore) -> None:
+    import asyncio
+
+    for attempt in range(20):
+        person = participant(
+            100 + attempt, phone=f"+3378122{attempt:04d}", email=f"c{attempt}@free.fr"
+        )
+        saving = asyncio.create_task(save_new(store, person))
+        for _ in range(attempt % 4):
+            await asyncio.sleep(0)
+        saving.cancel()
+        await asyncio.gather(saving, return_exceptions=True)
+    await save_new(store, participant(1))
+    assert await store.load(1) is not None
