@@ -82,6 +82,8 @@ class LocalBotApi:
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:
+        async with self._arrived:
+            self._arrived.notify_all()  # long polls return now rather than at their timeout
         if self._runner:
             await self._runner.cleanup()
 
