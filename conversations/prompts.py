@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 
 from conversations.model import (
     NEWS_CONSENTS,
@@ -53,11 +53,27 @@ def _welcome(state: Participant, ctx: Context) -> Reply:
     )
 
 
+def _tick_boxes(
+    state: Participant,
+    ctx: Context,
+    choices: Iterable[str],
+    ticked: Collection[str],
+    label: str,
+    key: str,
+) -> list[tuple[Button, ...]]:
+    """One button a row, ☑ or ☐ before its label: `label` and `key` are formats of `{choice}`."""
+    rows: list[tuple[Button, ...]] = []
+    for choice in choices:
+        box = "☑" if choice in ticked else "☐"
+        text = say(state, ctx, label.format(choice=choice))
+        rows.append((Button(f"{box} {text}", key.format(choice=choice)),))
+    return rows
+
+
 def _consent(state: Participant, ctx: Context) -> Reply:
-    rows = []
-    for kind, key in CONSENT_TEXT.items():
-        box = "☑" if kind in state.consent_ticks else "☐"
-        rows.append((Button(f"{box} {say(state, ctx, f'{key}.button')}", f"consent.{kind}"),))
+    rows = _tick_boxes(
+        state, ctx, CONSENT_TEXT, state.consent_ticks, "consent.{choice}.button", "consent.{choice}"
+    )
     rows.append((Button(say(state, ctx, "button.continue"), "consent.continue"),))
     body = "\n\n".join(say(state, ctx, f"{key}.text") for key in CONSENT_TEXT.values())
     return Reply(f"{_numbered(state, ctx, 'consent.intro')}\n\n{body}", tuple(rows))
@@ -207,49 +223,28 @@ def _complete(state: Participant, ctx: Context) -> Reply:
     return Reply(status_text(state, ctx))
 
 
-def _box(ticked: bool) -> str:
-    return "☑" if ticked else "☐"
-
-
 def actions_prompt(state: Participant, ctx: Context) -> Reply:
-    rows = [
-        (
-            Button(
-                f"{_box(a in state.actions)} {say(state, ctx, f'engage.action.{a}')}", f"action.{a}"
-            ),
-        )
-        for a in Action
-    ]
+    rows = _tick_boxes(
+        state, ctx, Action, state.actions, "engage.action.{choice}", "action.{choice}"
+    )
     rows.append((Button(say(state, ctx, "button.validate"), "engage.actions_done"),))
     rows.append((Button(say(state, ctx, "button.not_now"), "engage.actions_skip"),))
     return Reply(say(state, ctx, "engage.actions"), tuple(rows))
 
 
 def availability_prompt(state: Participant, ctx: Context) -> Reply:
-    rows = [
-        (
-            Button(
-                f"{_box(a in state.availability)} {say(state, ctx, f'engage.when.{a}')}",
-                f"when.{a}",
-            ),
-        )
-        for a in Availability
-    ]
+    rows = _tick_boxes(
+        state, ctx, Availability, state.availability, "engage.when.{choice}", "when.{choice}"
+    )
     rows.append((Button(say(state, ctx, "button.validate"), "engage.availability_done"),))
     rows.append((Button(say(state, ctx, "button.skip"), "engage.availability_skip"),))
     return Reply(say(state, ctx, "engage.availability"), tuple(rows))
 
 
 def news_prompt(state: Participant, ctx: Context) -> Reply:
-    rows = [
-        (
-            Button(
-                f"{_box(k in state.consent_ticks)} {say(state, ctx, f'consent.{k}.button')}",
-                f"news.{k}",
-            ),
-        )
-        for k in NEWS_CONSENTS
-    ]
+    rows = _tick_boxes(
+        state, ctx, NEWS_CONSENTS, state.consent_ticks, "consent.{choice}.button", "news.{choice}"
+    )
     rows.append((Button(say(state, ctx, "button.validate"), "engage.news_done"),))
     body = "\n\n".join(say(state, ctx, f"consent.{kind}.text") for kind in NEWS_CONSENTS)
     return Reply(f"{say(state, ctx, 'engage.news')}\n\n{body}", tuple(rows))
