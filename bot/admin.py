@@ -431,6 +431,9 @@ class AdminService:
         await self._audit(admin_id, "stats", "")
         stats = statistics(await self._store.all_participants())
         emails = await self._store.outbox_counts()
+        erased = await self._store.count("erased.complete") + await self._store.count(
+            "erased.incomplete"
+        )
         engaged = ", ".join(
             f"{self._say(language, f'engage.action.{a}')} {n}" for a, n in stats.engaged.items()
         )
@@ -448,6 +451,7 @@ class AdminService:
             departements=departements, sent=str(emails.get("sent", 0)),
             pending=str(emails.get("pending", 0) + emails.get("sending", 0)),
             failed=str(emails.get("failed", 0) + emails.get("interrupted", 0)),
+            erased=str(erased),
         )  # fmt: skip
         await self._messenger.send(admin_id, Reply(text))
         # matplotlib takes a second to import: only when a chart is asked for.

@@ -144,14 +144,9 @@ def enter_code(state: Participant, text: str, ctx: Context) -> Outcome:
     if match and _matches(match[1] + match[2], pending.code_hash):
         return _confirm(state, ctx)
     failures = (*failures, ctx.now)
-    left = str(allowed - len(failures))
-    new = replace(state, code_failures=failures)
-    return _reply(
-        new,
-        ctx,
-        "confirmation.code_wrong" if left != "0" else "confirmation.code_locked",
-        left=left,
-    )
+    left = allowed - len(failures)
+    key = "confirmation.code_wrong" if left > 0 else "confirmation.code_locked"
+    return _reply(replace(state, code_failures=failures), ctx, key, left=str(left))
 
 
 def resend(state: Participant, ctx: Context) -> Outcome:

@@ -25,6 +25,7 @@ from conversations.prompts import (
     actions_prompt,
     availability_prompt,
     news_prompt,
+    redraw,
     remind,
     say,
     status_text,
@@ -37,10 +38,6 @@ def start_questionnaire(state: Participant, ctx: Context) -> Outcome:
         return Outcome(state, (Reply(say(state, ctx, "engage.confirm_first")),))
     new = replace(state, step=Step.ENGAGE_ACTIONS, paused=False)
     return Outcome(new, (actions_prompt(new, ctx),))
-
-
-def _edited(state: Participant, reply: Reply) -> Outcome:
-    return Outcome(state, (replace(reply, replaces_pressed=True),))
 
 
 def _to_news(state: Participant, ctx: Context) -> Outcome:
@@ -56,7 +53,7 @@ def answer_actions(state: Participant, event: Answer, ctx: Context) -> Outcome:
     actions = {f"action.{a}": a for a in Action}
     if event.key in actions:
         new = replace(state, actions=state.actions ^ {actions[event.key]})
-        return _edited(new, actions_prompt(new, ctx))
+        return redraw(new, ctx)
     if event.key == "engage.actions_done":
         new = replace(state, step=Step.ENGAGE_AVAILABILITY)
         return Outcome(new, (availability_prompt(new, ctx),))
@@ -72,7 +69,7 @@ def answer_availability(state: Participant, event: Answer, ctx: Context) -> Outc
     times = {f"when.{a}": a for a in Availability}
     if event.key in times:
         new = replace(state, availability=state.availability ^ {times[event.key]})
-        return _edited(new, availability_prompt(new, ctx))
+        return redraw(new, ctx)
     if event.key == "engage.availability_done":
         return _to_news(state, ctx)
     if event.key == "engage.availability_skip":
@@ -87,7 +84,7 @@ def answer_news(state: Participant, event: Answer, ctx: Context) -> Outcome:
     kinds = {f"news.{kind}": kind for kind in NEWS_CONSENTS}
     if event.key in kinds:
         new = replace(state, consent_ticks=state.consent_ticks ^ {kinds[event.key]})
-        return _edited(new, news_prompt(new, ctx))
+        return redraw(new, ctx)
     if event.key != "engage.news_done":
         return remind(state, ctx, "remind.stale_button")
     effects: list[Effect] = []

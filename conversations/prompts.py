@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import replace
 
 from conversations.model import (
     NEWS_CONSENTS,
@@ -271,6 +272,11 @@ PROMPTS: dict[Step, Callable[[Participant, Context], Reply]] = {
 
 def prompt(state: Participant, ctx: Context) -> Reply:
     return PROMPTS[state.step](state, ctx)
+
+
+def redraw(state: Participant, ctx: Context) -> Outcome:
+    """Show the step's question again in place of the message whose button was pressed."""
+    return Outcome(state, (replace(prompt(state, ctx), replaces_pressed=True),))
 
 
 def refuse(state: Participant, ctx: Context, refusal: Refusal) -> Outcome:

@@ -35,6 +35,7 @@ from conversations.prompts import (
     SUMMARY_FIELDS,
     profile_name,
     prompt,
+    redraw,
     refuse,
     remind,
     say,
@@ -119,7 +120,7 @@ def _consent(state: Participant, event: Answer, ctx: Context) -> Outcome:
     kinds = {f"consent.{kind}": kind for kind in SIGNUP_CONSENTS}
     if event.key in kinds:
         new = replace(state, consent_ticks=state.consent_ticks ^ {kinds[event.key]})
-        return Outcome(new, (replace(prompt(new, ctx), replaces_pressed=True),))
+        return redraw(new, ctx)
     if event.key != "consent.continue":
         return _stale(state, ctx)
     if state.consent_ticks != set(SIGNUP_CONSENTS):
@@ -224,7 +225,7 @@ def _friends(state: Participant, event: Answer, ctx: Context) -> Outcome:
         return go_to(state, ctx, Step.FRIEND_EMAIL)
     if event.key == "friends.clear":
         new = replace(state, friends=())
-        return Outcome(new, (replace(prompt(new, ctx), replaces_pressed=True),))
+        return redraw(new, ctx)
     if event.key == "friends.done":
         return advance(state, ctx)
     return _stale(state, ctx)

@@ -194,6 +194,7 @@ async def test_figures_lists_and_exclusion(settings: Settings, tmp_path: Path) -
     assert "écarté du tirage par l'organisation" in api.texts_to(2)[-1]
     stats = next(text for text in texts if text.startswith("📊"))
     assert "Confirmées : 4" in stats and "Dans le tirage : 3" in stats
+    assert "Données effacées à la demande : 0" in stats
     assert [call.method for call in api.to_chat(ADMIN)].count("sendPhoto") == 1
     rows = list(
         csv.reader(
