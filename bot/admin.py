@@ -240,7 +240,8 @@ class AdminService:
         return f"{head} — {who} — {self._travel(language, person)} — {status}"
 
     def _travel(self, language: str, person: Participant) -> str:
-        travel = self._settings.travel.get(person.area, Travel.NONE) if person.area else Travel.NONE
+        area = person.entry.area if person.entry else person.area
+        travel = self._settings.travel.get(area, Travel.NONE) if area else Travel.NONE
         return self._say(language, f"travel.{travel}")
 
     # Winners.
@@ -248,7 +249,7 @@ class AdminService:
     async def _notify_winner(self, place: Place) -> None:
         """Tells a winner, by Telegram and by email, with a deadline to accept or decline."""
         person = await self._store.load(place.user_id) if place.user_id else None
-        if person is None or person.email is None:
+        if person is None or person.entry is None:
             if await self._admin.update_place(place, "replaced", self._clock()):
                 await self._tell_admins("admin.winner_gone", ticket=place.ticket)
                 await self._promote()
@@ -256,7 +257,7 @@ class AdminService:
         assert place.deadline is not None
         language, deadline = person.language, self._local(place.deadline)
         travel = self._travel(language, person)
-        if person.area and self._settings.travel.get(person.area) == Travel.TRAIN:
+        if self._settings.travel.get(person.entry.area) == Travel.TRAIN:
             travel += "\n" + self._say(language, "winner.train_how")
         text = self._say(
             language, "winner.notify", first_name=person.first_name or "", ticket=place.ticket,
@@ -271,7 +272,8 @@ class AdminService:
             ("first_name", person.first_name or ""), ("ticket", place.ticket),
             ("deadline", deadline), ("travel", travel),
         )  # fmt: skip
-        email = QueueEmail("winner", person.email, language, params, f"winner:{place.ticket}")
+        # To the confirmed address, never one the person typed since.
+        email = QueueEmail("winner", person.entry.email, language, params, f"winner:{place.ticket}")
         await self._admin.queue_email(email, person.user_id, self._clock())
         self._mail_queued()
 

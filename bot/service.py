@@ -28,6 +28,7 @@ from conversations.model import (
     Reply,
     SendPersonalData,
 )
+from conversations.phases import OperationState
 from conversations.policy import Context, Secrets
 from conversations.prompts import refuse
 from conversations.signup import step
@@ -79,11 +80,13 @@ class ConversationService:
         self._texts = texts
         self._limits = settings.limits
         self._travel = settings.travel
+        self._calendar = settings.calendar
+        self._zone = settings.zone
         self._clock = clock
         self._bot_username = bot_username
         self._mail_queued = mail_queued
 
-    def _context(self, profile: Profile) -> Context:
+    def _context(self, profile: Profile, operation: OperationState) -> Context:
         fresh = Secrets(
             token=secrets.token_urlsafe(16),
             code=f"{secrets.randbelow(10**6):06d}",
@@ -98,11 +101,14 @@ class ConversationService:
             self._travel,
             fresh,
             self._bot_username,
+            self._calendar,
+            operation,
+            self._zone,
         )
 
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:
         """Steps the person's conversation, commits it, then replies and carries out effects."""
-        ctx = self._context(incoming.profile)
+        ctx = self._context(incoming.profile, await self._store.operation())
         for attempt in range(1, _SAVE_ATTEMPTS + 1):
             state = await self._store.load(incoming.user_id)
             if state is None:

@@ -6,11 +6,13 @@ import dataclasses
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.model import Area
+from conversations.phases import Calendar, SilencePeriod
 from conversations.policy import DEFAULT_TRAVEL, Limits, Travel
 
 
@@ -34,6 +36,8 @@ class Settings:
     campaign_name: str = "L'équipe de campagne de Camille Dupont"
     winners: int = 5
     travel_max_eur: int = 200
+    # The cap for travel the campaign books itself (Corsica, overseas).
+    travel_arranged_max_eur: int = 700
     travel_paris: Travel = DEFAULT_TRAVEL[Area.PARIS]
     travel_ile_de_france: Travel = DEFAULT_TRAVEL[Area.ILE_DE_FRANCE]
     travel_province: Travel = DEFAULT_TRAVEL[Area.PROVINCE]
@@ -76,11 +80,73 @@ class Settings:
     draw_max_places: int = 100
     winner_response_hours: int = 72
     draw_requires_second_admin: bool = False
+    # Every date shown to people is written in this zone; dates below without an offset are
+    # read in it.
     meeting_timezone: str = "Europe/Paris"
+    # The operation's calendar, in ISO 8601 (2027-03-15T20:00, or with an offset); unset: no
+    # such boundary.
+    operation_opens_at: str | None = None
+    entries_close_at: str | None = None
+    draw_announced_at: str | None = None
+    operation_ends_at: str | None = None
+    # Electoral silence, comma-separated start/end pairs: 2027-04-09T00:00/2027-04-11T20:00,…
+    silence_periods: str | None = None
     # How often deadlines and the meeting's reminder are checked.
     draw_check_seconds: float = 60.0
     # Lines in one /questions, /journal or /gagnants answer.
     admin_list_limit: int = 50
+
+    def __post_init__(self) -> None:
+        """Refuse to start with a calendar that does not hold, naming the setting."""
+        problems = self.calendar.problems()
+        if problems:
+            name, problem = problems[0]
+            raise SettingsError(f"{name} {problem}")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.meeting_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"MEETING_TIMEZONE has an invalid value: {self.meeting_timezone!r}"
+            ) from None
+
+    @property
+    def calendar(self) -> Calendar:
+        return Calendar(
+            opens_at=self._moment("OPERATION_OPENS_AT", self.operation_opens_at),
+            closes_at=self._moment("ENTRIES_CLOSE_AT", self.entries_close_at),
+            draw_announced_at=self._moment("DRAW_ANNOUNCED_AT", self.draw_announced_at),
+            ends_at=self._moment("OPERATION_ENDS_AT", self.operation_ends_at),
+            silences=tuple(
+                SilencePeriod(*self._period(part))
+                for part in (self.silence_periods or "").split(",")
+                if part.strip()
+            ),
+        )
+
+    def _moment(self, name: str, raw: str | None) -> datetime | None:
+        if raw is None or not raw.strip():
+            return None
+        try:
+            moment = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise SettingsError(
+                f"{name} has an invalid value: {raw!r} (write it as 2027-03-15T20:00)"
+            ) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=self.zone)
+
+    def _period(self, raw: str) -> tuple[datetime, datetime]:
+        start, separator, end = raw.strip().partition("/")
+        first = self._moment("SILENCE_PERIODS", start)
+        last = self._moment("SILENCE_PERIODS", end)
+        if not separator or first is None or last is None:
+            raise SettingsError(
+                f"SILENCE_PERIODS has an invalid period: {raw.strip()!r}"
+                " (write start/end, e.g. 2027-04-09T00:00/2027-04-11T20:00)"
+            )
+        return first, last
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:

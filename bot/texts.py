@@ -42,5 +42,6 @@ def load_catalogue(settings: Settings) -> Catalogue:
         "campaign": settings.campaign_name,
         "winners": str(settings.winners),
         "travel_max_eur": str(settings.travel_max_eur),
+        "travel_arranged_max_eur": str(settings.travel_arranged_max_eur),
     }
     return Catalogue(texts, settings.default_language, constants)

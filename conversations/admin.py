@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from conversations.draw import why_ineligible
-from conversations.model import Action, ConsentKind, Participant, Step
+from conversations.model import Action, ConsentKind, Participant
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class Statistics:
 
 def statistics(people: list[Participant]) -> Statistics:
     completed = [p for p in people if p.completed_at is not None]
-    confirmed = [p for p in completed if p.is_confirmed]
+    entries = [p.entry for p in people if p.entry is not None]
+    confirmed = [p for p in people if p.entry is not None]
     codes = {p.referral_code for p in people if p.referral_code}
     per_day = Counter(p.completed_at.date().isoformat() for p in completed if p.completed_at)
     return Statistics(
@@ -42,17 +43,15 @@ def statistics(people: list[Participant]) -> Statistics:
         engaged={str(action): sum(action in p.actions for p in confirmed) for action in Action},
         friends_invited=sum(p.friends_invited for p in people),
         friends_joined=sum(p.referrer in codes for p in confirmed),
-        by_area=dict(Counter(str(p.area) for p in confirmed if p.area).most_common()),
-        by_departement=dict(
-            Counter(p.departement for p in confirmed if p.departement).most_common()
-        ),
+        by_area=dict(Counter(str(entry.area) for entry in entries).most_common()),
+        by_departement=dict(Counter(entry.departement for entry in entries).most_common()),
         per_day=sorted(per_day.items()),
     )
 
 
 EXPORT_COLUMNS = (
     "ticket", "first_name", "last_name", "phone", "email", "postcode", "departement", "area",
-    "confirmed_at", "actions", "availability", "news_email", "news_sms", "question", "excluded",
+    "entered_at", "actions", "availability", "news_email", "news_sms", "question", "excluded",
 )  # fmt: skip
 # A spreadsheet would run a cell starting with these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -67,16 +66,15 @@ def export_csv(people: list[Participant]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
-    for p in sorted(
-        (p for p in people if p.is_confirmed), key=lambda p: p.confirmed_at or p.created_at
-    ):
+    entered = [(p, p.entry) for p in people if p.entry is not None]
+    for p, entry in sorted(entered, key=lambda pair: pair[1].entered_at):
         row = (
-            p.ticket, p.first_name, p.last_name, p.phone, p.email, p.postcode, p.departement,
-            p.area, p.confirmed_at and p.confirmed_at.isoformat(timespec="seconds"),
+            entry.ticket, p.first_name, p.last_name, entry.phone, entry.email, entry.postcode,
+            entry.departement, entry.area, entry.entered_at.isoformat(timespec="seconds"),
             ",".join(sorted(p.actions)), ",".join(sorted(p.availability)),
             "oui" if p.has_consented(ConsentKind.NEWS_EMAIL) else "non",
             "oui" if p.has_consented(ConsentKind.NEWS_SMS) else "non",
-            p.question, p.excluded_reason,
+            p.question, entry.excluded_reason,
         )  # fmt: skip
         writer.writerow([neutralised(str(value)) if value is not None else "" for value in row])
     return "\ufeff".encode() + out.getvalue().encode()
@@ -84,7 +82,7 @@ def export_csv(people: list[Participant]) -> bytes:
 
 def questions(people: list[Participant]) -> list[tuple[str, str]]:
     """(postcode, question) of completed signups, newest first."""
-    asked = [p for p in people if p.question and p.completed_at and p.step != Step.SUMMARY]
+    asked = [p for p in people if p.question and p.completed_at]
     asked.sort(key=lambda p: p.completed_at or p.created_at, reverse=True)
     return [(p.postcode or "", p.question or "") for p in asked]
 

@@ -29,6 +29,10 @@ class Catalogue:
         values = {**self.constants, **params}
         return _PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), template)
 
+    def has(self, language: str, key: str) -> bool:
+        """Whether `key` exists in `language` or in the default language."""
+        return key in self.texts.get(language, {}) or key in self.texts[self.default_language]
+
     def version(self, language: str, key: str) -> str:
         """Name the exact wording a person agreed to: a change of wording is a new version."""
         text = self.render(language, key)

@@ -24,8 +24,18 @@ from conversations.model import (
     Step,
     SuppressAddress,
 )
+from conversations.phases import Phase
 from conversations.policy import Context
-from conversations.prompts import AFTER_COMPLETION, prompt, remind, say, status_text, travel_text
+from conversations.prompts import (
+    AFTER_COMPLETION,
+    calendar_text,
+    phase_text,
+    prompt,
+    remind,
+    say,
+    status_text,
+    travel_text,
+)
 
 # Telegram deep-link payloads are at most 64 characters of this alphabet.
 _REFERRAL = re.compile(r"r_([A-Za-z0-9_-]{1,62})")
@@ -57,6 +67,9 @@ def start(state: Participant, argument: str, ctx: Context) -> Outcome:
     notes: tuple[Reply, ...] = ()
     if state.step in (Step.WELCOME, Step.COMPLETE):
         return Outcome(new, (*notes, prompt(new, ctx)))
+    if state.entry is None and ctx.phase != Phase.OPEN:
+        # Told before going on: finishing now gives no ticket.
+        notes = (Reply(f"{say(state, ctx, 'summary.no_ticket')}\n{phase_text(state, ctx)}"),)
     resumed = remind(new, ctx, "start.resume")
     return replace(resumed, replies=(*notes, *resumed.replies))
 
@@ -99,7 +112,8 @@ def choose_language(state: Participant, code: str, ctx: Context) -> Outcome:
 def rules(state: Participant, argument: str, ctx: Context) -> Outcome:
     """Shows the operation's rules, with what each area class gets for travel."""
     travel = {f"travel_{area}": travel_text(state, ctx, area) for area in Area}
-    return _reply(state, say(state, ctx, "rules", **travel))
+    dates = calendar_text(state, ctx) or say(state, ctx, "calendar.none")
+    return _reply(state, say(state, ctx, "rules", dates=dates, **travel))
 
 
 def privacy(state: Participant, argument: str, ctx: Context) -> Outcome:
@@ -134,6 +148,8 @@ def erase(state: Participant, key: str, ctx: Context) -> Outcome:
 
 def edit(state: Participant, argument: str, ctx: Context) -> Outcome:
     """Reopens the summary so that any answer can be changed."""
+    if ctx.phase == Phase.FINISHED:
+        return _reply(state, phase_text(state, ctx))
     if state.step != Step.SUMMARY and state.step not in AFTER_COMPLETION:
         return _reply(state, say(state, ctx, "edit.unavailable"))
     new = replace(state, step=Step.SUMMARY, paused=False, consent_ticks=frozenset())
@@ -166,7 +182,7 @@ def referral_link(state: Participant, argument: str, ctx: Context) -> Outcome:
 def my_ticket(state: Participant, argument: str, ctx: Context) -> Outcome:
     """Shows the person's ticket, whether it is in the draw and why not, and how it fared."""
     place, ticket = state.draw_place, state.ticket or ""
-    if state.draw_done and ticket:
+    if ctx.operation.drawn and ticket:
         if place is None:
             return _reply(state, say(state, ctx, "ticket.not_drawn", ticket=ticket))
         status = say(state, ctx, f"place.{place.status}")
@@ -178,8 +194,11 @@ def my_ticket(state: Participant, argument: str, ctx: Context) -> Outcome:
         )
     reason = why_ineligible(state)
     if reason:
-        return _reply(state, say(state, ctx, "ticket.ineligible", reason=say(state, ctx, reason)))
-    return _reply(state, say(state, ctx, "ticket.eligible", ticket=ticket))
+        text = say(state, ctx, "ticket.ineligible", reason=say(state, ctx, reason))
+    else:
+        text = say(state, ctx, "ticket.eligible", ticket=ticket)
+    dates = calendar_text(state, ctx)
+    return _reply(state, f"{text}\n\n{dates}" if dates else text)
 
 
 def status(state: Participant, argument: str, ctx: Context) -> Outcome:

@@ -13,7 +13,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from conversations.model import (
+    SIGNUP_CONSENTS,
     Confirmation,
+    Entry,
     InviteFriends,
     Outcome,
     Participant,
@@ -21,8 +23,10 @@ from conversations.model import (
     Reply,
     Step,
 )
+from conversations.phases import Phase
 from conversations.policy import Context
-from conversations.prompts import prompt, say, status_text
+from conversations.prompts import AFTER_COMPLETION, prompt, say, status_text
+from conversations.validators import same_address
 
 CODE = re.compile(r"([0-9]{3}) ?([0-9]{3})")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,62}")
@@ -46,15 +50,19 @@ def _reply(state: Participant, ctx: Context, key: str, **params: str) -> Outcome
 
 
 def issue(state: Participant, ctx: Context) -> Outcome:
-    """Send a new link and code to the current address; earlier ones stop working."""
+    """Send a new link and code to the profile's address; earlier ones stop working.
+
+    The wrong-code count is kept: a new email is no way around the hourly limit.
+    """
     assert state.email is not None
     pending = Confirmation(
+        state.email,
         digest(ctx.secrets.token),
         digest(ctx.secrets.code),
         ctx.now + ctx.limits.confirmation_valid_for,
     )
     sends = (*_within_the_hour(state.confirmation_sends, ctx.now), ctx.now)
-    new = replace(state, confirmation=pending, confirmation_sends=sends, code_failures=())
+    new = replace(state, confirmation=pending, confirmation_sends=sends)
     email = QueueEmail(
         kind="confirmation",
         recipient=state.email,
@@ -70,8 +78,49 @@ def issue(state: Participant, ctx: Context) -> Outcome:
     return Outcome(new, (Reply(sent),), (email,))
 
 
+def _sends_left(state: Participant, ctx: Context) -> bool:
+    sent = _within_the_hour(state.confirmation_sends, ctx.now)
+    return len(sent) < ctx.limits.confirmation_sends_per_hour
+
+
+def _waiting(state: Participant, ctx: Context) -> bool:
+    """A confirmation that still works already went to the profile's address."""
+    pending = state.confirmation
+    return (
+        pending is not None
+        and state.email is not None
+        and same_address(pending.address, state.email)
+        and ctx.now < pending.expires_at
+    )
+
+
+def _ask_to_confirm(state: Participant, ctx: Context) -> Outcome:
+    """Send a confirmation to the profile's address, unless one is on its way or too many
+    went out this hour."""
+    if _waiting(state, ctx):
+        assert state.email is not None
+        return _reply(state, ctx, "confirmation.waiting", email=state.email)
+    if not _sends_left(state, ctx):
+        return _reply(state, ctx, "confirmation.resend_limit")
+    return issue(state, ctx)
+
+
+def _follow_profile(state: Participant, ctx: Context) -> Participant:
+    """Carry the profile's edits to the entry: the phone always, the postcode and area class
+    only while entries are open. The address changes only by its own confirmation."""
+    entry = state.entry
+    assert entry is not None
+    if state.phone:
+        entry = replace(entry, phone=state.phone)
+    if ctx.phase == Phase.OPEN and state.postcode and state.departement and state.area:
+        entry = replace(
+            entry, postcode=state.postcode, departement=state.departement, area=state.area
+        )
+    return replace(state, entry=entry)
+
+
 def complete(state: Participant, ctx: Context) -> Outcome:
-    """Record the signup as complete; ask to confirm the address, or invite the friends."""
+    """Record the summary as confirmed; ask to confirm a new address, or invite the friends."""
     new = replace(
         state,
         step=Step.COMPLETE,
@@ -79,37 +128,62 @@ def complete(state: Participant, ctx: Context) -> Outcome:
         referral_code=state.referral_code or ctx.secrets.referral_code,
     )
     thanks = Reply(say(new, ctx, "complete.thanks"))
-    if new.is_confirmed:
-        new, invitations = _invite_friends(new)
+    if new.entry is None:
+        asked = _ask_to_confirm(new, ctx)
+        return Outcome(asked.state, (thanks, *asked.replies), asked.effects)
+    new, invitations = _invite_friends(_follow_profile(new, ctx), ctx)
+    if not new.email_change_pending:
+        # Back to the entry's own address: a link sent to another one must not move it there.
+        new = replace(new, confirmation=None)
         return Outcome(new, (thanks, Reply(status_text(new, ctx))), invitations)
-    issued = issue(new, ctx)
-    return Outcome(issued.state, (thanks, *issued.replies), issued.effects)
+    asked = _ask_to_confirm(new, ctx)
+    return Outcome(asked.state, (thanks, *asked.replies), (*invitations, *asked.effects))
 
 
-def _invite_friends(state: Participant) -> tuple[Participant, tuple[InviteFriends, ...]]:
-    if not state.friends or state.referral_code is None:
-        return state, ()
-    invitation = InviteFriends(
-        state.friends, state.first_name or "", state.referral_code, state.language
-    )
-    invited = state.friends_invited + len(state.friends)
-    return replace(state, friends=(), friends_invited=invited), (invitation,)
+def _invite_friends(
+    state: Participant, ctx: Context
+) -> tuple[Participant, tuple[InviteFriends, ...]]:
+    """Invite the listed friends, never more than MAX_FRIENDS people in all."""
+    room = max(ctx.limits.max_friends - state.friends_invited, 0)
+    invited = state.friends[:room]
+    if not invited or state.referral_code is None:
+        return replace(state, friends=()), ()
+    invitation = InviteFriends(invited, state.first_name or "", state.referral_code, state.language)
+    count = state.friends_invited + len(invited)
+    return replace(state, friends=(), friends_invited=count), (invitation,)
 
 
 def _confirm(state: Participant, ctx: Context) -> Outcome:
-    new = replace(
-        state,
-        ticket=state.ticket or ctx.secrets.ticket,
-        confirmed_email=state.email,
-        confirmed_at=ctx.now,
-        confirmation=None,
-        code_failures=(),
-        step=Step.ENGAGE_ACTIONS,
-        paused=False,
+    """Confirm the address the pending confirmation was sent to, whatever the profile says now.
+
+    The first confirmation makes the entry (with a ticket while entries are open); a later one
+    moves the entry to the newly confirmed address.
+    """
+    pending = state.confirmation
+    assert pending is not None
+    if state.entry is not None:
+        entry = replace(state.entry, email=pending.address)
+        new = replace(state, entry=entry, confirmation=None)
+        done = Reply(say(new, ctx, "confirmation.done_change", email=pending.address))
+        return Outcome(new, (done, prompt(new, ctx)))
+    assert state.phone and state.postcode and state.departement and state.area
+    entry = Entry(
+        ticket=ctx.secrets.ticket if ctx.phase == Phase.OPEN else None,
+        email=pending.address,
+        phone=state.phone,
+        postcode=state.postcode,
+        departement=state.departement,
+        area=state.area,
+        consents=tuple(c for c in state.consents if c.kind in SIGNUP_CONSENTS),
+        entered_at=ctx.now,
     )
-    new, invitations = _invite_friends(new)
-    confirmed = say(new, ctx, "confirmation.done")
-    return Outcome(new, (Reply(confirmed), prompt(new, ctx)), invitations)
+    new = replace(state, entry=entry, confirmation=None, paused=False)
+    said = "confirmation.done" if entry.ticket else "confirmation.done_closed"
+    if state.step not in AFTER_COMPLETION:
+        # Opened in the middle of an edit: the edit goes on where it was.
+        return Outcome(new, (Reply(say(new, ctx, said)), prompt(new, ctx)))
+    new, invitations = _invite_friends(replace(new, step=Step.ENGAGE_ACTIONS), ctx)
+    return Outcome(new, (Reply(say(new, ctx, said)), prompt(new, ctx)), invitations)
 
 
 def open_link(state: Participant, token: str, ctx: Context) -> Outcome:
@@ -119,7 +193,7 @@ def open_link(state: Participant, token: str, ctx: Context) -> Outcome:
         if ctx.now >= pending.expires_at:
             return _reply(state, ctx, "confirmation.expired")
         return _confirm(state, ctx)
-    if state.is_confirmed:
+    if state.is_confirmed and not state.email_change_pending:
         return _reply(state, ctx, "confirmation.already")
     return _reply(state, ctx, "confirmation.invalid")
 
@@ -132,8 +206,10 @@ def enter_code(state: Participant, text: str, ctx: Context) -> Outcome:
     """Confirms the address with the code from the email, a few wrong tries an hour at most."""
     pending = state.confirmation
     if pending is None:
-        key = "confirmation.already" if state.is_confirmed else "confirmation.none_pending"
-        return _reply(state, ctx, key)
+        confirmed = state.is_confirmed and not state.email_change_pending
+        return _reply(
+            state, ctx, "confirmation.already" if confirmed else "confirmation.none_pending"
+        )
     failures = _within_the_hour(state.code_failures, ctx.now)
     allowed = ctx.limits.code_attempts_per_hour
     if len(failures) >= allowed:
@@ -151,13 +227,10 @@ def enter_code(state: Participant, text: str, ctx: Context) -> Outcome:
 
 def resend(state: Participant, ctx: Context) -> Outcome:
     """Sends the confirmation again, a few times an hour at most."""
-    if state.completed_at is None or state.email is None:
+    if state.completed_at is None or state.email is None or state.step not in AFTER_COMPLETION:
         return _reply(state, ctx, "confirmation.finish_first")
-    if state.is_confirmed:
+    if state.is_confirmed and not state.email_change_pending:
         return _reply(state, ctx, "confirmation.already")
-    if (
-        len(_within_the_hour(state.confirmation_sends, ctx.now))
-        >= ctx.limits.confirmation_sends_per_hour
-    ):
+    if not _sends_left(state, ctx):
         return _reply(state, ctx, "confirmation.resend_limit")
     return issue(state, ctx)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from conversations.model import ConsentKind, Participant, Step
+from conversations.model import ConsentKind, Participant
 
 ALGORITHM = "coffeebot-draw-1: HMAC-SHA256(seed, ticket) ascending"
 
@@ -45,16 +45,16 @@ class DrawCertificate:
 
 def why_ineligible(person: Participant) -> str | None:
     """The catalogue key saying why this signup cannot be drawn, or None when it can."""
-    if person.completed_at is None or person.step == Step.SUMMARY:
-        return "ticket.not_complete"
-    if not person.is_confirmed:
-        return "ticket.not_confirmed"
-    if not (person.has_consented(ConsentKind.DRAW) and person.has_consented(ConsentKind.ADULT)):
+    entry = person.entry
+    if entry is None:
+        return "ticket.not_complete" if person.completed_at is None else "ticket.not_confirmed"
+    if entry.ticket is None:
+        return "ticket.after_closing"
+    given = {consent.kind for consent in entry.consents}
+    if not {ConsentKind.DRAW, ConsentKind.ADULT} <= given:
         return "ticket.no_consent"
-    if person.excluded_reason:
+    if entry.excluded_reason:
         return "ticket.excluded"
-    if person.ticket is None:
-        return "ticket.not_confirmed"
     return None
 
 

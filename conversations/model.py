@@ -70,11 +70,38 @@ class Consent:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """An email confirmation waiting for its link or code; only their hashes are kept."""
+    """An email confirmation waiting for its link or code; only their hashes are kept.
 
+    It is bound to the address it was sent to: opening it confirms that address, whatever the
+    person has typed since.
+    """
+
+    address: str
     token_hash: str
     code_hash: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The person's part in the operation, made when their address is first confirmed.
+
+    The draw, the statistics and the export read entries, never the step the person is on:
+    editing the profile afterwards never removes an entry. Its address changes only when a new
+    address is confirmed; its postcode and area class only while entries are open.
+    """
+
+    # None for an entry made after entries closed: the address is confirmed, but not drawn.
+    ticket: str | None
+    email: str
+    phone: str
+    postcode: str
+    departement: str
+    area: Area
+    # The signup consents, with the version of the wording the person agreed to.
+    consents: tuple[Consent, ...]
+    entered_at: datetime
+    excluded_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,23 +139,19 @@ class Participant:
     referrer: str | None = None
     completed_at: datetime | None = None
     confirmation: Confirmation | None = None
-    # The address that was confirmed: changing the email makes the signup unconfirmed again.
-    confirmed_email: str | None = None
-    confirmed_at: datetime | None = None
-    # Times of recent wrong codes and of recent confirmation emails, for their hourly limits.
+    entry: Entry | None = None
+    # Times of recent wrong codes and of recent confirmation emails, for their hourly limits;
+    # neither is reset by an edit or a new email.
     code_failures: tuple[datetime, ...] = ()
     confirmation_sends: tuple[datetime, ...] = ()
     referral_code: str | None = None
+    # Friends ever invited: at most MAX_FRIENDS, however often the list is edited.
     friends_invited: int = 0
     actions: frozenset[Action] = frozenset()
     availability: frozenset[Availability] = frozenset()
-    # A short random id for the draw, given at confirmation; never derived from personal data.
-    ticket: str | None = None
-    excluded_reason: str | None = None
     # Read, never written by a step: how many people this person referred have confirmed their
     # email, and this person's place in the draw once it is done.
     referrals_confirmed: int = 0
-    draw_done: bool = False
     draw_place: DrawPlace | None = None
 
     def has_consented(self, kind: ConsentKind) -> bool:
@@ -136,11 +159,21 @@ class Participant:
 
     @property
     def is_confirmed(self) -> bool:
+        """Some address of this person's was confirmed: they have an entry."""
+        return self.entry is not None
+
+    @property
+    def email_change_pending(self) -> bool:
+        """The profile's address differs from the entry's, and still waits for confirmation."""
         return (
-            self.email is not None
-            and self.confirmed_email is not None
-            and self.email.casefold() == self.confirmed_email.casefold()
+            self.entry is not None
+            and self.email is not None
+            and self.email.casefold() != self.entry.email.casefold()
         )
+
+    @property
+    def ticket(self) -> str | None:
+        return self.entry.ticket if self.entry else None
 
 
 @dataclass(frozen=True)

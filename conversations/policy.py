@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from conversations.catalogue import Catalogue
 from conversations.model import Area, Profile
+from conversations.phases import Calendar, OperationState, Phase, phase_at
 
 
 class Travel(StrEnum):
@@ -21,7 +22,8 @@ DEFAULT_TRAVEL: Mapping[Area, Travel] = {
     Area.PARIS: Travel.NONE,
     Area.ILE_DE_FRANCE: Travel.NONE,
     Area.PROVINCE: Travel.TRAIN,
-    Area.CORSICA: Travel.TRAIN,
+    # No rail link to the mainland: the campaign books the journey.
+    Area.CORSICA: Travel.ARRANGED,
     Area.OVERSEAS: Travel.ARRANGED,
 }
 
@@ -58,3 +60,11 @@ class Context:
     travel: Mapping[Area, Travel]
     secrets: Secrets
     bot_username: str
+    calendar: Calendar = field(default_factory=Calendar)
+    operation: OperationState = field(default_factory=OperationState)
+    # Every date shown to a person is written in this zone, and names it.
+    zone: tzinfo = UTC
+
+    @property
+    def phase(self) -> Phase:
+        return phase_at(self.calendar, self.operation, self.now)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
+from datetime import datetime
 
+from conversations.dates import long_datetime
 from conversations.model import (
     NEWS_CONSENTS,
     Action,
@@ -17,6 +19,7 @@ from conversations.model import (
     Reply,
     Step,
 )
+from conversations.phases import Phase, entries_closed_at
 from conversations.policy import Context, Travel
 from conversations.validators import Refusal, check_name, display_phone, suggest_address
 
@@ -47,11 +50,43 @@ def _numbered(state: Participant, ctx: Context, key: str, **params: str) -> str:
     return f"{head}\n{say(state, ctx, key, **params)}"
 
 
-def _welcome(state: Participant, ctx: Context) -> Reply:
-    return Reply(
-        say(state, ctx, "welcome"),
-        ((Button(say(state, ctx, "button.join"), "welcome.join"),),),
+def when(state: Participant, ctx: Context, moment: datetime) -> str:
+    return long_datetime(ctx.texts, state.language, moment, ctx.zone)
+
+
+def calendar_text(state: Participant, ctx: Context) -> str:
+    """The operation's dates that are set, one a line."""
+    calendar = ctx.calendar
+    closes = entries_closed_at(calendar, ctx.operation)
+    dated = (
+        ("calendar.opens", calendar.opens_at),
+        ("calendar.closes", closes),
+        ("calendar.draw", calendar.draw_announced_at),
     )
+    return "\n".join(
+        say(state, ctx, key, date=when(state, ctx, moment)) for key, moment in dated if moment
+    )
+
+
+def phase_text(state: Participant, ctx: Context) -> str:
+    """What the operation's phase means for the person, with its date when there is one."""
+    phase = ctx.phase
+    if phase == Phase.NOT_OPEN and ctx.calendar.opens_at:
+        return say(state, ctx, "phase.not_open", date=when(state, ctx, ctx.calendar.opens_at))
+    closes = entries_closed_at(ctx.calendar, ctx.operation)
+    if phase in (Phase.CLOSED, Phase.DRAWN) and closes:
+        return say(state, ctx, f"phase.{phase}", date=when(state, ctx, closes))
+    return say(state, ctx, f"phase.undated.{phase}")
+
+
+def _welcome(state: Participant, ctx: Context) -> Reply:
+    text = say(state, ctx, "welcome")
+    dates = calendar_text(state, ctx)
+    if dates:
+        text += f"\n\n{dates}"
+    if ctx.phase != Phase.OPEN:
+        return Reply(f"{text}\n\n{phase_text(state, ctx)}")
+    return Reply(text, ((Button(say(state, ctx, "button.join"), "welcome.join"),),))
 
 
 def _tick_boxes(
@@ -120,14 +155,23 @@ def _postcode(state: Participant, ctx: Context) -> Reply:
     return Reply(_numbered(state, ctx, "postcode.prompt"))
 
 
+def friends_room(state: Participant, ctx: Context) -> int:
+    """How many friends the person may still list: MAX_FRIENDS in all, invitations included."""
+    return max(ctx.limits.max_friends - state.friends_invited, 0)
+
+
 def _friends(state: Participant, ctx: Context) -> Reply:
     maximum = str(ctx.limits.max_friends)
     text = _numbered(state, ctx, "friends.prompt", max=maximum)
+    if state.friends_invited:
+        room = str(friends_room(state, ctx))
+        invited = str(state.friends_invited)
+        text += "\n" + say(state, ctx, "friends.already_invited", count=invited, left=room)
     if state.friends:
         listed = "\n".join(f"• {friend}" for friend in state.friends)
         text += f"\n\n{say(state, ctx, 'friends.listed')}\n{listed}"
     rows = []
-    if len(state.friends) < ctx.limits.max_friends:
+    if len(state.friends) < friends_room(state, ctx):
         rows.append((Button(say(state, ctx, "button.friend_add"), "friends.add"),))
     if state.friends:
         rows.append((Button(say(state, ctx, "button.friends_clear"), "friends.clear"),))
@@ -194,6 +238,10 @@ def _summary(state: Participant, ctx: Context) -> Reply:
     rows = [tuple(edits[i : i + 2]) for i in range(0, len(edits), 2)]
     rows.append((Button(say(state, ctx, "button.confirm"), "summary.confirm"),))
     text = f"{say(state, ctx, 'summary.title')}\n\n{summary_text(state, ctx)}"
+    if state.entry is None and ctx.phase != Phase.OPEN:
+        text += f"\n\n{say(state, ctx, 'summary.no_ticket')}\n{phase_text(state, ctx)}"
+    elif state.entry is not None:
+        text += "\n\n" + say(state, ctx, "summary.entry_kept")
     return Reply(text, tuple(rows))
 
 
@@ -201,13 +249,21 @@ AFTER_COMPLETION = (Step.COMPLETE, Step.ENGAGE_ACTIONS, Step.ENGAGE_AVAILABILITY
 
 
 def status_text(state: Participant, ctx: Context) -> str:
-    if state.step in AFTER_COMPLETION:
-        travel = travel_text(state, ctx, state.area)
-        key = "status.confirmed" if state.is_confirmed else "status.complete"
-        text = say(state, ctx, key, travel=travel, email=state.email or "")
+    entry = state.entry
+    if entry is not None:
+        travel = travel_text(state, ctx, entry.area)
+        key = "status.entered" if entry.ticket else "status.entered_after_closing"
+        text = say(state, ctx, key, travel=travel, email=entry.email)
+        if state.email_change_pending:
+            text += "\n" + say(state, ctx, "status.email_change", email=state.email or "")
+        if state.step not in AFTER_COMPLETION:
+            text += "\n" + say(state, ctx, "status.editing")
         if state.referrals_confirmed:
             count = str(state.referrals_confirmed)
             text += "\n" + say(state, ctx, "status.referrals", count=count)
+    elif state.step in AFTER_COMPLETION:
+        travel = travel_text(state, ctx, state.area)
+        text = say(state, ctx, "status.complete", travel=travel, email=state.email or "")
     elif state.step == Step.SUMMARY:
         text = say(state, ctx, "status.summary")
     elif state.step == Step.WELCOME:
@@ -217,7 +273,10 @@ def status_text(state: Participant, ctx: Context) -> str:
         text = say(state, ctx, "status.in_progress", number=number, total=str(TOTAL_STEPS))
     if state.paused:
         text += "\n" + say(state, ctx, "status.paused")
-    return text
+    dates = calendar_text(state, ctx)
+    if ctx.phase != Phase.OPEN:
+        dates = "\n".join(part for part in (phase_text(state, ctx), dates) if part)
+    return f"{text}\n\n{dates}" if dates else text
 
 
 def _complete(state: Participant, ctx: Context) -> Reply:

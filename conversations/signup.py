@@ -29,10 +29,13 @@ from conversations.model import (
     Text,
     Unsupported,
 )
+from conversations.phases import Phase
 from conversations.policy import Context
 from conversations.prompts import (
     CONSENT_TEXT,
     SUMMARY_FIELDS,
+    friends_room,
+    phase_text,
     profile_name,
     prompt,
     redraw,
@@ -105,8 +108,10 @@ def _stale(state: Participant, ctx: Context) -> Outcome:
 
 
 def _welcome(state: Participant, event: Answer, ctx: Context) -> Outcome:
-    """Starts the signup when the person taps 'take part'."""
+    """Starts the signup when the person taps 'take part' while entries are open."""
     if event == Press("welcome.join"):
+        if ctx.phase != Phase.OPEN:
+            return Outcome(state, (Reply(phase_text(state, ctx)),))
         return go_to(state, ctx, Step.CONSENT)
     return (
         _stale(state, ctx) if isinstance(event, Press) else remind(state, ctx, "remind.use_buttons")
@@ -201,6 +206,12 @@ def _postcode(state: Participant, event: Answer, ctx: Context) -> Outcome:
     area = say(state, ctx, f"area.{checked.area}")
     saved = say(state, ctx, "postcode.saved", postcode=checked.code, area=area)
     travel = travel_text(state, ctx, checked.area)
+    entry = state.entry
+    if entry is not None and ctx.phase != Phase.OPEN and entry.area != checked.area:
+        # The draw's entitlement was fixed when entries closed.
+        kept = say(state, ctx, f"area.{entry.area}")
+        travel = say(state, ctx, "postcode.entry_kept", area=kept)
+        travel += "\n" + travel_text(state, ctx, entry.area)
     return advance(
         state,
         ctx,
@@ -218,10 +229,8 @@ def _friends(state: Participant, event: Answer, ctx: Context) -> Outcome:
     if not isinstance(event, Press):
         return remind(state, ctx, "remind.use_buttons")
     if event.key == "friends.add":
-        if len(state.friends) >= ctx.limits.max_friends:
-            return refuse(
-                state, ctx, Refusal("refusal.friend.full", {"max": str(ctx.limits.max_friends)})
-            )
+        if len(state.friends) >= friends_room(state, ctx):
+            return refuse(state, ctx, _friends_full(ctx))
         return go_to(state, ctx, Step.FRIEND_EMAIL)
     if event.key == "friends.clear":
         new = replace(state, friends=())
@@ -251,11 +260,13 @@ def _add_friend(state: Participant, event: Text, ctx: Context) -> Outcome:
         return refuse(state, ctx, Refusal("refusal.friend.own"))
     if any(same_address(address, friend) for friend in state.friends):
         return refuse(state, ctx, Refusal("refusal.friend.duplicate"))
-    if len(state.friends) >= ctx.limits.max_friends:
-        return refuse(
-            state, ctx, Refusal("refusal.friend.full", {"max": str(ctx.limits.max_friends)})
-        )
+    if len(state.friends) >= friends_room(state, ctx):
+        return refuse(state, ctx, _friends_full(ctx))
     return go_to(state, ctx, Step.FRIENDS, friends=(*state.friends, address))
+
+
+def _friends_full(ctx: Context) -> Refusal:
+    return Refusal("refusal.friend.full", {"max": str(ctx.limits.max_friends)})
 
 
 def _question(state: Participant, event: Answer, ctx: Context) -> Outcome:

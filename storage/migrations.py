@@ -171,4 +171,55 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        4,
+        "entries apart from the profile, confirmations bound to their address, the operation",
+        (
+            # An entry is made when an address is first confirmed; editing the profile never
+            # removes it. Confirmed addresses are unique among entries.
+            """CREATE TABLE entries (
+                user_id BIGINT PRIMARY KEY REFERENCES participants (user_id) ON DELETE CASCADE,
+                ticket TEXT,
+                email TEXT NOT NULL,
+                phone TEXT NOT NULL,
+                postcode TEXT NOT NULL,
+                departement TEXT NOT NULL,
+                area TEXT NOT NULL,
+                consents TEXT NOT NULL,
+                entered_at TEXT NOT NULL,
+                excluded_reason TEXT,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX entries_ticket_key ON entries (ticket)",
+            "CREATE UNIQUE INDEX entries_email_key ON entries (lower(email))",
+            # Existing confirmed signups become entries, with the signup consents they gave.
+            # (json_group_array is SQLite's; the only databases before this step are SQLite.)
+            """INSERT INTO entries SELECT p.user_id, p.ticket, p.confirmed_email, p.phone,
+                p.postcode, p.departement, p.area,
+                (SELECT json_group_array(json_object(
+                    'kind', c.kind, 'version', c.version, 'given_at', c.given_at))
+                 FROM consents AS c WHERE c.user_id = p.user_id AND c.kind IN ('adult', 'draw')
+                 AND c.withdrawn_at IS NULL),
+                p.confirmed_at, p.excluded_reason, p.updated_at
+            FROM participants AS p
+            WHERE p.ticket IS NOT NULL AND p.confirmed_email IS NOT NULL
+                AND p.phone IS NOT NULL AND p.postcode IS NOT NULL AND p.area IS NOT NULL""",
+            "ALTER TABLE participants ADD COLUMN confirmation_address TEXT",
+            "UPDATE participants SET confirmation_address = email"
+            " WHERE confirmation_token_hash IS NOT NULL",
+            "DROP INDEX participants_ticket_key",
+            *(
+                f"ALTER TABLE participants DROP COLUMN {column}"
+                for column in ("ticket", "excluded_reason", "confirmed_email", "confirmed_at")
+            ),
+            # What admins did to the calendar: entries closed early by /draw.
+            """CREATE TABLE operation (
+                name TEXT PRIMARY KEY,
+                entries_closed_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

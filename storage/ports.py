@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from conversations.model import Effect, Participant
+from conversations.phases import OperationState
 
 
 class StaleWrite(Exception):
@@ -66,6 +67,10 @@ class Outbox(Protocol):
 
 class ParticipantStore(Protocol):
     async def load(self, user_id: int) -> Participant | None: ...
+
+    async def operation(self) -> OperationState:
+        """Whether an admin closed entries early, and whether the draw is done."""
+        ...
 
     async def save(
         self,

@@ -34,6 +34,7 @@ from conversations.model import (
     ConsentKind,
     DrawPlace,
     Effect,
+    Entry,
     ErasePersonalData,
     InviteFriends,
     Participant,
@@ -43,6 +44,7 @@ from conversations.model import (
     SuppressAddress,
     WithdrawConsent,
 )
+from conversations.phases import OperationState
 from storage.migrations import LATEST_VERSION, MIGRATIONS
 from storage.ports import (
     ContactTaken,
@@ -57,8 +59,8 @@ _COLUMNS = (
     "first_name", "last_name", "phone", "email", "pending_email", "postcode", "departement",
     "area", "question", "referrer", "created_at", "updated_at", "completed_at",
     "confirmation_token_hash", "confirmation_code_hash", "confirmation_expires_at",
-    "confirmed_email", "confirmed_at", "code_failures", "confirmation_sends", "referral_code",
-    "friends_invited", "actions", "availability", "ticket", "excluded_reason",
+    "confirmation_address", "code_failures", "confirmation_sends", "referral_code",
+    "friends_invited", "actions", "availability",
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO participants ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -80,9 +82,25 @@ _ALL_CONSENTS = (
 _REFERRALS = (
     "SELECT COUNT(*) FROM participants AS referred JOIN participants AS referrer"
     " ON referred.referrer = referrer.referral_code"
-    " WHERE referrer.user_id = ? AND lower(referred.confirmed_email) = lower(referred.email)"
+    " JOIN entries ON entries.user_id = referred.user_id WHERE referrer.user_id = ?"
 )
-_DRAW_DONE = "SELECT COUNT(*) FROM draws WHERE status = 'done'"
+_ENTRY_COLUMNS = (
+    "ticket", "email", "phone", "postcode", "departement", "area", "consents", "entered_at",
+    "excluded_reason",
+)  # fmt: skip
+_ENTRY = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM entries WHERE user_id = ?"
+# The person's own step never changes the ticket, the consents or an admin's exclusion.
+_SAVE_ENTRY = (
+    "INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area, consents,"
+    " entered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, phone = excluded.phone,"
+    " postcode = excluded.postcode, departement = excluded.departement, area = excluded.area,"
+    " updated_at = excluded.updated_at"
+)
+_OPERATION = (
+    "SELECT (SELECT entries_closed_at FROM operation WHERE name = 'main'),"
+    " (SELECT COUNT(*) FROM draws WHERE status = 'done')"
+)
 # A reserve's rank counts from 1 after the winners.
 _PLACE = (
     "SELECT role, rank - CASE WHEN role = 'reserve'"
@@ -169,11 +187,38 @@ def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
         state.departement, state.area and str(state.area), state.question, state.referrer,
         _time(state.created_at), _time(now), _time(state.completed_at),
         pending and pending.token_hash, pending and pending.code_hash,
-        _time(expires_at), state.confirmed_email, _time(state.confirmed_at),
+        _time(expires_at), pending and pending.address,
         _times(state.code_failures), _times(state.confirmation_sends), state.referral_code,
-        state.friends_invited, _words(state.actions), _words(state.availability), state.ticket,
-        state.excluded_reason,
+        state.friends_invited, _words(state.actions), _words(state.availability),
     )  # fmt: skip
+
+
+def _entry_row(user_id: int, entry: Entry, now: datetime) -> tuple[Any, ...]:
+    consents = [
+        {"kind": str(c.kind), "version": c.version, "given_at": _time(c.given_at)}
+        for c in entry.consents
+    ]
+    return (
+        user_id, entry.ticket, entry.email, entry.phone, entry.postcode, entry.departement,
+        str(entry.area), json.dumps(consents), _time(entry.entered_at), _time(now),
+    )  # fmt: skip
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(
+        ticket=row["ticket"],
+        email=row["email"],
+        phone=row["phone"],
+        postcode=row["postcode"],
+        departement=row["departement"],
+        area=Area(row["area"]),
+        consents=tuple(
+            Consent(ConsentKind(c["kind"]), c["version"], datetime.fromisoformat(c["given_at"]))
+            for c in json.loads(row["consents"])
+        ),
+        entered_at=datetime.fromisoformat(row["entered_at"]),
+        excluded_reason=row["excluded_reason"],
+    )
 
 
 def _conflict(error: sqlite3.IntegrityError) -> Exception:
@@ -182,14 +227,16 @@ def _conflict(error: sqlite3.IntegrityError) -> Exception:
         return DuplicateUpdate()
     if "participants.phone" in message or "participants_phone_key" in message:
         return ContactTaken("phone")
-    if "participants_email_key" in message:
+    if "participants_email_key" in message or "entries_email_key" in message:
         return ContactTaken("email")
     if "participants.user_id" in message:
         return StaleWrite()
     return error
 
 
-def _participant(row: Any, friends: Iterable[Any], consents: Iterable[Any]) -> Participant:
+def _participant(
+    row: Any, friends: Iterable[Any], consents: Iterable[Any], entry: Any | None
+) -> Participant:
     expires_at = _parse_time(row["confirmation_expires_at"])
     return Participant(
         user_id=row["user_id"],
@@ -219,20 +266,20 @@ def _participant(row: Any, friends: Iterable[Any], consents: Iterable[Any]) -> P
         referrer=row["referrer"],
         completed_at=_parse_time(row["completed_at"]),
         confirmation=Confirmation(
-            row["confirmation_token_hash"], row["confirmation_code_hash"], expires_at
+            row["confirmation_address"],
+            row["confirmation_token_hash"],
+            row["confirmation_code_hash"],
+            expires_at,
         )
         if expires_at
         else None,
-        confirmed_email=row["confirmed_email"],
-        confirmed_at=_parse_time(row["confirmed_at"]),
+        entry=_entry(entry) if entry is not None else None,
         code_failures=_parse_times(row["code_failures"]),
         confirmation_sends=_parse_times(row["confirmation_sends"]),
         referral_code=row["referral_code"],
         friends_invited=row["friends_invited"],
         actions=frozenset(Action(a) for a in row["actions"].split(",") if a),
         availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
-        ticket=row["ticket"],
-        excluded_reason=row["excluded_reason"],
     )
 
 
@@ -307,27 +354,46 @@ class SqliteStore:
         return applied
 
     async def load(self, user_id: int) -> Participant | None:
-        rows, friends, consents, referrals, done, places = await self._pipeline(
+        rows, friends, consents, entries, referrals, places = await self._pipeline(
             self._connection.execute_fetchall(_SELECT, (user_id,)),
             self._connection.execute_fetchall(_FRIENDS, (user_id,)),
             self._connection.execute_fetchall(_CONSENTS, (user_id,)),
+            self._connection.execute_fetchall(_ENTRY, (user_id,)),
             self._connection.execute_fetchall(_REFERRALS, (user_id,)),
-            self._connection.execute_fetchall(_DRAW_DONE),
             self._connection.execute_fetchall(_PLACE, (user_id,)),
         )
+        for result in (rows, friends, consents, entries, referrals, places):
+            if isinstance(result, BaseException):
+                raise result
         if not rows:
             return None
         place = next(iter(places), None)
         return replace(
-            _participant(next(iter(rows)), friends, consents),
+            _participant(next(iter(rows)), friends, consents, next(iter(entries), None)),
             referrals_confirmed=next(iter(referrals))[0],
-            draw_done=next(iter(done))[0] > 0,
             draw_place=DrawPlace(place["role"], place["rank"], place["status"]) if place else None,
+        )
+
+    async def operation(self) -> OperationState:
+        rows = await self.fetch(_OPERATION)
+        closed_at, done = rows[0]
+        return OperationState(closed_at=_parse_time(closed_at), drawn=done > 0)
+
+    async def close_entries(self, now: datetime) -> None:
+        """Close entries now, for good, unless they were closed already."""
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO operation (name, entries_closed_at) VALUES ('main', ?)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    (_time(now),),
+                )
+            ]
         )
 
     async def all_participants(self) -> list[Participant]:
         """Every participant, for the admin tools; the referral and draw fields are not set."""
-        rows, friends, consents = await self._pipeline(
+        rows, friends, consents, entries = await self._pipeline(
             self._connection.execute_fetchall(f"SELECT {', '.join(_COLUMNS)} FROM participants"),
             self._connection.execute_fetchall(
                 "SELECT user_id, email FROM friends ORDER BY position"
@@ -336,7 +402,14 @@ class SqliteStore:
                 "SELECT user_id, kind, version, given_at FROM consents WHERE withdrawn_at IS NULL"
                 " ORDER BY given_at, kind"
             ),
+            self._connection.execute_fetchall(
+                f"SELECT user_id, {', '.join(_ENTRY_COLUMNS)} FROM entries"
+            ),
         )
+        for result in (rows, friends, consents, entries):
+            if isinstance(result, BaseException):
+                raise result
+        entry_of = {entry["user_id"]: entry for entry in entries}
         friends_of: dict[int, list[Any]] = {}
         for friend in friends:
             friends_of.setdefault(friend[0], []).append(friend[1:])
@@ -345,7 +418,10 @@ class SqliteStore:
             consents_of.setdefault(consent[0], []).append(consent[1:])
         return [
             _participant(
-                row, friends_of.get(row["user_id"], []), consents_of.get(row["user_id"], [])
+                row,
+                friends_of.get(row["user_id"], []),
+                consents_of.get(row["user_id"], []),
+                entry_of.get(row["user_id"]),
             )
             for row in rows
         ]
@@ -392,6 +468,8 @@ class SqliteStore:
             ("INSERT INTO friends VALUES (?, ?, ?)", (state.user_id, position, email))
             for position, email in enumerate(state.friends)
         ]
+        if state.entry is not None:
+            statements.append((_SAVE_ENTRY, _entry_row(state.user_id, state.entry, now)))
         for effect in effects:
             statements += self.effect_statements(state.user_id, effect, now)
         await self._transaction(statements, guarded)
@@ -568,14 +646,22 @@ class SqliteStore:
             return cursor.rowcount
 
     async def export(self, user_id: int) -> dict[str, Any]:
-        rows, friends, consents = await self._pipeline(
+        rows, friends, consents, entries = await self._pipeline(
             self._connection.execute_fetchall(_SELECT, (user_id,)),
             self._connection.execute_fetchall(_FRIENDS, (user_id,)),
             self._connection.execute_fetchall(_ALL_CONSENTS, (user_id,)),
+            self._connection.execute_fetchall(_ENTRY, (user_id,)),
         )
+        for result in (rows, friends, consents, entries):
+            if isinstance(result, BaseException):
+                raise result
+        entry = dict(entries[0]) if entries else None
+        if entry is not None:
+            entry["consents"] = json.loads(entry["consents"])
         return {
             "telegram_user_id": user_id,
             "signup": dict(rows[0]) if rows else None,
+            "entry": entry,
             "friends": [friend[0] for friend in friends],
             "consents": [dict(consent) for consent in consents],
         }

@@ -197,15 +197,9 @@ class SqliteAdminStore:
         )  # fmt: skip
 
     async def exclude(self, ticket: str, reason: str) -> bool:
-        # Bumping the version makes a step saved meanwhile retry on the new row.
+        # A person's own step never writes the exclusion, so no version guard is needed.
         return await self._guarded(
-            [
-                (
-                    "UPDATE participants SET excluded_reason = ?, version = version + 1"
-                    " WHERE ticket = ?",
-                    (reason, ticket),
-                )
-            ]
+            [("UPDATE entries SET excluded_reason = ? WHERE ticket = ?", (reason, ticket))]
         )
 
     async def meeting(self) -> Meeting | None:

@@ -14,8 +14,9 @@ from pathlib import Path
 from bot.app import open_migrated_store
 from bot.settings import Settings
 from conversations.draw import verify
-from conversations.model import SIGNUP_CONSENTS, Area, Consent, Participant, RecordConsent, Step
+from conversations.model import Area, RecordConsent
 from tests.conftest import NOW
+from tests.factories import entered
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
 from tests.test_console import coffeebot
 from tests.test_mail import Clock
@@ -29,15 +30,11 @@ async def seed(settings: Settings, count: int) -> list[int]:
     store = await open_migrated_store(settings, Clock())
     try:
         for n in range(1, count + 1):
-            consents = tuple(Consent(kind, "fr-v", NOW) for kind in SIGNUP_CONSENTS)
-            person = Participant(
-                user_id=n, language="fr", created_at=NOW, step=Step.COMPLETE, consents=consents,
-                first_name=f"Prénom{n}", last_name="Nom", phone=f"+336123400{n:02d}",
-                email=f"p{n}@free.fr", confirmed_email=f"p{n}@free.fr", confirmed_at=NOW,
-                postcode="69003", departement="69", area=AREAS[n % len(AREAS)], completed_at=NOW,
-                ticket=f"TK{n:08d}", question=f"Question {n} ?",
+            person = entered(
+                n, first_name=f"Prénom{n}", last_name="Nom", phone=f"+336123400{n:02d}",
+                area=AREAS[n % len(AREAS)], ticket=f"TK{n:08d}", question=f"Question {n} ?",
             )  # fmt: skip
-            await store.save(person, 0, [RecordConsent(c) for c in consents], None, NOW)
+            await store.save(person, 0, [RecordConsent(c) for c in person.consents], None, NOW)
     finally:
         await store.close()
     return list(range(1, count + 1))

@@ -108,7 +108,7 @@ def test_resend_is_limited_and_replaces_the_previous_link(ctx: Context) -> None:
 def test_a_new_address_needs_a_new_confirmation(ctx: Context) -> None:
     confirmed = run(completed(ctx), ctx, Command("start", f"c_{TOKEN}"), Command("annuler"))
     changed = run(confirmed, ctx, Command("modifier"), Press("edit.email"), Text("lea@free.fr"))
-    assert not changed.is_confirmed
+    assert changed.email_change_pending and changed.is_confirmed
     outcome = step(changed, Press("summary.confirm"), ctx)
     [email] = outcome.effects
     assert isinstance(email, QueueEmail) and email.recipient == "lea@free.fr"

@@ -6,7 +6,6 @@ import csv
 import io
 import random
 from collections import Counter
-from dataclasses import replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,39 +21,20 @@ from conversations.draw import (
     why_ineligible,
 )
 from conversations.model import (
-    SIGNUP_CONSENTS,
     Action,
     Area,
-    Consent,
     Participant,
     Step,
 )
 from tests.conftest import NOW
+from tests.factories import entered
 
 TICKETS = [f"T{n:09d}" for n in range(200)]
 SEED = bytes(range(32))
 
 
 def person(user_id: int, **changes: object) -> Participant:
-    base = Participant(
-        user_id=user_id,
-        language="fr",
-        created_at=NOW,
-        step=Step.COMPLETE,
-        consents=tuple(Consent(kind, "v", NOW) for kind in SIGNUP_CONSENTS),
-        first_name="Zoé",
-        last_name="Martin",
-        phone=f"+3361234{user_id:04d}",
-        email=f"p{user_id}@free.fr",
-        confirmed_email=f"p{user_id}@free.fr",
-        confirmed_at=NOW,
-        postcode="69003",
-        departement="69",
-        area=Area.PROVINCE,
-        completed_at=NOW,
-        ticket=f"TICKET{user_id:04d}",
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return entered(user_id, **changes)
 
 
 def test_the_draw_is_reproducible_and_verifiable() -> None:
@@ -106,12 +86,14 @@ def test_the_draw_is_fair() -> None:
     ("changes", "reason"),
     [
         ({}, None),
-        ({"completed_at": None}, "ticket.not_complete"),
-        ({"step": Step.SUMMARY}, "ticket.not_complete"),
-        ({"confirmed_email": None}, "ticket.not_confirmed"),
-        ({"email": "new@free.fr"}, "ticket.not_confirmed"),
+        ({"completed_at": None, "entry": None}, "ticket.not_complete"),
+        ({"entry": None}, "ticket.not_confirmed"),
+        # Looking at the summary, or typing a new address, never takes the entry out.
+        ({"step": Step.SUMMARY, "paused": True}, None),
+        ({"email": "new@free.fr"}, None),
         ({"consents": ()}, "ticket.no_consent"),
         ({"excluded_reason": "staff"}, "ticket.excluded"),
+        ({"ticket": None}, "ticket.after_closing"),
     ],
 )
 def test_eligibility(changes: dict[str, object], reason: str | None) -> None:
@@ -121,8 +103,8 @@ def test_eligibility(changes: dict[str, object], reason: str | None) -> None:
 def test_export_neutralises_formulas_and_opens_as_columns() -> None:
     people = [
         person(1, first_name='=HYPERLINK("http://x")', question="+33 c'est moi; et alors"),
-        person(2, last_name="@SUM(A1)", confirmed_at=NOW + timedelta(hours=1)),
-        person(3, confirmed_email=None),
+        person(2, last_name="@SUM(A1)", entered_at=NOW + timedelta(hours=1)),
+        person(3, entry=None),
     ]
     content = export_csv(people)
     assert content.startswith("\ufeff".encode())
@@ -140,8 +122,8 @@ def test_statistics_match_a_seeded_list() -> None:
     people = [
         person(1, actions=frozenset({Action.LEAFLETS}), referral_code="R1", friends_invited=2),
         person(2, area=Area.PARIS, departement="75", referrer="R1"),
-        person(3, confirmed_email=None, referrer="R1"),
-        person(4, completed_at=None, step=Step.PHONE, ticket=None),
+        person(3, entry=None, referrer="R1"),
+        person(4, completed_at=None, step=Step.PHONE, entry=None),
         person(5, excluded_reason="staff", completed_at=NOW + timedelta(days=1)),
     ]
     stats = statistics(people)

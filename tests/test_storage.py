@@ -19,11 +19,13 @@ from conversations.model import (
     RecordConsent,
     Step,
 )
+from conversations.phases import OperationState
 from storage import migrations, open_store
 from storage.migrations import LATEST_VERSION, Migration
 from storage.ports import ContactTaken, DuplicateUpdate, NewerSchemaError, StaleWrite
 from storage.sqlite import SqliteStore
 from tests.conftest import NOW
+from tests.factories import entered
 
 
 @pytest.fixture(params=["file", "memory"])
@@ -158,17 +160,18 @@ async def test_a_phone_or_email_belongs_to_one_account(
 
 
 async def test_erasure_removes_everything_but_anonymous_counts(store: SqliteStore) -> None:
-    saved = await save_new(store, participant(1))
+    saved = await save_new(store, entered(1, email="Zoe@orange.fr", phone="+33612345678"))
     fresh = Participant(1, "fr", created_at=NOW)
     assert await store.save(fresh, saved.version, [ErasePersonalData()], 5, NOW) == 0
     assert await store.load(1) is None
     assert await store.export(1) == {
         "telegram_user_id": 1,
         "signup": None,
+        "entry": None,
         "friends": [],
         "consents": [],
     }
-    for table in ("friends", "consents"):
+    for table in ("friends", "consents", "entries"):
         rows = await store._connection.execute_fetchall(f"SELECT * FROM {table}")
         assert list(rows) == []
     assert await store.count("erased.complete") == 1
@@ -212,8 +215,8 @@ async def test_withdrawn_consents_are_not_loaded_but_exported(store: SqliteStore
 
 async def test_confirmed_referrals_are_counted_for_the_referrer(store: SqliteStore) -> None:
     await save_new(store, participant(1, referral_code="REF1"))
-    confirmed = dict(referrer="REF1", confirmed_email="b@free.fr", email="B@free.fr")
-    await save_new(store, participant(2, phone="+33781223344", **confirmed))
+    confirmed = entered(2, referrer="REF1", email="B@free.fr", phone="+33781223344")
+    await save_new(store, confirmed)
     await save_new(store, participant(3, phone="+33781223345", email="c@free.fr", referrer="REF1"))
     loaded = await store.load(1)
     assert loaded is not None and loaded.referrals_confirmed == 1
@@ -233,3 +236,81 @@ async def test_a_save_cancelled_midway_leaves_the_store_usable(store: SqliteStor
         await asyncio.gather(saving, return_exceptions=True)
     await save_new(store, participant(1))
     assert await store.load(1) is not None
+
+
+async def test_an_entry_is_saved_loaded_and_outlives_profile_edits(store: SqliteStore) -> None:
+    saved = await save_new(store, entered(1))
+    loaded = await store.load(1)
+    assert loaded is not None and loaded.entry == saved.entry
+    # The profile moves on: a new address typed, the summary reopened. The entry stays.
+    edited = replace(loaded, email="new@free.fr", step=Step.SUMMARY, paused=True)
+    version = await store.save(edited, loaded.version, [], None, NOW)
+    again = await store.load(1)
+    assert again is not None and again.version == version
+    assert again.entry == saved.entry and again.email == "new@free.fr"
+    assert (await store.export(1))["entry"]["ticket"] == "TICKET0001"
+
+
+async def test_an_exclusion_is_kept_when_the_person_saves_a_step(store: SqliteStore) -> None:
+    saved = await save_new(store, entered(1))
+    await store.write([("UPDATE entries SET excluded_reason = 'staff' WHERE user_id = 1", ())])
+    await store.save(replace(saved, question="Et alors ?"), saved.version, [], None, NOW)
+    loaded = await store.load(1)
+    assert loaded is not None and loaded.entry is not None
+    assert loaded.entry.excluded_reason == "staff"
+
+
+async def test_a_confirmed_address_belongs_to_one_entry(store: SqliteStore) -> None:
+    await save_new(store, entered(1, email="zoe@free.fr"))
+    other = entered(2, email="zoe@free.fr", phone="+33781223344")
+    # The profile's unique index would refuse it first; here only the entry holds the address.
+    other = replace(other, email="lea@free.fr")
+    with pytest.raises(ContactTaken):
+        await save_new(store, other)
+
+
+async def test_entries_closed_early_and_the_draw_set_the_operation_state(
+    store: SqliteStore,
+) -> None:
+    assert await store.operation() == OperationState()
+    await store.close_entries(NOW)
+    await store.close_entries(NOW + timedelta(days=1))  # the first closing stands
+    await store.write([("INSERT INTO draws (name, status, created_at, updated_at)"
+                        " VALUES ('main', 'done', 'x', 'x')", ())])  # fmt: skip
+    assert await store.operation() == OperationState(closed_at=NOW, drawn=True)
+
+
+async def test_migration_4_turns_confirmed_signups_into_entries(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = await open_store(url)
+    await old.write([])  # opens the file
+    for migration in migrations.MIGRATIONS[:3]:
+        await old.write([(sql, ()) for sql in migration.statements])
+    await old.write(
+        [
+            ("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+             " description TEXT NOT NULL, applied_at TEXT NOT NULL)", ()),
+            *(("INSERT INTO schema_migrations VALUES (?, 'x', 'x')", (n,)) for n in (1, 2, 3)),
+            ("INSERT INTO participants (user_id, version, language, step, paused, editing,"
+             " consent_ticks, phone, email, postcode, departement, area, created_at, updated_at,"
+             " completed_at, confirmed_email, confirmed_at, ticket) VALUES (1, 3, 'fr',"
+             " 'summary', 0, 0, '', '+33612345678', 'typed@free.fr', '69003', '69', 'province',"
+             " ?, ?, ?, 'zoe@free.fr', ?, 'TK1')", (NOW.isoformat(),) * 4),
+            ("INSERT INTO consents VALUES (1, 'draw', 'fr-v', ?, NULL)", (NOW.isoformat(),)),
+            ("INSERT INTO participants (user_id, version, language, step, paused, editing,"
+             " consent_ticks, created_at, updated_at) VALUES (2, 1, 'fr', 'phone', 0, 0, '',"
+             " ?, ?)", (NOW.isoformat(),) * 2),
+        ]
+    )  # fmt: skip
+    applied = await old.migrate(NOW)
+    assert applied[0] == f"4: {migrations.MIGRATIONS[3].description}"
+    person = await old.load(1)
+    assert person is not None and person.entry is not None
+    assert (person.entry.ticket, person.entry.email, person.email) == (
+        "TK1",
+        "zoe@free.fr",
+        "typed@free.fr",
+    )
+    assert [c.kind for c in person.entry.consents] == [ConsentKind.DRAW]
+    assert (await old.load(2)) is not None and (await old.load(2)).entry is None  # type: ignore[union-attr]
+    await old.close()
