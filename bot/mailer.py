@@ -19,6 +19,8 @@ from storage.ports import Outbox, OutboxEmail
 log = logging.getLogger(__name__)
 
 _LONGEST_WAIT = timedelta(hours=1)
+# Answers to what a person just did; everything else is campaign mail, held during silence.
+DIRECT_KINDS = frozenset({"confirmation"})
 
 
 class TransientMailError(Exception):
@@ -47,6 +49,7 @@ class OutboxSender:
         clock: Callable[[], datetime],
     ) -> None:
         self._outbox = outbox
+        self._calendar = settings.calendar
         self._transport = transport
         self._renderer = renderer
         self._batch_size = settings.outbox_batch_size
@@ -74,8 +77,13 @@ class OutboxSender:
                 self._wake.clear()
 
     async def send_due(self) -> int:
-        """Send one batch of due emails over one connection; return how many were handled."""
-        batch = await self._outbox.due(self._clock(), self._batch_size)
+        """Send one batch of due emails over one connection; return how many were handled.
+
+        During electoral silence only direct answers leave; the rest waits in the outbox.
+        """
+        now = self._clock()
+        only = DIRECT_KINDS if self._calendar.silent(now) else None
+        batch = await self._outbox.due(now, self._batch_size, only)
         if not batch:
             return 0
         waiting = list(batch)

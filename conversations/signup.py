@@ -230,7 +230,7 @@ def _friends(state: Participant, event: Answer, ctx: Context) -> Outcome:
         return remind(state, ctx, "remind.use_buttons")
     if event.key == "friends.add":
         if len(state.friends) >= friends_room(state, ctx):
-            return refuse(state, ctx, _friends_full(ctx))
+            return refuse(state, ctx, _friends_full(state, ctx))
         return go_to(state, ctx, Step.FRIEND_EMAIL)
     if event.key == "friends.clear":
         new = replace(state, friends=())
@@ -261,12 +261,13 @@ def _add_friend(state: Participant, event: Text, ctx: Context) -> Outcome:
     if any(same_address(address, friend) for friend in state.friends):
         return refuse(state, ctx, Refusal("refusal.friend.duplicate"))
     if len(state.friends) >= friends_room(state, ctx):
-        return refuse(state, ctx, _friends_full(ctx))
+        return refuse(state, ctx, _friends_full(state, ctx))
     return go_to(state, ctx, Step.FRIENDS, friends=(*state.friends, address))
 
 
-def _friends_full(ctx: Context) -> Refusal:
-    return Refusal("refusal.friend.full", {"max": str(ctx.limits.max_friends)})
+def _friends_full(state: Participant, ctx: Context) -> Refusal:
+    key = "refusal.friend.all_invited" if state.friends_invited else "refusal.friend.full"
+    return Refusal(key, {"max": str(ctx.limits.max_friends)})
 
 
 def _question(state: Participant, event: Answer, ctx: Context) -> Outcome:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -44,8 +44,10 @@ class OutboxEmail:
 class Outbox(Protocol):
     """The emails waiting to be sent, written by the same transactions as the steps."""
 
-    async def due(self, now: datetime, limit: int) -> list[OutboxEmail]:
-        """Up to `limit` emails due for sending, oldest first."""
+    async def due(
+        self, now: datetime, limit: int, only_kinds: Collection[str] | None = None
+    ) -> list[OutboxEmail]:
+        """Up to `limit` emails due for sending, oldest first; only of `only_kinds` if given."""
         ...
 
     async def start_sending(self, key: str, now: datetime, sent_before: str | None) -> bool:

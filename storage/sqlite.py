@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -563,12 +563,15 @@ class SqliteStore:
         """Queue calls on the connection's thread in this order and wait for them together."""
         return await asyncio.gather(*calls, return_exceptions=True)
 
-    async def due(self, now: datetime, limit: int) -> list[OutboxEmail]:
+    async def due(
+        self, now: datetime, limit: int, only_kinds: Collection[str] | None = None
+    ) -> list[OutboxEmail]:
+        kinds = "" if only_kinds is None else f" AND kind IN ({', '.join('?' * len(only_kinds))})"
         rows = await self.fetch(
             "SELECT idempotency_key, kind, recipient, language, params, attempts"
-            " FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            f" FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?{kinds}"
             " ORDER BY next_attempt_at LIMIT ?",
-            (_time(now), limit),
+            (_time(now), *(only_kinds or ()), limit),
         )
         return [
             OutboxEmail(

@@ -37,5 +37,13 @@ def texts(settings: Settings) -> Catalogue:
 def ctx(settings: Settings, texts: Catalogue) -> Context:
     profile = Profile("Zoé", "Martin", "fr")
     return Context(
-        NOW, profile, texts, settings.limits, settings.travel, SECRETS, "coffee_test_bot"
+        NOW,
+        profile,
+        texts,
+        settings.limits,
+        settings.travel,
+        SECRETS,
+        "coffee_test_bot",
+        calendar=settings.calendar,
+        zone=settings.zone,
     )
