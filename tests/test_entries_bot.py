@@ -96,4 +96,4 @@ async def test_after_closing_a_newcomer_is_told_and_nothing_is_stored(settings: 
     assert "inline_keyboard" not in api.to_chat(1003)[0].params.get("reply_markup", {})
     assert "closes" in pressed
     data = json.loads(api.documents_to(1003)[-1])
-    assert data["signup"]["step"] == "welcome" and data["entry"] is None
+    assert data["signup"] is None and data["entry"] is None
