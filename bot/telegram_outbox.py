@@ -109,8 +109,10 @@ class TelegramOutboxSender:
         except RetryAfter as error:
             wait = _seconds(error)
             log.warning("Telegram flood control: waiting %s before %s", wait, message.key)
+            # Back in its place at the head of the queue, sent first once the wait is over;
+            # a refusal for pace is not a failed attempt.
             await self._outbox.retry_later(
-                message.key, queued.attempts, self._clock() + wait, "RetryAfter"
+                message.key, queued.attempts, message.not_before or self._clock(), "RetryAfter"
             )
             return wait
         except BadRequest as error:
