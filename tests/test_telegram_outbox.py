@@ -10,7 +10,7 @@ import pytest
 
 from conversations.model import ErasePersonalData, Participant
 from storage import open_store
-from storage.ports import TelegramKind, TelegramMessage, TelegramStatus
+from storage.ports import QueuedTelegram, TelegramKind, TelegramMessage, TelegramStatus
 from storage.sqlite import SqliteStore
 from storage.telegram_outbox import SqliteTelegramOutbox
 from tests.conftest import NOW
@@ -126,8 +126,8 @@ async def test_due_respects_not_before_order_limit_and_campaign_hold(
     )
     soon = NOW + timedelta(minutes=5)
 
-    def keys(due: list[object]) -> list[str]:
-        return [q.message.key for q in due]  # type: ignore[attr-defined]
+    def keys(due: list[QueuedTelegram]) -> list[str]:
+        return [queued.message.key for queued in due]
 
     assert keys(await outbox.due(soon, 10, hold_campaign=False)) == [
         "draw-result:T4", "draw-result:T2", "draw-result:T1",

@@ -16,7 +16,7 @@ from telegram import Bot
 from telegram.error import TimedOut
 from telegram.request import RequestData
 
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from bot.telegram import TelegramMessenger
 from bot.telegram_outbox import TelegramOutboxSender
 from conversations.catalogue import Catalogue
@@ -54,7 +54,8 @@ class RefusingBotApi(FakeBotApi):
         pool_timeout: Any = None,
     ) -> tuple[int, bytes]:
         if url.endswith("/sendMessage") and request_data is not None:
-            chat = int(request_data.parameters["chat_id"])  # type: ignore[call-overload]
+            chat = request_data.parameters["chat_id"]
+            assert isinstance(chat, int)
             self.attempts.append((chat, time.monotonic()))
             if chat in self.blocked:
                 return _error(403, "Forbidden: bot was blocked by the user")
@@ -371,3 +372,10 @@ async def test_the_bot_sends_the_outbox_and_gives_up_what_a_crash_left_sending(
     finally:
         await store.close()
     assert progress == {TelegramStatus.INTERRUPTED: 1, TelegramStatus.SENT: 1}
+
+
+def test_a_pace_of_zero_stops_the_bot_naming_the_setting(
+    rig: Rig, settings: Settings, texts: Catalogue
+) -> None:
+    with pytest.raises(SettingsError, match="TELEGRAM_OUTBOX_MESSAGES_PER_SECOND"):
+        rig.sender(settings.replace(telegram_outbox_messages_per_second=0), texts)
