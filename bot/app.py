@@ -102,6 +102,7 @@ def build_application(
         username = settings.telegram_bot_username or application.bot.username
         mailer = build_mailer(settings, store, texts, username, clock)
         tasks.append(asyncio.create_task(mailer.run(), name="outbox sender"))
+        handlers.service = ConversationService(store, texts, settings, clock, username, mailer.wake)
         telegram_outbox = SqliteTelegramOutbox(store)
         interrupted = await telegram_outbox.mark_interrupted()
         if interrupted:
@@ -112,7 +113,6 @@ def build_application(
         messenger = TelegramMessenger(application.bot)
         telegram_sender = TelegramOutboxSender(telegram_outbox, messenger, texts, settings, clock)
         tasks.append(asyncio.create_task(telegram_sender.run(), name="telegram outbox sender"))
-        handlers.service = ConversationService(store, texts, settings, clock, username, mailer.wake)
         admin = AdminService(store, texts, settings, clock, messenger, mailer.wake)
         handlers.admin = admin
         tasks.append(
