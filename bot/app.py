@@ -21,10 +21,12 @@ from bot.service import ConversationService
 from bot.settings import Settings
 from bot.smtp import SmtpTransport
 from bot.telegram import TelegramHandlers, TelegramMessenger, command_menu
+from bot.telegram_outbox import TelegramOutboxSender
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue
 from storage import open_store
 from storage.sqlite import SqliteStore
+from storage.telegram_outbox import SqliteTelegramOutbox
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,16 @@ def build_application(
         mailer = build_mailer(settings, store, texts, username, clock)
         tasks.append(asyncio.create_task(mailer.run(), name="outbox sender"))
         handlers.service = ConversationService(store, texts, settings, clock, username, mailer.wake)
+        telegram_outbox = SqliteTelegramOutbox(store)
+        interrupted = await telegram_outbox.mark_interrupted()
+        if interrupted:
+            log.warning(
+                "%d Telegram messages were being sent when the bot stopped: not sent again",
+                interrupted,
+            )
         messenger = TelegramMessenger(application.bot)
+        telegram_sender = TelegramOutboxSender(telegram_outbox, messenger, texts, settings, clock)
+        tasks.append(asyncio.create_task(telegram_sender.run(), name="telegram outbox sender"))
         admin = AdminService(store, texts, settings, clock, messenger, mailer.wake)
         handlers.admin = admin
         tasks.append(

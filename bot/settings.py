@@ -73,6 +73,13 @@ class Settings:
     outbox_max_attempts: int = 6
     outbox_retry_base_seconds: float = 30.0
     outbox_poll_seconds: float = 5.0
+    # Messages the Telegram outbox (draw results, reminders) sends: under Telegram's 30 a
+    # second in all, leaving room for the replies to people who are writing.
+    telegram_outbox_messages_per_second: float = 20.0
+    telegram_outbox_batch_size: int = 100
+    telegram_outbox_max_attempts: int = 6
+    telegram_outbox_retry_base_seconds: float = 30.0
+    telegram_outbox_poll_seconds: float = 5.0
     # Secret for the keyed hashes of invited addresses; kept in the database when unset.
     address_hash_key: str | None = None
     reserves: int = 5

@@ -48,7 +48,11 @@ class TelegramMessenger:
 
     async def send(self, chat_id: int, reply: Reply) -> None:
         with _unreachable_logged(chat_id):
-            await self._bot.send_message(chat_id, reply.text, reply_markup=_markup(reply))
+            await self.deliver(chat_id, reply)
+
+    async def deliver(self, chat_id: int, reply: Reply) -> None:
+        """Sends, letting Telegram's refusals through to a caller that records them."""
+        await self._bot.send_message(chat_id, reply.text, reply_markup=_markup(reply))
 
     async def send_document(
         self, chat_id: int, filename: str, content: bytes, caption: str

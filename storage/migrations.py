@@ -222,4 +222,38 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        5,
+        "the Telegram outbox: messages to people, each sent once, rendered when sent",
+        (
+            # The key says what the message is for (`draw-result:{ticket}`): a second queueing
+            # of the same message is a no-op, so nobody is told twice. The text is rendered
+            # from the catalogue when sent; params (erased once the message is done with) hold
+            # only the values to fill in.
+            """CREATE TABLE telegram_outbox (
+                idempotency_key TEXT PRIMARY KEY,
+                user_id BIGINT NOT NULL REFERENCES participants (user_id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                language TEXT NOT NULL,
+                text_key TEXT NOT NULL,
+                params TEXT,
+                buttons TEXT NOT NULL,
+                campaign SMALLINT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                not_before TEXT NOT NULL,
+                last_error TEXT,
+                batch TEXT,
+                created_at TEXT NOT NULL,
+                sent_at TEXT
+            )""",
+            "CREATE INDEX telegram_outbox_due ON telegram_outbox (status, not_before)",
+            "CREATE INDEX telegram_outbox_batch ON telegram_outbox (batch, status)",
+            # An erasure deletes the person's messages through this index, not a table scan.
+            "CREATE INDEX telegram_outbox_user ON telegram_outbox (user_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

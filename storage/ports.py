@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from conversations.model import Effect, Participant
@@ -95,3 +96,71 @@ class ParticipantStore(Protocol):
     async def export(self, user_id: int) -> dict[str, Any]:
         """Everything stored about one person, as JSON-ready data."""
         ...
+
+
+class TelegramKind(StrEnum):
+    """What a message queued for a person's chat is about."""
+
+    DRAW_RESULT = "draw-result"
+    DEADLINE_REMINDER = "deadline-reminder"
+    ANNOUNCEMENT = "announcement"
+
+
+class TelegramStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    # The person blocked the bot: never tried again.
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    # The bot stopped while sending it: it may have been delivered, so it is not sent again.
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class TelegramMessage:
+    """A message for one person's chat, kept as a catalogue key and the values it needs: the
+    text is rendered when it is sent, in the wording staff have then."""
+
+    # Names the message for its purpose, e.g. `draw-result:{ticket}`: queued twice, sent once.
+    key: str
+    user_id: int
+    kind: TelegramKind
+    language: str
+    text_key: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    # Each (catalogue key of the label, callback data) pair is a button on its own row.
+    buttons: tuple[tuple[str, str], ...] = ()
+    # Campaign messages wait out electoral silence; direct answers to a person do not.
+    campaign: bool = False
+    not_before: datetime | None = None
+    # Groups messages for progress counts and cancelling, e.g. 'draw-result' or 'announce:17'.
+    batch: str | None = None
+
+
+@dataclass(frozen=True)
+class QueuedTelegram:
+    message: TelegramMessage
+    attempts: int
+
+
+class TelegramOutbox(Protocol):
+    """The messages waiting for people's chats, written by the transactions that decide them."""
+
+    async def due(self, now: datetime, limit: int, hold_campaign: bool) -> list[QueuedTelegram]:
+        """Up to `limit` messages due by `now`, oldest first; no campaign message if held."""
+        ...
+
+    async def start_sending(self, key: str) -> bool:
+        """Mark one message as leaving; False, changing nothing, when it is no longer waiting
+        (cancelled, or its person erased)."""
+        ...
+
+    async def mark_sent(self, key: str, now: datetime) -> None: ...
+
+    async def mark_blocked(self, key: str, attempts: int) -> None: ...
+
+    async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None: ...
+
+    async def mark_failed(self, key: str, attempts: int, error: str) -> None: ...

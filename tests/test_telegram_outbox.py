@@ -1,0 +1,248 @@
+"""The Telegram outbox's storage, on every backend: a SQLite file and in-memory SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conversations.model import ErasePersonalData, Participant
+from storage import open_store
+from storage.ports import QueuedTelegram, TelegramKind, TelegramMessage, TelegramStatus
+from storage.sqlite import SqliteStore
+from storage.telegram_outbox import SqliteTelegramOutbox
+from tests.conftest import NOW
+
+
+@pytest.fixture(params=["file", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "file" else "sqlite:///:memory:"
+    opened = await open_store(url)
+    await opened.migrate(NOW)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def outbox(store: SqliteStore) -> SqliteTelegramOutbox:
+    return SqliteTelegramOutbox(store)
+
+
+async def person(store: SqliteStore, user_id: int) -> Participant:
+    state = Participant(user_id=user_id, language="fr", created_at=NOW)
+    await store.save(state, 0, [], None, NOW)
+    return state
+
+
+def result(user_id: int, **changes: object) -> TelegramMessage:
+    fields: dict[str, object] = {
+        "key": f"draw-result:T{user_id}",
+        "user_id": user_id,
+        "kind": TelegramKind.DRAW_RESULT,
+        "language": "fr",
+        "text_key": "ticket.not_drawn",
+        "params": {"ticket": f"T{user_id}"},
+        "batch": "draw-result",
+    } | changes
+    return TelegramMessage(**fields)  # type: ignore[arg-type]
+
+
+async def row(store: SqliteStore, key: str) -> dict[str, object]:
+    rows = await store.fetch("SELECT * FROM telegram_outbox WHERE idempotency_key = ?", (key,))
+    return dict(rows[0]) if rows else {}
+
+
+async def test_a_queued_message_comes_back_due_as_it_was_queued(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    await person(store, 1)
+    winner = result(
+        1,
+        key="draw-result:T1",
+        text_key="winner.notify",
+        params={"first_name": "Zoé", "ticket": "T1", "deadline": "dimanche"},
+        buttons=(("button.accept", "win.accept"), ("button.decline", "win.decline")),
+        not_before=NOW,
+    )
+    await outbox.queue([winner], NOW)
+
+    [due] = await outbox.due(NOW, 10, hold_campaign=False)
+    assert due.message == winner and due.attempts == 0
+
+
+async def test_the_same_key_queued_twice_is_one_message(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    await person(store, 1)
+    await outbox.queue([result(1)], NOW)
+    await outbox.queue([result(1, params={"ticket": "changed"})], NOW)
+    # Even once sent, the key keeps a person from being told again.
+    assert await outbox.start_sending("draw-result:T1")
+    await outbox.mark_sent("draw-result:T1", NOW)
+    await outbox.queue([result(1)], NOW)
+
+    assert await outbox.progress("draw-result") == {TelegramStatus.SENT: 1}
+    assert await outbox.due(NOW, 10, hold_campaign=False) == []
+
+
+async def test_queue_statements_join_the_callers_transaction(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    await person(store, 1)
+    await person(store, 2)
+    statements = outbox.queue_statements([result(1), result(2)], NOW)
+    failing = ("INSERT INTO no_such_table VALUES (1)", ())
+    with pytest.raises(Exception, match="no_such_table"):
+        await store.write([*statements, failing])
+    assert await outbox.progress("draw-result") == {}
+
+    await store.write(statements)
+    assert await outbox.progress("draw-result") == {TelegramStatus.PENDING: 2}
+
+
+async def test_a_message_for_someone_not_stored_is_not_queued(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    await outbox.queue([result(404)], NOW)
+    assert await outbox.progress("draw-result") == {}
+
+
+async def test_due_respects_not_before_order_limit_and_campaign_hold(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    for user_id in (1, 2, 3, 4):
+        await person(store, user_id)
+    later = NOW + timedelta(hours=1)
+    await outbox.queue(
+        [
+            result(1, not_before=NOW + timedelta(minutes=2)),
+            result(2, not_before=NOW + timedelta(minutes=1)),
+            result(3, not_before=later, kind=TelegramKind.DEADLINE_REMINDER),
+            result(4, campaign=True, kind=TelegramKind.ANNOUNCEMENT, batch="announce:1"),
+        ],
+        NOW,
+    )
+    soon = NOW + timedelta(minutes=5)
+
+    def keys(due: list[QueuedTelegram]) -> list[str]:
+        return [queued.message.key for queued in due]
+
+    assert keys(await outbox.due(soon, 10, hold_campaign=False)) == [
+        "draw-result:T4", "draw-result:T2", "draw-result:T1",
+    ]  # fmt: skip
+    assert keys(await outbox.due(soon, 10, hold_campaign=True)) == [
+        "draw-result:T2", "draw-result:T1",
+    ]  # fmt: skip
+    assert keys(await outbox.due(soon, 1, hold_campaign=True)) == ["draw-result:T2"]
+    assert keys(await outbox.due(later, 10, hold_campaign=True))[-1] == "draw-result:T3"
+
+
+async def test_start_sending_takes_a_pending_message_once(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    await person(store, 1)
+    await outbox.queue([result(1)], NOW)
+    assert await outbox.start_sending("draw-result:T1")
+    assert not await outbox.start_sending("draw-result:T1")
+    assert await outbox.due(NOW, 10, hold_campaign=False) == []
+    assert not await outbox.start_sending("draw-result:unknown")
+
+
+async def test_each_end_state_is_recorded_and_erases_the_values(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    for user_id in (1, 2, 3):
+        await person(store, user_id)
+    await outbox.queue([result(1), result(2), result(3)], NOW)
+    for key in ("draw-result:T1", "draw-result:T2", "draw-result:T3"):
+        assert await outbox.start_sending(key)
+    await outbox.mark_sent("draw-result:T1", NOW)
+    await outbox.mark_blocked("draw-result:T2", 1)
+    await outbox.mark_failed("draw-result:T3", 6, "BadRequest")
+
+    sent, blocked, failed = [await row(store, f"draw-result:T{n}") for n in (1, 2, 3)]
+    assert (sent["status"], sent["attempts"], sent["sent_at"]) == ("sent", 1, NOW.isoformat())
+    assert (blocked["status"], blocked["last_error"]) == ("blocked", "Forbidden")
+    assert (failed["status"], failed["attempts"], failed["last_error"]) == (
+        "failed", 6, "BadRequest",
+    )  # fmt: skip
+    assert all(r["params"] is None for r in (sent, blocked, failed))
+    # Blocked and failed messages are never due again.
+    assert await outbox.due(NOW + timedelta(days=1), 10, hold_campaign=False) == []
+
+
+async def test_retry_later_makes_the_message_due_at_that_time(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    await person(store, 1)
+    await outbox.queue([result(1)], NOW)
+    assert await outbox.start_sending("draw-result:T1")
+    at = NOW + timedelta(seconds=30)
+    await outbox.retry_later("draw-result:T1", 1, at, "TimedOut")
+
+    assert await outbox.due(at - timedelta(seconds=1), 10, hold_campaign=False) == []
+    [due] = await outbox.due(at, 10, hold_campaign=False)
+    assert due.attempts == 1 and due.message.params == {"ticket": "T1"}
+    assert (await row(store, "draw-result:T1"))["last_error"] == "TimedOut"
+
+
+async def test_messages_left_sending_by_a_crash_are_interrupted_and_counted(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    for user_id in (1, 2):
+        await person(store, user_id)
+    await outbox.queue([result(1), result(2)], NOW)
+    assert await outbox.start_sending("draw-result:T1")
+
+    assert await outbox.mark_interrupted() == 1
+    assert await outbox.mark_interrupted() == 0
+    assert await outbox.progress("draw-result") == {
+        TelegramStatus.INTERRUPTED: 1,
+        TelegramStatus.PENDING: 1,
+    }
+    assert (await row(store, "draw-result:T1"))["params"] is None
+    [due] = await outbox.due(NOW, 10, hold_campaign=False)
+    assert due.message.key == "draw-result:T2"
+
+
+async def test_cancel_batch_cancels_only_its_pending_messages(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    for user_id in (1, 2, 3):
+        await person(store, user_id)
+    announce = {"kind": TelegramKind.ANNOUNCEMENT, "batch": "announce:17", "campaign": True}
+    await outbox.queue(
+        [
+            result(1, key="announce:17:1", **announce),
+            result(2, key="announce:17:2", **announce),
+            result(3),
+        ],
+        NOW,
+    )
+    assert await outbox.start_sending("announce:17:1")
+    await outbox.mark_sent("announce:17:1", NOW)
+
+    await outbox.cancel_batch("announce:17")
+
+    assert await outbox.progress("announce:17") == {
+        TelegramStatus.SENT: 1,
+        TelegramStatus.CANCELLED: 1,
+    }
+    assert await outbox.progress("draw-result") == {TelegramStatus.PENDING: 1}
+
+
+async def test_erasing_a_person_deletes_their_messages(
+    store: SqliteStore, outbox: SqliteTelegramOutbox
+) -> None:
+    erased = await person(store, 1)
+    await person(store, 2)
+    await outbox.queue([result(1), result(2)], NOW)
+
+    await store.save(erased, 1, [ErasePersonalData()], None, NOW)
+
+    assert await row(store, "draw-result:T1") == {}
+    [due] = await outbox.due(NOW, 10, hold_campaign=False)
+    assert due.message.user_id == 2
+    assert not await outbox.start_sending("draw-result:T1")
