@@ -111,7 +111,9 @@ def build_application(
                 interrupted,
             )
         messenger = TelegramMessenger(application.bot)
-        telegram_sender = TelegramOutboxSender(telegram_outbox, messenger, texts, settings, clock)
+        telegram_sender = TelegramOutboxSender(
+            telegram_outbox, messenger, texts, settings, clock, settings.calendar.silent
+        )
         tasks.append(asyncio.create_task(telegram_sender.run(), name="telegram outbox sender"))
         admin = AdminService(store, texts, settings, clock, messenger, mailer.wake)
         handlers.admin = admin
