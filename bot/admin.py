@@ -21,6 +21,7 @@ from conversations.addenda import BY_HAND, ReplacementReason, next_addendum
 from conversations.admin import calendar_file, export_csv, parse_meeting, questions, statistics
 from conversations.catalogue import Catalogue
 from conversations.draw import ExclusionReason
+from conversations.ledger import record_hash
 from conversations.model import Button, Participant, QueueEmail, Reply
 from conversations.policy import Travel
 from storage.sqlite import SqliteStore
@@ -387,6 +388,8 @@ class AdminService:
                 reason=self._say(language, f"replacement.{addendum['reason']}"),
                 promoted=addendum["promoted"] or self._say(language, "admin.addenda.nobody"),
             )  # fmt: skip
+        if addenda:
+            text += "\n" + self._say(language, "admin.addenda.head", hash=record_hash(addenda[-1]))
         meeting = await self._admin.meeting()
         if meeting:
             text += "\n\n" + self._say(

@@ -117,7 +117,10 @@ class DrawFlow:
         if record is None:
             await self._new_secret(admin_id)
         now = self._clock()
+        # Whole seconds, as the drand round is computed the same way by the page's JavaScript.
         not_before = now + timedelta(seconds=self._settings.beacon_delay_seconds)
+        if not_before.microsecond:
+            not_before = not_before.replace(microsecond=0) + timedelta(seconds=1)
         target: dict[str, Any] = {
             "source": str(self._settings.beacon),
             "not_before": not_before.isoformat(),

@@ -22,6 +22,7 @@ from conversations.draw import (
     tickets_sha256,
     verify,
 )
+from conversations.ledger import record_hash
 from conversations.model import SIGNUP_CONSENTS, Area, Consent, Participant, RecordConsent, Step
 from tests.conftest import NOW
 from tests.fake_beacon import FakeDrand, running_drand
@@ -197,9 +198,10 @@ async def test_reserves_are_promoted_in_order_with_public_addenda(
     assert "décline" in admin_texts and "n'a pas répondu à temps" in admin_texts
     assert admin_texts.count("devient gagnant") == 3
     listing = api.texts_to(ADMIN)[-1]
+    addenda = json.loads(api.named_documents_to(ADMIN)["avenants-tirage.json"])
     assert "décliné" in listing and "délai dépassé" in listing and "remplacé" in listing
     assert "📎 Avenants publics" in listing and "(injoignable) → " in listing
-    addenda = json.loads(api.named_documents_to(ADMIN)["avenants-tirage.json"])
+    assert f"Empreinte du dernier avenant, à publier : {record_hash(addenda[-1])}" in listing
     assert [a["reason"] for a in addenda] == ["declined", "expired", "unreachable"]
     assert [a["promoted"] for a in addenda] == certificate["reserves"]
     tickets = [f"TK{n:08d}" for n in range(1, 8)]
@@ -470,7 +472,7 @@ async def test_anyone_can_verify_with_the_command_line(settings: Settings, tmp_p
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 6 tickets"), ok.stdout
     assert "addendum 1:" in ok.stdout
     addenda = json.loads((tmp_path / "addenda.json").read_text())
-    addenda[0]["reason"] = "unreachable"
+    addenda[0]["promoted"] = json.loads((tmp_path / "certificate.json").read_text())["reserves"][1]
     (tmp_path / "addenda.json").write_text(json.dumps(addenda))
     edited = coffeebot(tmp_path, *arguments)
     assert edited.returncode == 1 and "addendum" in edited.stdout
