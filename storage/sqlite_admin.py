@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from conversations.draw import why_ineligible
+from conversations.draw import ExclusionReason, why_ineligible
 from conversations.ledger import GENESIS, audit_entry, record_hash
 from conversations.model import QueueEmail
 from storage.ports import StaleWrite
@@ -93,7 +93,13 @@ class SqliteAdminStore:
     async def entries(self) -> Entries:
         """The one place the draw gets its tickets from: swap it to read another source."""
         people = await self._store.all_participants()
-        excluded = [(p.ticket, p.excluded_reason) for p in people if p.ticket and p.excluded_reason]
+        # Reasons typed freely before categories existed may name people: never made public.
+        categories = set(ExclusionReason)
+        excluded = [
+            (p.ticket, p.excluded_reason if p.excluded_reason in categories else "other")
+            for p in people
+            if p.ticket and p.excluded_reason
+        ]
         return Entries(
             sorted(p.ticket for p in people if p.ticket and why_ineligible(p) is None),
             sorted(excluded),
@@ -107,6 +113,7 @@ class SqliteAdminStore:
         row = rows[0]
         return DrawRecord(
             status=DrawStatus(row["status"]),
+            # The column is named after version 1's seed; it holds the committed secret.
             secret=row["seed"],
             commitment=row["commitment"],
             winners=row["winners"],

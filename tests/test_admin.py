@@ -272,6 +272,15 @@ async def test_figures_lists_and_exclusion(settings: Settings, tmp_path: Path) -
     assert "exclude TK00000002 staff membre de l'équipe" in journal and "export" in journal
 
 
+async def set_excluded_reason(settings: Settings, ticket: str, reason: str) -> None:
+    """An exclusion as version 3 wrote it: free text."""
+    database = settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            "UPDATE participants SET excluded_reason = ? WHERE ticket = ?", (reason, ticket)
+        )
+
+
 async def test_exclusions_are_public_and_end_at_the_freeze(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -288,6 +297,7 @@ async def test_exclusions_are_public_and_end_at_the_freeze(
             await bot.feed(updates.text(admin, "/exclure TK00000002 pasunmotif x"))
             assert "Usage : /exclure" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, "/exclure TK00000002 doublon même personne"))
+            await set_excluded_reason(settings, "TK00000006", "ancien motif libre, M. Dupont")
             await bot.feed(updates.text(admin, "/draw 5 0"))
             await bot.feed(updates.text(admin, "/exclure TK00000003 équipe bénévole"))
             assert "figée" in api.texts_to(ADMIN)[-1]
@@ -295,8 +305,11 @@ async def test_exclusions_are_public_and_end_at_the_freeze(
             clock.advance(2)
             await until(lambda: bool(certificates(api)))
     [certificate] = certificates(api)
-    assert certificate["excluded"] == [{"ticket": "TK00000002", "reason": "duplicate"}]
-    tickets = [f"TK{n:08d}" for n in (1, 3, 4, 5, 6)]
+    assert certificate["excluded"] == [
+        {"ticket": "TK00000002", "reason": "duplicate"},
+        {"ticket": "TK00000006", "reason": "other"},
+    ]
+    tickets = [f"TK{n:08d}" for n in (1, 3, 4, 5)]
     assert sorted(certificate["winners"]) == tickets
     assert verify(certificate, tickets) == []
     assert verify(certificate, [*tickets, "TK00000002"])
