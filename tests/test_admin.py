@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
@@ -484,6 +485,12 @@ async def test_anyone_can_verify_with_the_command_line(settings: Settings, tmp_p
     ok = coffeebot(tmp_path, *arguments)
     assert ok.returncode == 0 and ok.stdout.startswith("OK: 6 tickets"), ok.stdout
     assert "addendum 1:" in ok.stdout
+    embed = ("--embed", "certificate.json", "tickets.txt", "addenda.json")
+    page = coffeebot(tmp_path, "draw", "page", "-o", "verify.html", *embed)
+    assert page.returncode == 0, page.stderr
+    html = (tmp_path / "verify.html").read_text()
+    assert re.search(r"<[a-z]+ [^>]*(src|href)=", html) is None  # nothing loaded from elsewhere
+    assert '"tickets": "TK00000001\\nTK00000002' in html and "__EMBEDDED__" not in html
     addenda = json.loads((tmp_path / "addenda.json").read_text())
     addenda[0]["promoted"] = json.loads((tmp_path / "certificate.json").read_text())["reserves"][1]
     (tmp_path / "addenda.json").write_text(json.dumps(addenda))
