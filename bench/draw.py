@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from bot.drawing import first_drawn_in_parallel
 from bot.service import new_ticket
-from conversations.draw import draw, verify
+from conversations.draw import Beacon, BeaconSource, FrozenDraw, draw, verify
+from conversations.ledger import GENESIS
 
 
 def main() -> None:
@@ -30,12 +31,14 @@ def main() -> None:
     tickets = sorted({new_ticket() for _ in range(arguments.tickets)})
     parallel, single, verifying = [], [], []
     for run in range(arguments.runs):
-        seed = secrets.token_bytes(32)
+        now = datetime.now(UTC)
+        frozen = FrozenDraw(secrets.token_bytes(32), tickets, 5, 5, now, ())
+        beacon = Beacon(BeaconSource.MANUAL, secrets.token_hex(32), now.isoformat())
         started = time.perf_counter()
-        certificate = draw(seed, tickets, 5, 5, datetime.now(UTC), order=first_drawn_in_parallel)
+        certificate = draw(frozen, beacon, now, GENESIS, order=first_drawn_in_parallel)
         parallel.append(time.perf_counter() - started)
         started = time.perf_counter()
-        assert draw(seed, tickets, 5, 5, datetime.now(UTC)).winners == certificate.winners
+        assert draw(frozen, beacon, now, GENESIS).winners == certificate.winners
         single.append(time.perf_counter() - started)
         started = time.perf_counter()
         assert verify(certificate.to_json(), tickets) == []

@@ -6,24 +6,26 @@ not exist: the conversation answers them like any unknown command.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from bot.drawing import draw_off_loop
+from bot.draw_flow import DrawFlow, DrawTools
 from bot.settings import Settings
+from conversations.addenda import BY_HAND, ReplacementReason, next_addendum
 from conversations.admin import calendar_file, export_csv, parse_meeting, questions, statistics
 from conversations.catalogue import Catalogue
-from conversations.draw import commitment_of, tickets_sha256, why_ineligible
+from conversations.draw import ExclusionReason
+from conversations.ledger import record_hash
 from conversations.model import Button, Participant, QueueEmail, Reply
 from conversations.policy import Travel
 from storage.sqlite import SqliteStore
-from storage.sqlite_admin import Place, SqliteAdminStore
+from storage.sqlite_admin import FROZEN, Place, SqliteAdminStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ ADMIN_COMMANDS = {
     "gagnants": "winners",
     "winners": "winners",
 }
+
+
+ADDENDA_FILE = "avenants-tirage.json"
 
 
 class Messenger(Protocol):
@@ -76,6 +81,13 @@ class AdminService:
         self._mail_queued = mail_queued
         self._zone = ZoneInfo(settings.meeting_timezone)
         self._respond_within = timedelta(hours=settings.winner_response_hours)
+        # Replacements one at a time: each addendum names the one before it.
+        self._replacing = asyncio.Lock()
+        tools = DrawTools(
+            self._say, self._reply, messenger.send, messenger.send_document, self._audit,
+            self._local, self._drawn,
+        )  # fmt: skip
+        self._draw_flow = DrawFlow(self._admin, settings, clock, tools, texts.default_language)
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._settings.admin_ids
@@ -104,119 +116,27 @@ class AdminService:
     # The draw.
 
     async def _draw(self, admin_id: int, language: str, argument: str) -> None:
-        """Commits a seed, or previews a draw with confirm and cancel buttons."""
-        words = argument.split()
-        if words == ["commit"]:
-            await self._commit(admin_id, language)
-            return
-        try:
-            winners = int(words[0]) if words else self._settings.winners
-            reserves = int(words[1]) if len(words) > 1 else self._settings.reserves
-        except ValueError:
-            winners = reserves = -1
-        if (
-            len(words) > 2
-            or winners < 1
-            or reserves < 0
-            or winners + reserves > self._settings.draw_max_places
-        ):
-            await self._reply(
-                admin_id, language, "admin.draw.usage", max=str(self._settings.draw_max_places)
-            )
-            return
-        record = await self._admin.draw()
-        if record and record.status in ("pending", "done"):
-            await self._reply(admin_id, language, f"admin.draw.already_{record.status}")
-            return
-        people = await self._store.all_participants()
-        tickets = sorted(p.ticket for p in people if p.ticket and why_ineligible(p) is None)
-        if not tickets:
-            await self._reply(admin_id, language, "admin.draw.no_tickets")
-            return
-        digest = tickets_sha256(tickets)
-        if not await self._admin.prepare(
-            tickets, digest, winners, reserves, admin_id, self._clock()
-        ):
-            await self._reply(admin_id, language, "admin.draw.already_pending")
-            return
-        await self._audit(admin_id, "draw.preview", f"{len(tickets)} tickets, sha256 {digest}")
-        text = self._say(
-            language,
-            "admin.draw.preview",
-            count=str(len(tickets)),
-            sha256=digest,
-            winners=str(winners),
-            reserves=str(reserves),
-            commitment=record.commitment if record and record.commitment else "—",
-        )
-        buttons = (
-            (Button(self._say(language, "admin.button.confirm_draw"), "admin.draw.confirm"),),
-            (Button(self._say(language, "admin.button.cancel_draw"), "admin.draw.cancel"),),
-        )
-        await self._messenger.send(admin_id, Reply(text, buttons))
-
-    async def _commit(self, admin_id: int, language: str) -> None:
-        """Keeps a secret seed for the coming draw and shows only its SHA-256, to publish."""
-        seed = secrets.token_bytes(32)
-        commitment = commitment_of(seed)
-        if not await self._admin.commit_seed(seed.hex(), commitment, self._clock()):
-            await self._reply(admin_id, language, "admin.draw.commit_too_late")
-            return
-        await self._audit(admin_id, "draw.commit", commitment)
-        await self._reply(admin_id, language, "admin.draw.committed", commitment=commitment)
+        await self._draw_flow.command(admin_id, language, argument)
 
     async def press(self, admin_id: int, language: str, key: str) -> None:
-        """Confirms or cancels the pending draw."""
-        if key == "admin.draw.confirm":
-            await self._confirm_draw(admin_id, language)
-        elif key == "admin.draw.cancel":
-            cancelled = await self._admin.cancel(self._clock())
-            if cancelled:
-                await self._audit(admin_id, "draw.cancel", "")
-            await self._reply(
-                admin_id,
-                language,
-                "admin.draw.cancelled" if cancelled else "admin.draw.nothing_pending",
-            )
-        else:
+        """The draw's buttons: confirm, cancel, retry, and the second admin's beacon check."""
+        actions = {
+            "admin.draw.confirm": self._draw_flow.confirm,
+            "admin.draw.cancel": self._draw_flow.cancel,
+            "admin.draw.retry": self._draw_flow.try_to_draw,
+            "admin.beacon.ok": self._draw_flow.confirm_beacon,
+        }
+        action = actions.get(key)
+        if action is None:
             await self._reply(admin_id, language, "remind.stale_button")
+            return
+        await action(admin_id, language)
 
-    async def _confirm_draw(self, admin_id: int, language: str) -> None:
-        record = await self._admin.draw()
-        if record is None or record.status != "pending":
-            key = (
-                "admin.draw.already_done"
-                if record and record.status == "done"
-                else "admin.draw.nothing_pending"
-            )
-            await self._reply(admin_id, language, key)
-            return
-        if self._settings.draw_requires_second_admin and record.requested_by == admin_id:
-            await self._reply(admin_id, language, "admin.draw.second_admin")
-            return
-        seed = bytes.fromhex(record.seed) if record.seed else secrets.token_bytes(32)
-        now = self._clock()
-        assert record.winners is not None and record.reserves is not None
-        certificate = await draw_off_loop(
-            seed, record.tickets, record.winners, record.reserves, now, record.commitment
-        )
-        owners = {p.ticket: p.user_id for p in await self._store.all_participants() if p.ticket}
-        deadline = now + self._respond_within
-        places = [
-            Place(ticket, rank, "winner", "notified", owners.get(ticket), deadline)
-            for rank, ticket in enumerate(certificate.winners, 1)
-        ] + [
-            Place(ticket, rank, "reserve", "waiting", owners.get(ticket), None)
-            for rank, ticket in enumerate(certificate.reserves, len(certificate.winners) + 1)
-        ]
-        if not await self._admin.finish(certificate.to_json(), places, now):
-            await self._reply(admin_id, language, "admin.draw.already_done")
-            return
-        await self._audit(admin_id, "draw.done", f"seed {certificate.seed}")
-        content = json.dumps(certificate.to_json(), indent=2).encode()
-        caption = self._say(language, "admin.draw.certificate")
-        await self._messenger.send_document(admin_id, "certificat-tirage.json", content, caption)
-        await self._messenger.send(admin_id, Reply(await self._result_text(language, places)))
+    async def _drawn(self, places: list[Place]) -> None:
+        """Tells the admins the result, then each winner."""
+        for admin_id in sorted(self._settings.admin_ids):
+            text = await self._result_text(self._texts.default_language, places)
+            await self._messenger.send(admin_id, Reply(text))
         for place in places:
             if place.role == "winner":
                 await self._notify_winner(place)
@@ -250,9 +170,8 @@ class AdminService:
         """Tells a winner, by Telegram and by email, with a deadline to accept or decline."""
         person = await self._store.load(place.user_id) if place.user_id else None
         if person is None or person.entry is None:
-            if await self._admin.update_place(place, "replaced", self._clock()):
+            if await self._replace_winner(place, "replaced", ReplacementReason.ERASED):
                 await self._tell_admins("admin.winner_gone", ticket=place.ticket)
-                await self._promote()
             return
         assert place.deadline is not None
         language, deadline = person.language, self._local(place.deadline)
@@ -277,19 +196,39 @@ class AdminService:
         await self._admin.queue_email(email, person.user_id, self._clock())
         self._mail_queued()
 
-    async def _promote(self) -> None:
-        """Makes the first waiting reserve a winner and tells them; admins are told."""
-        for place in await self._admin.places():
-            if place.role != "reserve" or place.status != "waiting":
-                continue
-            deadline = self._clock() + self._respond_within
-            if await self._admin.update_place(place, "notified", self._clock(), "winner", deadline):
-                await self._tell_admins("admin.promoted", ticket=place.ticket, rank=str(place.rank))
-                await self._notify_winner(
-                    replace(place, role="winner", status="notified", deadline=deadline)
-                )
-                return
-        await self._tell_admins("admin.no_reserve_left")
+    async def _replace_winner(self, place: Place, status: str, reason: ReplacementReason) -> bool:
+        """Ends a winner's place and promotes the next reserve, with the public addendum saying
+        so; False when the place changed meanwhile."""
+        async with self._replacing:
+            record = await self._admin.draw()
+            if record is None or record.certificate is None:
+                return False
+            places = await self._admin.places()
+            promoted = next(
+                (p for p in places if p.role == "reserve" and p.status == "waiting"), None
+            )
+            now = self._clock()
+            addendum = next_addendum(
+                record.certificate,
+                await self._admin.addenda(),
+                place.ticket,
+                reason,
+                promoted.ticket if promoted else None,
+                now,
+            )
+            deadline = now + self._respond_within
+            if not await self._admin.replace_winner(
+                place, status, promoted, deadline, addendum, now
+            ):
+                return False
+        if promoted is None:
+            await self._tell_admins("admin.no_reserve_left")
+            return True
+        await self._tell_admins("admin.promoted", ticket=promoted.ticket, rank=str(promoted.rank))
+        await self._notify_winner(
+            replace(promoted, role="winner", status="notified", deadline=deadline)
+        )
+        return True
 
     async def winner_answer(self, user_id: int, key: str) -> None:
         """Records a winner's acceptance or refusal; a refusal promotes the next reserve."""
@@ -311,7 +250,11 @@ class AdminService:
             return
         place = pending[0]
         accepted = key == "win.accept"
-        if not await self._admin.update_place(place, "accepted" if accepted else "declined", now):
+        if accepted:
+            changed = await self._admin.update_place(place, "accepted", now)
+        else:
+            changed = await self._replace_winner(place, "declined", ReplacementReason.DECLINED)
+        if not changed:
             await self._reply(user_id, language, "winner.no_answer_expected")
             return
         await self._tell_admins(
@@ -326,18 +269,18 @@ class AdminService:
                 )
         else:
             await self._reply(user_id, language, "winner.declined")
-            await self._promote()
 
     async def tick(self) -> None:
-        """Expires unanswered winners, promoting reserves, and sends the meeting's reminder."""
+        """Draws once the beacon is out, expires unanswered winners, promoting reserves, and
+        sends the meeting's reminder."""
+        await self._draw_flow.try_to_draw(None, self._texts.default_language)
         now = self._clock()
         for place in await self._admin.places():
             overdue = (
                 place.status == "notified" and place.deadline is not None and now > place.deadline
             )
-            if overdue and await self._admin.update_place(place, "expired", now):
+            if overdue and await self._replace_winner(place, "expired", ReplacementReason.EXPIRED):
                 await self._tell_admins("admin.expired", ticket=place.ticket)
-                await self._promote()
         meeting = await self._admin.meeting()
         if (
             meeting
@@ -371,15 +314,35 @@ class AdminService:
         return sent
 
     async def _replace(self, admin_id: int, language: str, argument: str) -> None:
-        """Replaces a winner by hand (unreachable, say) with the next reserve."""
-        place = next((p for p in await self._admin.places() if p.ticket == argument.upper()), None)
-        if place is None or place.role != "winner" or place.status not in ("notified", "accepted"):
-            await self._reply(admin_id, language, "admin.replace.not_a_winner", ticket=argument)
+        """Replaces a winner by hand (unreachable, say) with the next reserve, for a reason."""
+        ticket, _, rest = argument.partition(" ")
+        word, _, details = rest.strip().partition(" ")
+        reason = self._reason(language, word, BY_HAND, "replacement")
+        if not ticket or reason is None:
+            await self._reply(admin_id, language, "admin.replace.usage", reasons=self._reasons(
+                language, BY_HAND, "replacement"))  # fmt: skip
             return
-        if await self._admin.update_place(place, "replaced", self._clock()):
-            await self._audit(admin_id, "winner.replace", place.ticket)
+        place = next((p for p in await self._admin.places() if p.ticket == ticket.upper()), None)
+        if place is not None and place.role == "reserve":
+            await self._reply(admin_id, language, "admin.replace.reserve", ticket=place.ticket)
+            return
+        if place is None or place.status not in ("notified", "accepted"):
+            await self._reply(admin_id, language, "admin.replace.not_a_winner", ticket=ticket)
+            return
+        if await self._replace_winner(place, "replaced", ReplacementReason(reason)):
+            await self._audit(admin_id, "winner.replace", f"{place.ticket} {reason} {details}")
             await self._reply(admin_id, language, "admin.replace.done", ticket=place.ticket)
-            await self._promote()
+
+    def _reason(self, language: str, word: str, allowed: tuple[str, ...], kind: str) -> str | None:
+        """The reason an admin typed, as its code or as its name in their language."""
+        typed = word.casefold()
+        for code in allowed:
+            if typed in (code, self._say(language, f"{kind}.{code}").casefold()):
+                return code
+        return None
+
+    def _reasons(self, language: str, allowed: tuple[str, ...], kind: str) -> str:
+        return ", ".join(self._say(language, f"{kind}.{code}") for code in allowed)
 
     async def _meeting(self, admin_id: int, language: str, argument: str) -> None:
         """Sets or changes the coffee's date, time and details; accepted winners are told."""
@@ -416,6 +379,19 @@ class AdminService:
             await self._reply(admin_id, language, "admin.winners.none")
             return
         text = await self._result_text(language, places[: self._settings.admin_list_limit])
+        addenda = await self._admin.addenda()
+        if addenda:
+            text += "\n\n" + self._say(language, "admin.addenda.title")
+        for addendum in addenda[-self._settings.admin_list_limit :]:
+            text += "\n" + self._say(
+                language, "admin.addenda.line", seq=str(addendum["seq"]),
+                when=self._local(datetime.fromisoformat(addendum["at"])),
+                replaced=addendum["replaced"],
+                reason=self._say(language, f"replacement.{addendum['reason']}"),
+                promoted=addendum["promoted"] or self._say(language, "admin.addenda.nobody"),
+            )  # fmt: skip
+        if addenda:
+            text += "\n" + self._say(language, "admin.addenda.head", hash=record_hash(addenda[-1]))
         meeting = await self._admin.meeting()
         if meeting:
             text += "\n\n" + self._say(
@@ -425,6 +401,10 @@ class AdminService:
                 details=meeting.details,
             )
         await self._messenger.send(admin_id, Reply(text))
+        if addenda:
+            content = json.dumps(addenda, indent=2, ensure_ascii=False).encode()
+            caption = self._say(language, "admin.addenda.file")
+            await self._messenger.send_document(admin_id, ADDENDA_FILE, content, caption)
 
     # Figures and lists.
 
@@ -495,15 +475,27 @@ class AdminService:
         await self._send_lines(admin_id, language, "admin.journal", lines)
 
     async def _exclude(self, admin_id: int, language: str, argument: str) -> None:
-        """Sets a ticket aside from the draw, with the reason."""
-        ticket, _, reason = argument.partition(" ")
-        if not ticket or not reason.strip():
-            await self._reply(admin_id, language, "admin.exclude.usage")
+        """Sets a ticket aside from the draw, before the freeze, with the reason's category
+        (public in the certificate) and details (in the audit log only)."""
+        categories = tuple(ExclusionReason)
+        ticket, _, rest = argument.partition(" ")
+        word, _, details = rest.strip().partition(" ")
+        reason = self._reason(language, word, categories, "exclusion")
+        if not ticket or reason is None:
+            await self._reply(admin_id, language, "admin.exclude.usage", reasons=self._reasons(
+                language, categories, "exclusion"))  # fmt: skip
             return
-        if not await self._admin.exclude(ticket.upper(), reason.strip()):
-            await self._reply(admin_id, language, "admin.exclude.unknown", ticket=ticket)
+        record = await self._admin.draw()
+        if record is not None and record.status in FROZEN:
+            await self._reply(admin_id, language, "admin.exclude.frozen")
             return
-        await self._audit(admin_id, "exclude", f"{ticket.upper()} {reason.strip()}")
+        if not await self._admin.exclude(ticket.upper(), reason):
+            again = await self._admin.draw()
+            frozen = again is not None and again.status in FROZEN
+            key = "admin.exclude.frozen" if frozen else "admin.exclude.unknown"
+            await self._reply(admin_id, language, key, ticket=ticket)
+            return
+        await self._audit(admin_id, "exclude", f"{ticket.upper()} {reason} {details}".rstrip())
         await self._reply(admin_id, language, "admin.exclude.done", ticket=ticket.upper())
 
     async def _send_lines(

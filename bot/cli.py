@@ -45,11 +45,29 @@ def main(argv: list[str] | None = None) -> int:
     verify = draw_commands.add_parser("verify", help="redo a draw and compare with its certificate")
     verify.add_argument("certificate", help="the certificate, JSON")
     verify.add_argument("tickets", help="the ticket list, one per line")
+    verify.add_argument("--addenda", help="the draw's addenda, JSON (from /gagnants)")
+    page = draw_commands.add_parser("page", help="write the verification page, one HTML file")
+    page.add_argument("--output", "-o", required=True, help="the HTML file to write")
+    page.add_argument(
+        "--embed",
+        nargs=3,
+        metavar=("CERTIFICATE", "TICKETS", "ADDENDA"),
+        help="put these files in the page (ADDENDA may be -, for none)",
+    )
+    page.add_argument("--language", choices=["fr", "en"], default="fr")
+    audit = commands.add_parser("audit", help="the admins' audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_commands.add_parser("verify", help="check the log's hash chain")
+    audit_verify.add_argument("--certificate", help="also check the chain head it names")
     export = commands.add_parser("export", help="write the confirmed participants as CSV")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     arguments = parser.parse_args(argv)
     if arguments.command == "draw" and arguments.draw_command == "verify":
-        return verify_draw(arguments.certificate, arguments.tickets)
+        return verify_draw(arguments.certificate, arguments.tickets, arguments.addenda)
+    if arguments.command == "draw" and arguments.draw_command == "page":
+        from bot.verify_page import write_page
+
+        return write_page(arguments.output, arguments.language, arguments.embed)
 
     load_dotenv(os.environ.get("COFFEEBOT_ENV_FILE", ".env"))
     try:
@@ -83,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(migrate())
         return 0
 
+    if arguments.command == "audit":
+        from bot.audit import verify_audit
+
+        return verify_audit(settings, arguments.certificate)
     if arguments.command in ("draw", "export"):
         content = asyncio.run(admin_file(settings, arguments.command))
         if content is None:
@@ -103,22 +125,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def verify_draw(certificate_path: str, tickets_path: str) -> int:
-    """Prints whether the certificate's draw is what the ticket list gives; 0 when it is."""
+def verify_draw(certificate_path: str, tickets_path: str, addenda_path: str | None) -> int:
+    """Prints whether the certificate's draw, with its addenda, is what the ticket list gives."""
     from conversations.draw import verify
 
     with open(certificate_path, encoding="utf-8") as certificate_file:
         certificate = json.load(certificate_file)
     with open(tickets_path, encoding="ascii") as tickets_file:
         tickets = [line.strip() for line in tickets_file if line.strip()]
-    problems = verify(certificate, tickets)
+    addenda = []
+    if addenda_path:
+        with open(addenda_path, encoding="utf-8") as addenda_file:
+            addenda = json.load(addenda_file)
+    problems = verify(certificate, tickets, addenda)
     if problems:
         for problem in problems:
             print(f"MISMATCH: {problem}")
         return 1
     print(f"OK: {len(tickets)} tickets, seed {certificate['seed']}")
+    beacon = certificate.get("beacon")
+    if beacon:
+        print(f"beacon:   {beacon['source']} {beacon.get('round', '')} {beacon['value']}")
     print(f"winners:  {' '.join(certificate['winners'])}")
     print(f"reserves: {' '.join(certificate['reserves'])}")
+    for addendum in addenda:
+        print(
+            f"addendum {addendum['seq']}: {addendum['replaced']} replaced ({addendum['reason']}),"
+            f" {addendum['promoted'] or 'no reserve left'} promoted"
+        )
     return 0
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from itertools import repeat
 
-from conversations.draw import DrawCertificate, draw, first_drawn
+from conversations.draw import Beacon, DrawCertificate, FrozenDraw, draw, first_drawn
 
 # Below this, starting worker processes costs more than it saves.
 PARALLEL_FROM = 50_000
@@ -35,14 +35,7 @@ def first_drawn_in_parallel(seed: bytes, tickets: Sequence[str], count: int) -> 
 
 
 async def draw_off_loop(
-    seed: bytes,
-    tickets: Sequence[str],
-    winners: int,
-    reserves: int,
-    at: datetime,
-    commitment: str | None,
+    frozen: FrozenDraw, beacon: Beacon, at: datetime, audit_head: str
 ) -> DrawCertificate:
     """The core's draw, in a thread so that the bot keeps answering people meanwhile."""
-    return await asyncio.to_thread(
-        draw, seed, tickets, winners, reserves, at, commitment, first_drawn_in_parallel
-    )
+    return await asyncio.to_thread(draw, frozen, beacon, at, audit_head, first_drawn_in_parallel)

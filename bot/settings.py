@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from conversations.draw import BeaconSource
 from conversations.model import Area
 from conversations.phases import Calendar, SilencePeriod
 from conversations.policy import DEFAULT_TRAVEL, Limits, Travel
@@ -86,7 +87,16 @@ class Settings:
     # The most winners and reserves one /draw may ask for.
     draw_max_places: int = 100
     winner_response_hours: int = 72
-    draw_requires_second_admin: bool = False
+    # Unset: required as soon as ADMIN_IDS names two or more people.
+    draw_requires_second_admin: bool | None = None
+    # The draw's public randomness: a drand round fetched from BEACON_URL, or (manual) a value
+    # published after the freeze that one admin pastes and another confirms.
+    beacon: BeaconSource = BeaconSource.DRAND
+    beacon_url: str = "https://api.drand.sh"
+    # The beacon is the first value published at least this long after the list is frozen.
+    beacon_delay_seconds: int = 60
+    beacon_timeout_seconds: float = 10.0
+    beacon_value_max_length: int = 200
     # Every date shown to people is written in this zone; dates below without an offset are
     # read in it.
     meeting_timezone: str = "Europe/Paris"
@@ -177,6 +187,12 @@ class Settings:
             confirmation_sends_per_hour=self.confirmation_sends_per_hour,
             code_attempts_per_hour=self.code_attempts_per_hour,
         )
+
+    @property
+    def second_admin_required(self) -> bool:
+        if self.draw_requires_second_admin is not None:
+            return self.draw_requires_second_admin
+        return len(self.admin_ids) >= 2
 
     @property
     def travel(self) -> dict[Area, Travel]:

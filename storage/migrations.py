@@ -256,4 +256,29 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        6,
+        "the draw's freeze, beacon, confirmation and addenda; the audit log as a hash chain",
+        (
+            "ALTER TABLE draws ADD COLUMN frozen_at TEXT",
+            # JSON: what the beacon must be (source, not before), then its value once known.
+            "ALTER TABLE draws ADD COLUMN beacon TEXT",
+            "ALTER TABLE draws ADD COLUMN confirmed_by BIGINT",
+            # JSON: the excluded tickets and their reason's category, as frozen.
+            "ALTER TABLE draws ADD COLUMN excluded TEXT",
+            # Entries written before this version have no seq and stay outside the chain.
+            "ALTER TABLE audit_log ADD COLUMN seq INTEGER",
+            "ALTER TABLE audit_log ADD COLUMN prev_hash TEXT",
+            "ALTER TABLE audit_log ADD COLUMN hash TEXT",
+            "CREATE UNIQUE INDEX audit_log_seq ON audit_log (seq)",
+            """CREATE TABLE draw_addenda (
+                seq INTEGER PRIMARY KEY,
+                record TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

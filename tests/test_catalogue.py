@@ -23,8 +23,8 @@ def test_placeholders_are_the_same_in_every_language(texts: Catalogue) -> None:
     for key, french in _wording(texts, "fr").items():
         for language in texts.languages:
             other = texts.texts[language][key]
-            assert set(re.findall(r"\{([a-z_]+)\}", other)) == set(
-                re.findall(r"\{([a-z_]+)\}", french)
+            assert set(re.findall(r"\{([^{}]*)\}", other)) == set(
+                re.findall(r"\{([^{}]*)\}", french)
             ), key
 
 
@@ -55,3 +55,19 @@ def test_menu_commands_are_commands_the_bot_knows(texts: Catalogue) -> None:
             key.removeprefix("menu.") for key in texts.texts[language] if key.startswith("menu.")
         ]
         assert menu and set(menu) <= set(COMMANDS), language
+
+
+def test_every_text_renders_with_its_parameters_and_leaves_no_braces(texts: Catalogue) -> None:
+    """Each `{name}` a text holds is a parameter the renderer fills: none stays on screen."""
+    for language in texts.languages:
+        for key, template in texts.texts[language].items():
+            names = re.findall(r"\{([^{}]*)\}", template)
+            rendered = texts.render(language, key, **{name: f"«{name}»" for name in names})
+            assert not re.search(r"\{[^{}]*\}", rendered), (language, key, rendered)
+            for name in names:
+                assert f"«{name}»" in rendered or name in texts.constants, (language, key)
+
+
+def test_a_placeholder_with_digits_is_filled(texts: Catalogue) -> None:
+    rendered = texts.render("en", "admin.draw.preview", sha256="ab" * 32, count="3")
+    assert "ab" * 32 in rendered and "{sha256}" not in rendered

@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import random
 from collections import Counter
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from conversations.addenda import ReplacementReason, next_addendum, standing, verify_addenda
 from conversations.admin import calendar_file, export_csv, parse_meeting, questions, statistics
 from conversations.draw import (
+    ALGORITHM_V1,
+    Beacon,
+    BeaconSource,
+    FrozenDraw,
     commitment_of,
+    drand_randomness,
+    drand_round_at,
+    drand_round_time,
     draw,
+    final_seed,
     first_drawn,
     tickets_sha256,
     verify,
     why_ineligible,
 )
+from conversations.ledger import GENESIS
 from conversations.model import (
     Action,
     Area,
@@ -37,38 +49,134 @@ def person(user_id: int, **changes: object) -> Participant:
     return entered(user_id, **changes)
 
 
+SECRET = bytes(range(32, 64))
+BEACON = Beacon(BeaconSource.MANUAL, "7 12 23 34 45 + 3", (NOW + timedelta(hours=1)).isoformat())
+
+
+def frozen(tickets: list[str], winners: int = 5, reserves: int = 5) -> FrozenDraw:
+    return FrozenDraw(SECRET, tickets, winners, reserves, NOW, (("X000000001", "staff"),))
+
+
+def drand_beacon(
+    not_before: datetime, genesis_time: int = 1_700_000_000, period: int = 3
+) -> Beacon:
+    signature = hashlib.sha256(b"a BLS signature, for the test").digest() * 3
+    return Beacon(
+        BeaconSource.DRAND,
+        drand_randomness(signature.hex()),
+        not_before.isoformat(),
+        round=drand_round_at(not_before, genesis_time, period),
+        signature=signature.hex(),
+        chain_hash="fa" * 32,
+        url="https://drand.example",
+        genesis_time=genesis_time,
+        period=period,
+    )
+
+
 def test_the_draw_is_reproducible_and_verifiable() -> None:
-    certificate = draw(SEED, TICKETS, 5, 5, NOW)
-    assert certificate == draw(SEED, list(reversed(TICKETS)), 5, 5, NOW)
+    certificate = draw(frozen(TICKETS), BEACON, NOW, GENESIS)
+    assert certificate == draw(frozen(list(reversed(TICKETS))), BEACON, NOW, GENESIS)
     data = certificate.to_json()
     assert verify(data, TICKETS) == []
     assert len(set(certificate.winners + certificate.reserves)) == 10
     assert data["tickets"] == 200 and data["tickets_sha256"] == tickets_sha256(TICKETS)
+    assert data["commitment"] == commitment_of(SECRET)
+    assert data["excluded"] == [{"ticket": "X000000001", "reason": "staff"}]
 
 
-def test_verification_fails_on_another_list_seed_or_result() -> None:
-    data = draw(SEED, TICKETS, 5, 5, NOW).to_json()
+def test_the_seed_needs_the_beacon() -> None:
+    one = draw(frozen(TICKETS), BEACON, NOW, GENESIS)
+    other = draw(frozen(TICKETS), replace(BEACON, value="8 12 23 34 45 + 3"), NOW, GENESIS)
+    assert one.seed != other.seed and one.winners != other.winners
+    assert bytes.fromhex(one.seed) == final_seed(SECRET, tickets_sha256(TICKETS), BEACON.value)
+
+
+def test_verification_fails_on_another_list_secret_beacon_seed_or_result() -> None:
+    data = draw(frozen(TICKETS), BEACON, NOW, GENESIS).to_json()
     assert "SHA-256 differs" in verify(data, TICKETS[:-1])[0]
     assert verify(data, [*TICKETS[:-1], "T999999999"])
-    assert verify({**data, "seed": bytes(32).hex()}, TICKETS) == [
-        "recomputing the draw gives other winners or reserves"
+    assert "does not match the commitment" in verify({**data, "secret": "00" * 32}, TICKETS)[0]
+    assert verify({**data, "seed": "00" * 32}, TICKETS) == [
+        "the seed is not the one the secret and the beacon give"
     ]
+    other_beacon = {**data["beacon"], "value": "1 2 3"}
+    assert "the seed is not" in verify({**data, "beacon": other_beacon}, TICKETS)[0]
+    early = {**data["beacon"], "not_before": (NOW - timedelta(seconds=1)).isoformat()}
+    assert "before the list was frozen" in verify({**data, "beacon": early}, TICKETS)[0]
     swapped = {**data, "winners": data["winners"][::-1]}
-    assert verify(swapped, TICKETS)
+    assert verify(swapped, TICKETS) == ["recomputing the draw gives other winners or reserves"]
+    assert verify({**data, "secret": "zz"}, TICKETS) == ["the secret is missing or not hexadecimal"]
+    assert verify({**data, "algorithm": "coffeebot-draw-9"}, TICKETS)
+    assert verify(data, [*TICKETS, "X000000001"]) == [
+        "the ticket list is not the one drawn from (its SHA-256 differs)",
+        "the certificate counts 200 tickets, the list 201",
+        "an excluded ticket is in the list",
+    ]
+
+
+def test_a_drand_beacon_is_the_first_round_after_the_freeze_and_checks_out() -> None:
+    not_before = NOW + timedelta(seconds=60)
+    beacon = drand_beacon(not_before)
+    assert beacon.round is not None and beacon.genesis_time is not None
+    published = drand_round_time(beacon.round, beacon.genesis_time, 3)
+    assert not_before <= published < not_before + timedelta(seconds=3)
+    data = draw(frozen(TICKETS), beacon, NOW, GENESIS).to_json()
+    assert verify(data, TICKETS) == []
+    later = {**data["beacon"], "round": beacon.round + 1}
+    assert "not the first one after the freeze" in verify({**data, "beacon": later}, TICKETS)[0]
+    forged = {**data["beacon"], "value": "ab" * 32}
+    assert (
+        "not the SHA-256 of the round's signature" in verify({**data, "beacon": forged}, TICKETS)[0]
+    )
+
+
+def test_version_1_certificates_still_verify() -> None:
+    seed = bytes(range(32))
+    drawn = first_drawn(seed, TICKETS, 10)
+    data = {
+        "algorithm": ALGORITHM_V1, "drawn_at": NOW.isoformat(), "tickets": 200,
+        "tickets_sha256": tickets_sha256(TICKETS), "seed": seed.hex(),
+        "commitment": commitment_of(seed), "winners": drawn[:5], "reserves": drawn[5:],
+    }  # fmt: skip
+    assert verify(data, TICKETS) == []
+    assert verify({**data, "commitment": "00" * 32}, TICKETS) == [
+        "the seed does not match the commitment published before the draw"
+    ]
     assert verify({**data, "seed": "zz"}, TICKETS) == ["the seed is missing or not hexadecimal"]
 
 
-def test_a_commitment_binds_the_seed() -> None:
-    data = draw(SEED, TICKETS, 5, 5, NOW, commitment=commitment_of(SEED)).to_json()
-    assert verify(data, TICKETS) == []
-    other = draw(bytes(32), TICKETS, 5, 5, NOW, commitment=commitment_of(SEED)).to_json()
-    assert "does not match the commitment" in verify(other, TICKETS)[0]
+def test_addenda_follow_the_reserve_order_and_the_chain() -> None:
+    data = draw(frozen(TICKETS, 2, 3), BEACON, NOW, GENESIS).to_json()
+    winners, reserves = data["winners"], data["reserves"]
+    addenda: list[dict[str, object]] = []
+    for replaced, reason in (
+        (winners[0], ReplacementReason.DECLINED),
+        (reserves[0], ReplacementReason.UNREACHABLE),
+    ):
+        promoted = standing(data, addenda)[1][0]
+        addenda.append(next_addendum(data, addenda, replaced, reason, promoted, NOW))
+    assert verify(data, TICKETS, addenda) == []
+    assert standing(data, addenda) == ([winners[1], reserves[1]], [reserves[2]])
+    edited = [{**addenda[0], "reason": "withdrew"}, addenda[1]]
+    assert verify(data, TICKETS, edited) == [
+        "addendum 2: not chained to the certificate and the addenda before it"
+    ]
+    assert "numbered 2" in verify(data, TICKETS, addenda[1:])[0]
+    skipping = [{**addenda[0], "promoted": reserves[1]}]
+    assert verify(data, TICKETS, skipping) == [
+        f"addendum 1: promotes {reserves[1]}, the next is {reserves[0]}"
+    ]
+    not_winner = [{**addenda[0], "replaced": reserves[2]}]
+    assert verify(data, TICKETS, not_winner) == [f"addendum 1: {reserves[2]} is not a winner then"]
+    other_draw = {**data, "drawn_at": "2027-01-01T00:00:00+00:00"}
+    assert "not chained" in verify_addenda(other_draw, addenda)[0]
 
 
 def test_nobody_appears_twice() -> None:
     with pytest.raises(ValueError, match="twice"):
-        draw(SEED, ["A", "B", "A"], 1, 1, NOW)
-    certificate = draw(SEED, ["A", "B", "C"], 2, 5, NOW)
+        draw(frozen(["A", "B", "A"], 1, 1), BEACON, NOW, GENESIS)
+    certificate = draw(frozen(["A", "B", "C"], 2, 5), BEACON, NOW, GENESIS)
     assert sorted(certificate.winners + certificate.reserves) == ["A", "B", "C"]
 
 
