@@ -34,7 +34,11 @@ def utc_now() -> datetime:
 
 
 async def open_migrated_store(settings: Settings, clock: Callable[[], datetime]) -> SqliteStore:
-    store = await open_store(settings.database_url, settings.sqlite_busy_timeout_ms)
+    store = await open_store(
+        settings.database_url,
+        settings.sqlite_busy_timeout_ms,
+        settings.sqlite_checkpoint_every_commits,
+    )
     try:
         for applied in await store.migrate(clock()):
             log.info("migrated the database: %s", applied)

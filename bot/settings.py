@@ -56,6 +56,8 @@ class Settings:
     # Telegram redelivers an update for at most a day; processed ids are kept this long.
     update_dedup_hours: int = 48
     sqlite_busy_timeout_ms: int = 5000
+    # Commits between two WAL checkpoints, which run on their own thread (about 4 pages each).
+    sqlite_checkpoint_every_commits: int = 250
     confirmation_valid_days: int = 7
     confirmation_sends_per_hour: int = 3
     code_attempts_per_hour: int = 5
