@@ -10,15 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 from telegram import Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
-from telegram.request import BaseRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.admin import AdminService
+from bot.aiohttp_request import AiohttpRequest, Timeouts
 from bot.emails import EmailRenderer
 from bot.eml import EmlFileTransport
 from bot.mailer import OutboxSender, Transport
 from bot.processor import FloodGuard, PerUserProcessor
 from bot.service import ConversationService
-from bot.settings import Settings
+from bot.settings import HttpClient, Settings
 from bot.smtp import SmtpTransport
 from bot.telegram import TelegramHandlers, TelegramMessenger, command_menu
 from bot.texts import load_catalogue
@@ -137,12 +138,37 @@ def build_application(
         .post_init(start)
         .post_shutdown(stop)
     )
-    if request is not None:
+    if request is None:
+        builder = builder.request(telegram_request(settings, settings.max_concurrent_updates))
+        # One long poll at a time.
+        builder = builder.get_updates_request(telegram_request(settings, 1))
+    else:
         builder = builder.request(request).get_updates_request(request)
     application = builder.build()
     handlers.register(application)
     application.add_error_handler(_log_error)
     return application
+
+
+def telegram_request(settings: Settings, pool_size: int) -> BaseRequest:
+    """The HTTP client the settings choose, with a keep-alive pool of `pool_size` connections."""
+    if settings.telegram_http_client is HttpClient.HTTPX:
+        return HTTPXRequest(
+            connection_pool_size=pool_size,
+            read_timeout=settings.telegram_read_timeout_seconds,
+            write_timeout=settings.telegram_write_timeout_seconds,
+            connect_timeout=settings.telegram_connect_timeout_seconds,
+            pool_timeout=settings.telegram_pool_timeout_seconds,
+            media_write_timeout=settings.telegram_media_write_timeout_seconds,
+        )
+    timeouts = Timeouts(
+        read=settings.telegram_read_timeout_seconds,
+        write=settings.telegram_write_timeout_seconds,
+        connect=settings.telegram_connect_timeout_seconds,
+        pool=settings.telegram_pool_timeout_seconds,
+        media_write=settings.telegram_media_write_timeout_seconds,
+    )
+    return AiohttpRequest(pool_size, timeouts)
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
