@@ -12,6 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Protocol
 
@@ -28,7 +29,7 @@ from conversations.model import (
     Reply,
     SendPersonalData,
 )
-from conversations.policy import Context, Secrets
+from conversations.policy import Context
 from conversations.prompts import refuse
 from conversations.signup import step
 from conversations.validators import Refusal
@@ -43,6 +44,26 @@ _TICKET_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 def new_ticket() -> str:
     """Ten characters, 50 random bits: short to read, and collisions are negligible."""
     return "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(10))
+
+
+class LazySecrets:
+    """Each secret drawn from the OS the first time a step reads it, and kept for the step."""
+
+    @cached_property
+    def token(self) -> str:
+        return secrets.token_urlsafe(16)
+
+    @cached_property
+    def code(self) -> str:
+        return f"{secrets.randbelow(10**6):06d}"
+
+    @cached_property
+    def referral_code(self) -> str:
+        return secrets.token_urlsafe(6)
+
+    @cached_property
+    def ticket(self) -> str:
+        return new_ticket()
 
 
 _SAVE_ATTEMPTS = 3
@@ -84,19 +105,13 @@ class ConversationService:
         self._mail_queued = mail_queued
 
     def _context(self, profile: Profile) -> Context:
-        fresh = Secrets(
-            token=secrets.token_urlsafe(16),
-            code=f"{secrets.randbelow(10**6):06d}",
-            referral_code=secrets.token_urlsafe(6),
-            ticket=new_ticket(),
-        )
         return Context(
             self._clock(),
             profile,
             self._texts,
             self._limits,
             self._travel,
-            fresh,
+            LazySecrets(),
             self._bot_username,
         )
 
