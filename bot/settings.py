@@ -71,6 +71,8 @@ class Settings:
     # Telegram redelivers an update for at most a day; processed ids are kept this long.
     update_dedup_hours: int = 48
     sqlite_busy_timeout_ms: int = 5000
+    # Allocations between two collections of the young generation (Python's default: 700).
+    gc_young_threshold: int = 50_000
     # Commits between two WAL checkpoints, which run on their own thread (about 4 pages each).
     sqlite_checkpoint_every_commits: int = 250
     confirmation_valid_days: int = 7
