@@ -211,7 +211,6 @@ def build(
     application._update_processor = TrackingProcessor(
         application.update_processor, driver.on_processed
     )
-    tune_gc(settings)  # as `coffeebot run` does
     return application
 
 
@@ -283,6 +282,8 @@ async def run_variant(
 
 def one_process(arguments: argparse.Namespace) -> None:
     rates = [float(rate) for rate in arguments.rates.split(",") if rate]
+    if arguments.one == "coffeebot":
+        tune_gc(Settings())  # as `coffeebot run` does
     loop = new_event_loop()
     try:
         with tempfile.TemporaryDirectory() as workdir:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ def test_each_secret_is_drawn_when_first_read_and_then_kept() -> None:
 
 
 async def test_steps_that_use_no_secret_draw_none(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     drawn: list[str] = []
     for name in ("token_urlsafe", "randbelow", "choice"):
@@ -36,7 +37,7 @@ async def test_steps_that_use_no_secret_draw_none(
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(4242)
     steps = signup_updates(updates, user)
-    async with running_bot(settings, api) as bot:
+    async with running_bot(settings.replace(mail_outbox_dir=str(tmp_path)), api) as bot:
         await bot.feed(*steps[:-1])  # everything before the summary's confirmation
         assert drawn == []
         await bot.feed(steps[-1])

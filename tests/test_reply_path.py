@@ -4,6 +4,7 @@ the rate limiter."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from tests.test_telegram import signup_updates
 
 
 async def test_a_whole_signup_parses_no_reply_into_a_message(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     parsed: list[dict[str, Any]] = []
     real = Message.de_json.__func__  # type: ignore[attr-defined]
@@ -29,7 +30,7 @@ async def test_a_whole_signup_parses_no_reply_into_a_message(
     monkeypatch.setattr(Message, "de_json", classmethod(counting))
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(777)
-    async with running_bot(settings, api) as bot:
+    async with running_bot(settings.replace(mail_outbox_dir=str(tmp_path)), api) as bot:
         await bot.feed(*signup_updates(updates, user))
     assert any(text.startswith("🎉") for text in api.texts_to(777))
     # The incoming messages were parsed (the count works); none of the bot's own replies.
@@ -37,9 +38,9 @@ async def test_a_whole_signup_parses_no_reply_into_a_message(
     assert not [data for data in parsed if data.get("from", {}).get("id") == BOT_ID]
 
 
-async def test_a_sent_reply_gives_its_message_id(settings: Settings) -> None:
+async def test_a_sent_reply_gives_its_message_id(settings: Settings, tmp_path: Path) -> None:
     api = FakeBotApi()
-    async with running_bot(settings, api) as bot:
+    async with running_bot(settings.replace(mail_outbox_dir=str(tmp_path)), api) as bot:
         sent = await send_text(bot.application.bot, 5, Reply("Bonjour"))
     assert sent["message_id"] >= 10_000 and sent["text"] == "Bonjour"
     assert api.to_chat(5)[0].params == {
