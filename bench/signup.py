@@ -1,12 +1,18 @@
-"""Benchmark: simulated users doing full signups through the real Application.
+"""Benchmark: simulated users doing full signups through the real Application, each with its own
+phone and addresses; the run fails unless every signup completes.
 
-The fake Bot API answers every call after --latency seconds (20 ms by default, as Telegram's
-API seen from a European server). For each variant it prints steps/s with every user going as
-fast as replies come (closed loop), then update→reply latency percentiles with steps offered
-at --rate per second, and the process's peak RSS. Variants run in separate processes.
+Two Bot APIs, each answering every call after --latency seconds (20 ms, as Telegram's seen from
+a European server): `inproc`, a fake in the bot's process, and `http`, a server in a process of
+its own (bench.bot_api) reached over loopback HTTP with the bot's own HTTP client, so that the
+client's cost is counted. Updates are handed to the application's queue, as the poller would.
 
-    python -m bench.signup                 # both variants, default sizes
-    python -m bench.signup --users 500 --rate 300
+For each: steps/s with every user going as fast as replies come (closed loop), the process's
+CPU per step, then update→first-reply latency with steps offered at each --rates, and the peak
+RSS; then the usual ConversationHandler bot (bench.conversationhandler_bot) for comparison.
+Each measurement runs in a fresh process, --runs times; the table gives medians.
+
+    python -m bench.signup                  # everything, medians of 3 (a few minutes)
+    python -m bench.signup --runs 1 --users 100
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import asyncio
 import json
 import resource
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -26,14 +33,41 @@ from typing import Any
 
 from telegram import Update
 from telegram.ext import Application, BaseUpdateProcessor
+from telegram.request import BaseRequest, RequestData
 
-from bot.app import build_application
+from bench.conversationhandler_bot import CHECKS
+from bot.app import build_application, telegram_request, tune_gc
 from bot.cli import new_event_loop
 from bot.settings import Settings
 from tests.telegram_fakes import ApiCall, FakeBotApi, Updates
-from tests.test_telegram import signup_updates
 
 REPLIES = ("sendMessage", "editMessageText", "sendDocument")
+STEPS_PER_SIGNUP = 15
+
+
+def signup_updates(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole signup as a phone would send it, with this user's own phone and addresses."""
+    uid = user["id"]
+    assert uid < 10**7, "the phone numbers below have seven digits for the user"
+    steps = [
+        updates.text(user, "/start"),
+        updates.press(user, "welcome.join"),
+        updates.press(user, "consent.draw"),
+        updates.press(user, "consent.adult"),
+        updates.press(user, "consent.continue"),
+        updates.press(user, "name.profile"),
+        updates.text(user, "Martin"),
+        updates.contact(user, f"3361{uid:07d}", owner_id=uid),
+        updates.text(user, f"zoe.{uid}@orange.fr"),
+        updates.text(user, "69003"),
+        updates.press(user, "friends.add"),
+        updates.text(user, f"ami.{uid}@free.fr"),
+        updates.press(user, "friends.done"),
+        updates.text(user, "Que ferez-vous pour les trains de nuit ?"),
+        updates.press(user, "summary.confirm"),
+    ]
+    assert len(steps) == STEPS_PER_SIGNUP
+    return steps
 
 
 class Driver:
@@ -68,6 +102,32 @@ class Driver:
             self.latencies.append(at - sent)
 
 
+class ObservedRequest(BaseRequest):
+    """The bot's real HTTP client, telling the driver when a reply call leaves."""
+
+    def __init__(self, inner: BaseRequest, listener: Callable[[ApiCall], None]) -> None:
+        self._inner, self._listener = inner, listener
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._inner.read_timeout
+
+    async def initialize(self) -> None:
+        await self._inner.initialize()
+
+    async def shutdown(self) -> None:
+        await self._inner.shutdown()
+
+    async def do_request(
+        self, url: str, method: str, request_data: RequestData | None = None, **timeouts: Any
+    ) -> tuple[int, bytes]:
+        endpoint = url.rsplit("/", 1)[-1]
+        if endpoint in REPLIES and request_data is not None:
+            chat = {"chat_id": request_data.parameters.get("chat_id")}
+            self._listener(ApiCall(endpoint, chat, at=time.monotonic()))
+        return await self._inner.do_request(url, method, request_data, **timeouts)
+
+
 class Pacer:
     """Hands out send slots at `rate` per second (0: no pacing)."""
 
@@ -84,19 +144,17 @@ class Pacer:
             await asyncio.sleep(slot - now)
 
 
-async def play(driver: Driver, users: int, first_user: int, pacer: Pacer, record: bool) -> int:
-    updates = Updates(start=first_user * 100)
+async def play(driver: Driver, user_ids: range, pacer: Pacer, record: bool) -> int:
+    updates = Updates(start=user_ids.start * 100)
 
     async def one(user_id: int) -> int:
-        user = Updates.user(user_id)
-        steps = signup_updates(updates, user)
+        steps = signup_updates(updates, Updates.user(user_id))
         for data in steps:
             await pacer.wait()
             await driver.send(data, user_id, record)
         return len(steps)
 
-    counts = await asyncio.gather(*(one(first_user + n) for n in range(users)))
-    return sum(counts)
+    return sum(await asyncio.gather(*(one(user_id) for user_id in user_ids)))
 
 
 class TrackingProcessor(BaseUpdateProcessor):
@@ -119,125 +177,228 @@ class TrackingProcessor(BaseUpdateProcessor):
         await self._inner.shutdown()
 
 
-async def run_variant(
-    variant: str, users: int, rate: float, latency: float, workdir: Path
-) -> dict[str, Any]:
-    driver = Driver()
-    api = FakeBotApi(latency, listener=driver.on_call)
-    if variant == "coffeebot":
-        settings = Settings(
-            telegram_bot_token="123456:BENCH",
-            database_url=f"sqlite:///{workdir / 'bench.db'}",
-            # The fake API has no flood control; Telegram's own would cap replies at 30/s.
-            telegram_max_messages_per_second=1_000_000,
-            flood_max_messages=1_000,
-        )
-        application = build_application(settings, request=api)
-        # Wrap the composition root's processor, as the baseline's, to see updates finish.
-        processor = TrackingProcessor(application.update_processor, driver.on_processed)
-        application._update_processor = processor
-    else:
+def build(
+    variant: str, driver: Driver, latency: float, api_url: str | None, workdir: Path
+) -> Application:  # type: ignore[type-arg]
+    if variant == "conversationhandler":
         from telegram.ext import SimpleUpdateProcessor
 
         from bench.conversationhandler_bot import build_conversationhandler_bot
 
         processor = TrackingProcessor(SimpleUpdateProcessor(1), driver.on_processed)
-        application = build_conversationhandler_bot(
+        api = FakeBotApi(latency, listener=driver.on_call)
+        return build_conversationhandler_bot(
             "123456:BENCH", api, workdir / "bench.pickle", processor
         )
+    settings = Settings(
+        telegram_bot_token="123456:BENCH",
+        database_url=f"sqlite:///{workdir / 'bench.db'}",
+        mail_outbox_dir=str(workdir / "outbox"),
+        # The fake API has no flood control; Telegram's own would cap replies at 30/s.
+        telegram_max_messages_per_second=1_000_000,
+        flood_max_messages=1_000,
+    )
+    request: BaseRequest
+    if api_url:
+        settings = settings.replace(telegram_api_base_url=api_url)
+        request = ObservedRequest(
+            telegram_request(settings, settings.max_concurrent_updates), driver.on_call
+        )
+    else:
+        request = FakeBotApi(latency, listener=driver.on_call)
+    application = build_application(settings, request=request)
+    # Wrap the composition root's processor, as the baseline's, to see updates finish.
+    application._update_processor = TrackingProcessor(
+        application.update_processor, driver.on_processed
+    )
+    return application
+
+
+def completed_signups(variant: str, application: Application, workdir: Path) -> int:  # type: ignore[type-arg]
+    """Signups that reached their end, read from where each bot keeps them."""
+    if variant == "conversationhandler":
+        return sum(len(data) == len(CHECKS) for data in application.user_data.values())
+    with sqlite3.connect(workdir / "bench.db") as db:
+        query = "SELECT COUNT(*) FROM participants WHERE completed_at IS NOT NULL"
+        return int(db.execute(query).fetchone()[0])
+
+
+async def run_variant(
+    variant: str,
+    users: int,
+    rates: list[float],
+    pace_seconds: float,
+    latency: float,
+    api_url: str | None,
+    workdir: Path,
+) -> dict[str, Any]:
+    driver = Driver()
+    application = build(variant, driver, latency, api_url, workdir)
     driver.application = application
     await application.initialize()
     if application.post_init:
         await application.post_init(application)
     await application.start()
+    paced: dict[str, dict[str, float]] = {}
+    next_user = 1
     try:
-        started = time.perf_counter()
-        steps = await play(driver, users, 1, Pacer(0), record=False)
-        elapsed = time.perf_counter() - started
-        paced = await play(driver, users, 1 + users, Pacer(rate), record=True) if rate else 0
+        cpu, started = time.process_time(), time.perf_counter()
+        steps = await play(driver, range(next_user, next_user + users), Pacer(0), record=False)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        next_user += users
+        for rate in rates:
+            paced_users = max(10, round(rate * pace_seconds / STEPS_PER_SIGNUP))
+            driver.latencies = []
+            began = time.perf_counter()
+            offered = await play(
+                driver, range(next_user, next_user + paced_users), Pacer(rate), record=True
+            )
+            took = time.perf_counter() - began
+            next_user += paced_users
+            latencies = sorted(driver.latencies)
+            assert len(latencies) == offered
+            paced[f"{rate:g}"] = {
+                "achieved_per_s": offered / took,
+                "p50_ms": statistics.median(latencies) * 1000,
+                "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
+            }
     finally:
         await application.stop()
         await application.shutdown()
         if application.post_shutdown:
             await application.post_shutdown(application)
-    latencies = sorted(driver.latencies)
-
-    def percentile(p: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
-        )
-
+    signups = next_user - 1
+    completed = completed_signups(variant, application, workdir)
+    if completed != signups:
+        raise SystemExit(f"{variant}: {completed} of {signups} signups completed; the run is void")
     return {
-        "variant": variant,
-        "users": users,
-        "steps": steps,
         "steps_per_s": steps / elapsed,
-        "offered_rate": rate,
-        "paced_steps": paced,
-        "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
-        "p99_ms": percentile(0.99),
+        "cpu_us_per_step": cpu / steps * 1e6,
+        "paced": paced,
+        "signups": signups,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def one_process(arguments: argparse.Namespace) -> None:
+    rates = [float(rate) for rate in arguments.rates.split(",") if rate]
+    if arguments.one == "coffeebot":
+        tune_gc(Settings())  # as `coffeebot run` does
+    loop = new_event_loop()
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            run = run_variant(
+                arguments.one,
+                arguments.users,
+                rates,
+                arguments.pace_seconds,
+                arguments.latency,
+                arguments.api_url,
+                Path(workdir),
+            )
+            result = loop.run_until_complete(run)
+    finally:
+        loop.close()
+    print(json.dumps(result))
+
+
+def measure(variant: str, api: str, arguments: argparse.Namespace) -> dict[str, Any]:
+    """One measurement in a fresh process, with its own Bot API process for `http`."""
+    baseline = variant == "conversationhandler"
+    command = [sys.executable, "-m", "bench.signup", "--one", variant]
+    command += [f"--users={arguments.baseline_users if baseline else arguments.users}"]
+    command += [f"--rates={arguments.baseline_rate if baseline else arguments.rates}"]
+    command += [f"--pace-seconds={arguments.pace_seconds}", f"--latency={arguments.latency}"]
+    server = None
+    if api == "http":
+        server_command = [sys.executable, "-m", "bench.bot_api", str(arguments.latency)]
+        server = subprocess.Popen(
+            server_command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert server.stdout
+        command += [f"--api-url=http://127.0.0.1:{server.stdout.readline().strip()}/bot"]
+    try:
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError as error:
+        raise SystemExit(f"{variant}/{api} failed:\n{error.stderr[-3000:]}") from None
+    finally:
+        if server is not None:
+            server.communicate("")
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    first = results[0]
+    paced = {
+        rate: {key: statistics.median(r["paced"][rate][key] for r in results) for key in values}
+        for rate, values in first["paced"].items()
+    }
+    scalars = ("steps_per_s", "cpu_us_per_step", "peak_rss_mb")
+    return {
+        **{key: statistics.median(r[key] for r in results) for key in scalars},
+        "paced": paced,
+        "signups": first["signups"],
+    }
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def report(arguments: argparse.Namespace) -> None:
+    configurations = [("coffeebot", "inproc"), ("coffeebot", "http"), ("conversationhandler", "")]
+    print(f"load before: {uptime()}", flush=True)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configurations}
+    for run in range(arguments.runs):
+        for variant, api in configurations:
+            runs[variant, api].append(measure(variant, api, arguments))
+            steps = runs[variant, api][-1]["steps_per_s"]
+            print(f"run {run + 1}: {variant:<19} {api or 'inproc':<6} {steps:7.0f} steps/s")
+    print(f"load after:  {uptime()}")
+    medians = {configuration: median_of(results) for configuration, results in runs.items()}
+    baseline = medians["conversationhandler", ""]["steps_per_s"]
+    print(
+        f"\nMedians of {arguments.runs}; Bot API latency {arguments.latency * 1000:.0f} ms;"
+        " every step committed to SQLite (WAL) before its reply."
+    )
+    header = ("bot", "API", "signups", "steps/s", "CPU µs/st", "x CH", "RSS MB")
+    print("".join(f"{h:>12}" for h in header) + "   offered/s: achieved/s p50 p99 ms")
+    for (variant, api), m in medians.items():
+        name = "coffeebot" if variant == "coffeebot" else "ConvHandler"
+        paced = "  ".join(
+            f"{rate}: {p['achieved_per_s']:.0f} {p['p50_ms']:.1f} {p['p99_ms']:.1f}"
+            for rate, p in m["paced"].items()
+        )
+        print(
+            f"{name:>12}{api or 'inproc':>12}{m['signups']:>12}{m['steps_per_s']:>12.0f}"
+            f"{m['cpu_us_per_step']:>12.0f}{m['steps_per_s'] / baseline:>12.1f}"
+            f"{m['peak_rss_mb']:>12.0f}   {paced}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--runs", type=int, default=3, help="runs of each; medians are shown")
+    parser.add_argument("--users", type=int, default=300, help="users in the closed loop")
     parser.add_argument(
-        "--variant", choices=["coffeebot", "conversationhandler", "both"], default="both"
+        "--rates", default="300,600,1000", help="steps/s offered for the latency runs"
     )
-    parser.add_argument("--users", type=int, default=300, help="simulated users for coffeebot")
-    parser.add_argument(
-        "--baseline-users", type=int, default=40, help="users for the ConversationHandler bot"
-    )
-    parser.add_argument(
-        "--rate", type=float, default=300, help="steps/s offered for the latency run (0: skip)"
-    )
-    parser.add_argument(
-        "--baseline-rate", type=float, default=20, help="steps/s offered to the baseline"
-    )
+    parser.add_argument("--pace-seconds", type=float, default=5.0, help="length of a paced run")
+    parser.add_argument("--baseline-users", type=int, default=40)
+    parser.add_argument("--baseline-rate", default="20", help="steps/s offered to the baseline")
     parser.add_argument("--latency", type=float, default=0.020, help="Bot API latency in seconds")
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON result (used between processes)"
-    )
+    # Between processes.
+    variants = ["coffeebot", "conversationhandler"]
+    parser.add_argument("--one", choices=variants, help=argparse.SUPPRESS)
+    parser.add_argument("--api-url", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-
-    if arguments.variant != "both":
-        users = arguments.users if arguments.variant == "coffeebot" else arguments.baseline_users
-        rate = arguments.rate if arguments.variant == "coffeebot" else arguments.baseline_rate
-        loop = new_event_loop()
-        try:
-            with tempfile.TemporaryDirectory() as workdir:
-                run = run_variant(arguments.variant, users, rate, arguments.latency, Path(workdir))
-                result = loop.run_until_complete(run)
-        finally:
-            loop.close()
-        result["event_loop"] = type(loop).__module__.split(".")[0]
-        print(json.dumps(result) if arguments.json else result)
-        return
-
-    results = []
-    for variant in ("coffeebot", "conversationhandler"):
-        command = [sys.executable, "-m", "bench.signup", "--variant", variant, "--json"]
-        command += [f"--users={arguments.users}", f"--baseline-users={arguments.baseline_users}"]
-        command += [f"--rate={arguments.rate}", f"--baseline-rate={arguments.baseline_rate}"]
-        command += [f"--latency={arguments.latency}"]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output.strip().splitlines()[-1]))
-    print(
-        f"Bot API latency {arguments.latency * 1000:.0f} ms; every step committed to SQLite (WAL);"
-        f" event loop: {results[0]['event_loop']}."
-    )
-    columns = ("users", "steps", "steps/s", "offered/s", "p50 ms", "p99 ms", "RSS MB")
-    print(f"{'variant':<22}" + "".join(f"{column:>10}" for column in columns))
-    for r in results:
-        print(
-            f"{r['variant']:<22}{r['users']:>10}{r['steps']:>10}{r['steps_per_s']:>10.0f}"
-            f"{r['offered_rate']:>10.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['peak_rss_mb']:>10.0f}"
-        )
-    ratio = results[0]["steps_per_s"] / results[1]["steps_per_s"]
-    print(f"ratio coffeebot / ConversationHandler: {ratio:.1f}x")
+    if arguments.one:
+        one_process(arguments)
+    else:
+        report(arguments)
 
 
 if __name__ == "__main__":

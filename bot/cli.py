@@ -82,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     # Imported here so that `coffeebot --help` and a missing token answer at once.
-    from bot.app import ALLOWED_UPDATES, build_application, open_migrated_store, utc_now
+    from bot.app import ALLOWED_UPDATES, build_application, open_migrated_store, tune_gc, utc_now
 
     if arguments.command == "run":
         if not settings.telegram_bot_token:
             print(NO_TOKEN, file=sys.stderr)
             return 2
         asyncio.set_event_loop(new_event_loop())
+        tune_gc(settings)
         build_application(settings).run_polling(allowed_updates=ALLOWED_UPDATES)
         return 0
     if arguments.command == "migrate":

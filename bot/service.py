@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Protocol
 
 from bot.settings import Settings
@@ -29,7 +30,7 @@ from conversations.model import (
     SendPersonalData,
 )
 from conversations.phases import OperationState
-from conversations.policy import Context, Secrets
+from conversations.policy import Context
 from conversations.prompts import refuse
 from conversations.signup import step
 from conversations.validators import Refusal
@@ -44,6 +45,26 @@ _TICKET_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 def new_ticket() -> str:
     """Ten characters, 50 random bits: short to read, and collisions are negligible."""
     return "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(10))
+
+
+class LazySecrets:
+    """Each secret drawn from the OS the first time a step reads it, and kept for the step."""
+
+    @cached_property
+    def token(self) -> str:
+        return secrets.token_urlsafe(16)
+
+    @cached_property
+    def code(self) -> str:
+        return f"{secrets.randbelow(10**6):06d}"
+
+    @cached_property
+    def referral_code(self) -> str:
+        return secrets.token_urlsafe(6)
+
+    @cached_property
+    def ticket(self) -> str:
+        return new_ticket()
 
 
 _SAVE_ATTEMPTS = 3
@@ -87,19 +108,13 @@ class ConversationService:
         self._mail_queued = mail_queued
 
     def _context(self, profile: Profile, operation: OperationState) -> Context:
-        fresh = Secrets(
-            token=secrets.token_urlsafe(16),
-            code=f"{secrets.randbelow(10**6):06d}",
-            referral_code=secrets.token_urlsafe(6),
-            ticket=new_ticket(),
-        )
         return Context(
             self._clock(),
             profile,
             self._texts,
             self._limits,
             self._travel,
-            fresh,
+            LazySecrets(),
             self._bot_username,
             self._calendar,
             operation,

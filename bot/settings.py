@@ -21,6 +21,13 @@ class SettingsError(ValueError):
     pass
 
 
+class HttpClient(StrEnum):
+    """The library python-telegram-bot calls the Bot API with."""
+
+    AIOHTTP = "aiohttp"
+    HTTPX = "httpx"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Each field is read from the environment variable of the same name in upper case."""
@@ -56,11 +63,23 @@ class Settings:
     max_concurrent_updates: int = 256
     # Telegram's own limit on a bot's messages; raise it only against a local test server.
     telegram_max_messages_per_second: float = 30.0
+    # aiohttp costs about a fifth of httpx's CPU per call; httpx is python-telegram-bot's own.
+    telegram_http_client: HttpClient = HttpClient.AIOHTTP
+    # Seconds a Bot API call may take for each phase; uploads get the longer write timeout.
+    telegram_read_timeout_seconds: float = 5.0
+    telegram_write_timeout_seconds: float = 5.0
+    telegram_connect_timeout_seconds: float = 5.0
+    telegram_pool_timeout_seconds: float = 1.0
+    telegram_media_write_timeout_seconds: float = 20.0
     # How often a message refused with 429 (flood control) is sent again after the wait asked.
     telegram_max_retries: int = 5
     # Telegram redelivers an update for at most a day; processed ids are kept this long.
     update_dedup_hours: int = 48
     sqlite_busy_timeout_ms: int = 5000
+    # Allocations between two collections of the young generation (Python's default: 700).
+    gc_young_threshold: int = 50_000
+    # Commits between two WAL checkpoints, which run on their own thread (about 4 pages each).
+    sqlite_checkpoint_every_commits: int = 250
     confirmation_valid_days: int = 7
     confirmation_sends_per_hour: int = 3
     code_attempts_per_hour: int = 5

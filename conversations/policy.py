@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
+from typing import Protocol
 
 from conversations.catalogue import Catalogue
 from conversations.model import Area, Profile
@@ -41,9 +42,26 @@ class Limits:
     code_attempts_per_hour: int = 5
 
 
+class SecretSource(Protocol):
+    """Fresh random values for a step. The shell draws each only when a step reads it, since
+    most steps use none."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def referral_code(self) -> str: ...
+
+    @property
+    def ticket(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Secrets:
-    """Fresh random values, drawn by the shell for each step; a step uses them or not."""
+    """Secrets given in advance, as tests and replays need them."""
 
     token: str
     code: str
@@ -58,7 +76,7 @@ class Context:
     texts: Catalogue
     limits: Limits
     travel: Mapping[Area, Travel]
-    secrets: Secrets
+    secrets: SecretSource
     bot_username: str
     calendar: Calendar = field(default_factory=Calendar)
     operation: OperationState = field(default_factory=OperationState)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from storage.sqlite import SqliteStore
 
 
-async def open_store(url: str, busy_timeout_ms: int = 5000) -> SqliteStore:
+async def open_store(
+    url: str, busy_timeout_ms: int = 5000, checkpoint_every_commits: int = 250
+) -> SqliteStore:
     """Open the store a DATABASE_URL names: sqlite:///relative.db, sqlite:////abs.db,
     sqlite:///:memory:."""
     scheme, separator, rest = url.partition("://")
@@ -14,4 +16,4 @@ async def open_store(url: str, busy_timeout_ms: int = 5000) -> SqliteStore:
             f"DATABASE_URL {url!r} is not supported: use sqlite:///path/to/file.db"
             " (PostgreSQL is planned behind the same interface)"
         )
-    return await SqliteStore.open(rest[1:], busy_timeout_ms)
+    return await SqliteStore.open(rest[1:], busy_timeout_ms, checkpoint_every_commits)

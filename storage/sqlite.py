@@ -1,13 +1,18 @@
-"""The participant store on SQLite through aiosqlite: WAL, foreign keys, a busy timeout.
+"""The participant store on SQLite: WAL, foreign keys, a busy timeout.
 
-One connection serves the whole process; its statements run one after another on aiosqlite's
-thread. A lock keeps one transaction at a time on it, which is also all SQLite allows for
-writes. A transaction's statements are queued together (`_pipeline`), so that the thread runs
-them back to back instead of waiting for the event loop between statements: that wait, with the
-lock held, is what limited throughput when the loop was busy.
+One connection serves the whole process. A step's transaction and `load` run on the event loop
+thread, each in one synchronous call: in WAL mode with synchronous=NORMAL a commit appends to
+the WAL without an fsync, so this costs tens of microseconds, where a hop to a worker thread per
+statement cost more than the statement. Nothing awaits inside a transaction, so transactions
+cannot interleave and no lock is needed for them. The fsync happens in WAL checkpoints, which
+SQLite would otherwise run inside a commit (stalling the loop tens of milliseconds): the
+connection's auto-checkpoint is off and `Checkpointer` runs them on its own thread and
+connection.
 
-Reads take no lock: callers serialise each user's steps, so no transaction open on the
-connection touches the rows a read asks for.
+Bulk and admin reads (`fetch`, `all_participants`, `export`, the outbox's) run on aiosqlite's
+worker thread with the same connection, off the loop. They take no lock: callers serialise
+each user's steps, so no transaction in progress on the connection touches the rows a read
+asks for.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -142,6 +149,7 @@ _ERASURE_COUNT = (
 )
 
 Statement = tuple[str, Sequence[Any]]
+log = logging.getLogger(__name__)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -283,9 +291,54 @@ def _participant(
     )
 
 
+class Checkpointer:
+    """Copies the WAL into the database on a thread of its own, every `every_commits` commits.
+
+    PASSIVE: it never waits for, nor blocks, the writer on the loop thread.
+    """
+
+    def __init__(self, path: str, every_commits: int) -> None:
+        self._path = path
+        self._every = every_commits
+        self._commits = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._connection: sqlite3.Connection | None = None
+        self._running: asyncio.Future[None] | None = None
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits >= self._every and (self._running is None or self._running.done()):
+            self._commits = 0
+            self._running = asyncio.get_running_loop().run_in_executor(self._thread, self._run)
+            self._running.add_done_callback(_checkpoint_done)
+
+    def _run(self) -> None:
+        if self._connection is None:
+            self._connection = sqlite3.connect(self._path, check_same_thread=False)
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await asyncio.wait([self._running])
+        if self._connection is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._connection.close)
+        self._thread.shutdown()
+
+
+def _checkpoint_done(future: asyncio.Future[None]) -> None:
+    # A failed checkpoint is retried at the next one; the WAL only grows meanwhile.
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("WAL checkpoint failed: %s", future.exception())
+
+
 class SqliteStore:
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, checkpointer: Checkpointer | None = None
+    ) -> None:
         self._connection = connection
+        # The same sqlite3 connection, used directly on the loop thread.
+        self._db: sqlite3.Connection = connection._conn
+        self._checkpointer = checkpointer
         self._lock = asyncio.Lock()
         self._address_key: bytes | None = None
 
@@ -306,19 +359,27 @@ class SqliteStore:
         return address_hash(self._address_key, address)
 
     @classmethod
-    async def open(cls, path: str, busy_timeout_ms: int = 5000) -> SqliteStore:
-        connection = await aiosqlite.connect(path, isolation_level=None)
+    async def open(
+        cls, path: str, busy_timeout_ms: int = 5000, checkpoint_every_commits: int = 250
+    ) -> SqliteStore:
+        connection = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
         connection.row_factory = aiosqlite.Row
+        checkpointer = None
         if path != ":memory:":
             await connection.execute("PRAGMA journal_mode = WAL")
+            await connection.execute("PRAGMA wal_autocheckpoint = 0")
+            checkpointer = Checkpointer(path, checkpoint_every_commits)
         # NORMAL in WAL mode: a committed step survives the process being killed;
         # only a power cut can lose the last few.
         await connection.execute("PRAGMA synchronous = NORMAL")
         await connection.execute("PRAGMA foreign_keys = ON")
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        return cls(connection)
+        return cls(connection, checkpointer)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
+        # The last connection to close checkpoints the whole WAL and removes it.
         await self._connection.close()
 
     async def schema_version(self) -> int:
@@ -354,29 +415,25 @@ class SqliteStore:
         return applied
 
     async def load(self, user_id: int) -> Participant | None:
-        rows, friends, consents, entries, referrals, places = await self._pipeline(
-            self._connection.execute_fetchall(_SELECT, (user_id,)),
-            self._connection.execute_fetchall(_FRIENDS, (user_id,)),
-            self._connection.execute_fetchall(_CONSENTS, (user_id,)),
-            self._connection.execute_fetchall(_ENTRY, (user_id,)),
-            self._connection.execute_fetchall(_REFERRALS, (user_id,)),
-            self._connection.execute_fetchall(_PLACE, (user_id,)),
-        )
-        for result in (rows, friends, consents, entries, referrals, places):
-            if isinstance(result, BaseException):
-                raise result
-        if not rows:
+        """One person's state, read on the loop thread: a few indexed lookups."""
+        execute = self._db.execute
+        row = execute(_SELECT, (user_id,)).fetchone()
+        if row is None:
             return None
-        place = next(iter(places), None)
+        friends = execute(_FRIENDS, (user_id,)).fetchall()
+        consents = execute(_CONSENTS, (user_id,)).fetchall()
+        entry = execute(_ENTRY, (user_id,)).fetchone()
+        referrals = execute(_REFERRALS, (user_id,)).fetchone()[0]
+        place = execute(_PLACE, (user_id,)).fetchone()
         return replace(
-            _participant(next(iter(rows)), friends, consents, next(iter(entries), None)),
-            referrals_confirmed=next(iter(referrals))[0],
+            _participant(row, friends, consents, entry),
+            referrals_confirmed=referrals,
             draw_place=DrawPlace(place["role"], place["rank"], place["status"]) if place else None,
         )
 
     async def operation(self) -> OperationState:
-        rows = await self.fetch(_OPERATION)
-        closed_at, done = rows[0]
+        # On the loop thread, like `load`: every step reads it.
+        closed_at, done = self._db.execute(_OPERATION).fetchone()
         return OperationState(closed_at=_parse_time(closed_at), drawn=done > 0)
 
     async def close_entries(self, now: datetime) -> None:
@@ -527,37 +584,29 @@ class SqliteStore:
     ) -> None:
         """Run statements in one transaction; the `guarded` one must change exactly one row.
 
-        A cancelled caller still waits for the transaction to end: aiosqlite runs what was
-        queued anyway, and a transaction left open would make every later one fail.
+        It runs to its end before this returns: nothing awaits in between, so a cancelled
+        caller cannot leave it open.
         """
-        ending = asyncio.ensure_future(self._run_transaction(statements, guarded))
-        try:
-            await asyncio.shield(ending)
-        except asyncio.CancelledError:
-            await asyncio.wait([ending])
-            if not ending.cancelled():
-                ending.exception()  # the caller is gone: the outcome is only marked as seen
-            raise
+        self._commit(statements, guarded)
 
-    async def _run_transaction(self, statements: Sequence[Statement], guarded: int | None) -> None:
-        async with self._lock:
-            try:
-                begin, *results = await self._pipeline(
-                    self._connection.execute("BEGIN IMMEDIATE"),
-                    *(self._connection.execute(sql, parameters) for sql, parameters in statements),
-                )
-                for result in (begin, *results):
-                    if isinstance(result, sqlite3.IntegrityError):
-                        raise _conflict(result) from result
-                    if isinstance(result, BaseException):
-                        raise result
-                if guarded is not None and results[guarded].rowcount != 1:
-                    raise StaleWrite()
-            except BaseException:
-                if self._connection.in_transaction:
-                    await self._connection.execute("ROLLBACK")
-                raise
-            await self._connection.execute("COMMIT")
+    def _commit(self, statements: Sequence[Statement], guarded: int | None) -> list[int]:
+        """The transaction, synchronously on the calling thread; each statement's row count."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            counts = [db.execute(sql, parameters).rowcount for sql, parameters in statements]
+            if guarded is not None and counts[guarded] != 1:
+                raise StaleWrite()
+            db.execute("COMMIT")
+        except BaseException as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.IntegrityError):
+                raise _conflict(error) from error
+            raise
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+        return counts
 
     async def _pipeline(self, *calls: Awaitable[Any]) -> list[Any]:
         """Queue calls on the connection's thread in this order and wait for them together."""
@@ -628,12 +677,11 @@ class SqliteStore:
         )
 
     async def mark_interrupted(self) -> int:
-        async with self._lock:
-            cursor = await self._connection.execute(
-                "UPDATE outbox SET status = 'interrupted', recipient = NULL, params = NULL,"
-                " last_error = 'the bot stopped while sending' WHERE status = 'sending'"
-            )
-            return cursor.rowcount
+        interrupted = (
+            "UPDATE outbox SET status = 'interrupted', recipient = NULL, params = NULL,"
+            " last_error = 'the bot stopped while sending' WHERE status = 'sending'"
+        )
+        return self._commit([(interrupted, ())], None)[0]
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._connection.execute_fetchall(
@@ -642,11 +690,8 @@ class SqliteStore:
         return {status: count for status, count in rows}
 
     async def forget_processed_before(self, moment: datetime) -> int:
-        async with self._lock:
-            cursor = await self._connection.execute(
-                "DELETE FROM processed_updates WHERE processed_at < ?", (_time(moment),)
-            )
-            return cursor.rowcount
+        forget = ("DELETE FROM processed_updates WHERE processed_at < ?", (_time(moment),))
+        return self._commit([forget], None)[0]
 
     async def export(self, user_id: int) -> dict[str, Any]:
         rows, friends, consents, entries = await self._pipeline(

@@ -1,0 +1,72 @@
+"""The signup benchmark measures what it claims: every user its own contacts, every signup
+complete, through either Bot API."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bench import signup
+from bench.bot_api import serve
+from tests.telegram_fakes import Updates
+
+
+def contacts(steps: list[dict[str, Any]]) -> tuple[str, str, str]:
+    phone = steps[7]["message"]["contact"]["phone_number"]
+    return phone, steps[8]["message"]["text"], steps[11]["message"]["text"]
+
+
+def test_every_simulated_user_has_its_own_phone_and_addresses() -> None:
+    updates = Updates()
+    first = contacts(signup.signup_updates(updates, Updates.user(1)))
+    second = contacts(signup.signup_updates(updates, Updates.user(2)))
+    assert all(a != b for a, b in zip(first, second, strict=True))
+
+
+async def test_every_signup_completes_in_process(tmp_path: Path) -> None:
+    result = await signup.run_variant("coffeebot", 4, [200], 0.2, 0.0, None, tmp_path)
+    assert result["signups"] == 4 + 10  # the closed loop's, then the paced run's
+    assert result["steps_per_s"] > 0 and result["paced"]["200"]["p99_ms"] > 0
+
+
+async def test_a_run_where_a_signup_fails_is_void(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unique = signup.signup_updates
+
+    def shared_phone(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any]]:
+        steps = unique(updates, user)
+        steps[7] = updates.contact(user, "33612345678", owner_id=user["id"])
+        return steps
+
+    monkeypatch.setattr(signup, "signup_updates", shared_phone)
+    with pytest.raises(SystemExit, match="1 of 3 signups completed"):
+        await signup.run_variant("coffeebot", 3, [], 1.0, 0.0, None, tmp_path)
+
+
+@pytest.fixture
+async def api_url() -> AsyncIterator[str]:
+    runner = web.AppRunner(serve(0.0))
+    await runner.setup()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, listener).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/bot"
+    await runner.cleanup()
+
+
+async def test_every_signup_completes_over_http(tmp_path: Path, api_url: str) -> None:
+    result = await signup.run_variant("coffeebot", 3, [], 1.0, 0.0, api_url, tmp_path)
+    assert result["signups"] == 3
+
+
+# The baseline is python-telegram-bot's usual design, warning included.
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBUserWarning")
+async def test_the_conversationhandler_bot_completes_its_signups(tmp_path: Path) -> None:
+    result = await signup.run_variant("conversationhandler", 2, [], 1.0, 0.0, None, tmp_path)
+    assert result["signups"] == 2
