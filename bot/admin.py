@@ -13,19 +13,22 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from bot.draw_flow import DrawFlow, DrawTools
+from bot.draw_results import BATCH, DrawResults
 from bot.settings import Settings
 from conversations.addenda import BY_HAND, ReplacementReason, next_addendum
 from conversations.admin import calendar_file, export_csv, parse_meeting, questions, statistics
 from conversations.catalogue import Catalogue
+from conversations.dates import long_datetime
 from conversations.draw import ExclusionReason
 from conversations.ledger import record_hash
-from conversations.model import Button, Participant, QueueEmail, Reply
+from conversations.model import Participant, Reply
 from conversations.policy import Travel
+from storage.ports import TelegramStatus
 from storage.sqlite import SqliteStore
 from storage.sqlite_admin import FROZEN, Place, SqliteAdminStore
+from storage.telegram_outbox import SqliteTelegramOutbox
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class AdminService:
         clock: Callable[[], datetime],
         messenger: Messenger,
         mail_queued: Callable[[], None],
+        telegram_queued: Callable[[], None],
     ) -> None:
         self._store = store
         self._admin = SqliteAdminStore(store)
@@ -79,15 +83,19 @@ class AdminService:
         self._clock = clock
         self._messenger = messenger
         self._mail_queued = mail_queued
-        self._zone = ZoneInfo(settings.meeting_timezone)
-        self._respond_within = timedelta(hours=settings.winner_response_hours)
+        self._telegram_queued = telegram_queued
+        self._zone = settings.zone
+        self._results = DrawResults(store, texts, settings, clock)
+        self._telegram_outbox = SqliteTelegramOutbox(store)
         # Replacements one at a time: each addendum names the one before it.
         self._replacing = asyncio.Lock()
         tools = DrawTools(
             self._say, self._reply, messenger.send, messenger.send_document, self._audit,
             self._local, self._drawn,
         )  # fmt: skip
-        self._draw_flow = DrawFlow(self._admin, settings, clock, tools, texts.default_language)
+        self._draw_flow = DrawFlow(
+            self._admin, settings, clock, tools, texts.default_language, self._results
+        )
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._settings.admin_ids
@@ -105,8 +113,10 @@ class AdminService:
     async def _audit(self, admin_id: int, action: str, details: str) -> None:
         await self._admin.log(admin_id, action, details, self._clock())
 
-    def _local(self, moment: datetime) -> str:
-        return moment.astimezone(self._zone).strftime("%d/%m/%Y %H:%M")
+    def _local(self, moment: datetime, language: str | None = None) -> str:
+        """A moment in full, in the meeting's zone, naming it."""
+        chosen = language or self._texts.default_language
+        return long_datetime(self._texts, chosen, moment, self._zone)
 
     async def command(self, admin_id: int, language: str, name: str, argument: str) -> None:
         """Runs an admin command; the caller has checked that the sender is an admin."""
@@ -133,13 +143,24 @@ class AdminService:
         await action(admin_id, language)
 
     async def _drawn(self, places: list[Place]) -> None:
-        """Tells the admins the result, then each winner."""
+        """Tells the admins the result; the entrants' messages are queued with it. A winner
+        erased since the freeze is replaced by the next reserve."""
+        self._telegram_queued()
+        self._mail_queued()
         for admin_id in sorted(self._settings.admin_ids):
             text = await self._result_text(self._texts.default_language, places)
             await self._messenger.send(admin_id, Reply(text))
         for place in places:
-            if place.role == "winner":
-                await self._notify_winner(place)
+            if (
+                place.role == "winner"
+                and not await self._still_entered(place)
+                and await self._replace_winner(place, "replaced", ReplacementReason.ERASED)
+            ):
+                await self._tell_admins("admin.winner_gone", ticket=place.ticket)
+
+    async def _still_entered(self, place: Place) -> bool:
+        person = await self._store.load(place.user_id) if place.user_id else None
+        return person is not None and person.entry is not None
 
     async def _result_text(self, language: str, places: list[Place]) -> str:
         people = {p.user_id: p for p in await self._store.all_participants()}
@@ -155,45 +176,24 @@ class AdminService:
         head = f"{place.rank}. {place.ticket} — {role}"
         if person is None:
             return f"{head} — {self._say(language, 'admin.erased')} — {status}"
-        area = self._say(language, f"area.{person.area}") if person.area else "—"
-        who = f"{person.first_name} {person.last_name}, {person.postcode} ({area})"
-        return f"{head} — {who} — {self._travel(language, person)} — {status}"
-
-    def _travel(self, language: str, person: Participant) -> str:
-        area = person.entry.area if person.entry else person.area
-        travel = self._settings.travel.get(area, Travel.NONE) if area else Travel.NONE
-        return self._say(language, f"travel.{travel}")
+        # The area and travel frozen at the draw, whatever the person edited since.
+        area = self._say(language, f"area.{place.area}") if place.area else "—"
+        postcode = person.entry.postcode if person.entry else person.postcode
+        who = f"{person.first_name} {person.last_name}, {postcode} ({area})"
+        travel = self._say(language, f"travel.{place.travel or Travel.NONE}")
+        return f"{head} — {who} — {travel} — {status}"
 
     # Winners.
 
     async def _notify_winner(self, place: Place) -> None:
-        """Tells a winner, by Telegram and by email, with a deadline to accept or decline."""
+        """Tells a promoted reserve, by Telegram and by email, with a deadline to answer."""
         person = await self._store.load(place.user_id) if place.user_id else None
         if person is None or person.entry is None:
             if await self._replace_winner(place, "replaced", ReplacementReason.ERASED):
                 await self._tell_admins("admin.winner_gone", ticket=place.ticket)
             return
-        assert place.deadline is not None
-        language, deadline = person.language, self._local(place.deadline)
-        travel = self._travel(language, person)
-        if self._settings.travel.get(person.entry.area) == Travel.TRAIN:
-            travel += "\n" + self._say(language, "winner.train_how")
-        text = self._say(
-            language, "winner.notify", first_name=person.first_name or "", ticket=place.ticket,
-            deadline=deadline, travel=travel,
-        )  # fmt: skip
-        buttons = (
-            (Button(self._say(language, "button.accept"), "win.accept"),),
-            (Button(self._say(language, "button.decline"), "win.decline"),),
-        )
-        await self._messenger.send(person.user_id, Reply(text, buttons))
-        params = (
-            ("first_name", person.first_name or ""), ("ticket", place.ticket),
-            ("deadline", deadline), ("travel", travel),
-        )  # fmt: skip
-        # To the confirmed address, never one the person typed since.
-        email = QueueEmail("winner", person.entry.email, language, params, f"winner:{place.ticket}")
-        await self._admin.queue_email(email, person.user_id, self._clock())
+        await self._store.write(self._results.winner_statements(place, person, self._clock()))
+        self._telegram_queued()
         self._mail_queued()
 
     async def _replace_winner(self, place: Place, status: str, reason: ReplacementReason) -> bool:
@@ -216,7 +216,7 @@ class AdminService:
                 promoted.ticket if promoted else None,
                 now,
             )
-            deadline = now + self._respond_within
+            deadline = self._results.respond_by(now)
             if not await self._admin.replace_winner(
                 place, status, promoted, deadline, addendum, now
             ):
@@ -379,6 +379,18 @@ class AdminService:
             await self._reply(admin_id, language, "admin.winners.none")
             return
         text = await self._result_text(language, places[: self._settings.admin_list_limit])
+        progress = await self._telegram_outbox.progress(BATCH)
+        text += "\n\n" + self._say(
+            language,
+            "admin.winners.progress",
+            sent=str(progress.get(TelegramStatus.SENT, 0)),
+            total=str(sum(progress.values())),
+            waiting=str(progress.get(TelegramStatus.PENDING, 0)),
+            blocked=str(progress.get(TelegramStatus.BLOCKED, 0)),
+            failed=str(
+                progress.get(TelegramStatus.FAILED, 0) + progress.get(TelegramStatus.INTERRUPTED, 0)
+            ),
+        )
         addenda = await self._admin.addenda()
         if addenda:
             text += "\n\n" + self._say(language, "admin.addenda.title")

@@ -131,7 +131,9 @@ def build_application(
             telegram_outbox, messenger, texts, settings, clock, settings.calendar.silent
         )
         tasks.append(asyncio.create_task(telegram_sender.run(), name="telegram outbox sender"))
-        admin = AdminService(store, texts, settings, clock, messenger, mailer.wake)
+        admin = AdminService(
+            store, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
+        )
         handlers.admin = admin
         tasks.append(
             asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")

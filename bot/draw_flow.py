@@ -17,10 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.beacon import BeaconUnavailable, fetch_drand
+from bot.draw_results import DrawResults
 from bot.drawing import draw_off_loop
 from bot.settings import Settings
 from conversations.draw import Beacon, BeaconSource, FrozenDraw, commitment_of, tickets_sha256
 from conversations.model import Button, Reply
+from conversations.phases import Phase, phase_at
+from conversations.policy import Travel
 from storage.sqlite_admin import DrawRecord, DrawStatus, Place, SqliteAdminStore
 
 log = logging.getLogger(__name__)
@@ -50,13 +53,14 @@ class DrawFlow:
         clock: Callable[[], datetime],
         tools: DrawTools,
         default_language: str,
+        results: DrawResults,
     ) -> None:
         self._admin = admin
+        self._results = results
         self._settings = settings
         self._clock = clock
         self._tools = tools
         self._language = default_language
-        self._respond_within = timedelta(hours=settings.winner_response_hours)
         # The retry button and the periodic tick never draw at the same time.
         self._drawing = asyncio.Lock()
 
@@ -86,24 +90,28 @@ class DrawFlow:
         await self._tools.audit(admin_id, "draw.commit", commitment)
         return commitment
 
-    def _places(self, words: list[str]) -> tuple[int, int] | None:
+    def _reserves(self, words: list[str]) -> int | None:
+        """The reserves asked for; the winners are the number the rules announce (WINNERS)."""
         try:
-            winners = int(words[0]) if words else self._settings.winners
-            reserves = int(words[1]) if len(words) > 1 else self._settings.reserves
+            reserves = int(words[0]) if words else self._settings.reserves
         except ValueError:
             return None
-        if len(words) > 2 or winners < 1 or reserves < 0:
+        if len(words) > 1 or reserves < 0:
             return None
-        if winners + reserves > self._settings.draw_max_places:
+        if self._settings.winners + reserves > self._settings.draw_max_places:
             return None
-        return winners, reserves
+        return reserves
 
     async def _preview(self, admin_id: int, language: str, words: list[str]) -> None:
         """Freezes the list, with the exclusions decided so far, and names the beacon to come."""
-        places = self._places(words)
-        if places is None:
+        reserves = self._reserves(words)
+        if reserves is None:
             await self._tools.reply(
-                admin_id, language, "admin.draw.usage", max=str(self._settings.draw_max_places)
+                admin_id,
+                language,
+                "admin.draw.usage",
+                max=str(self._settings.draw_max_places - self._settings.winners),
+                winners=str(self._settings.winners),
             )
             return
         record = await self._admin.draw()
@@ -117,6 +125,12 @@ class DrawFlow:
         if record is None:
             await self._new_secret(admin_id)
         now = self._clock()
+        # The places that can really be filled: not 5 reserves when 2 tickets remain.
+        winners = min(self._settings.winners, len(entries.tickets))
+        places = (winners, min(reserves, len(entries.tickets) - winners))
+        was_open = (
+            phase_at(self._settings.calendar, await self._admin.operation(), now) == Phase.OPEN
+        )
         # Whole seconds, as the drand round is computed the same way by the page's JavaScript.
         not_before = now + timedelta(seconds=self._settings.beacon_delay_seconds)
         if not_before.microsecond:
@@ -163,6 +177,8 @@ class DrawFlow:
             (Button(say(language, "admin.button.confirm_draw"), "admin.draw.confirm"),),
             (Button(say(language, "admin.button.cancel_draw"), "admin.draw.cancel"),),
         )
+        if was_open:
+            text += "\n\n" + say(language, "admin.draw.entries_closed_now")
         await self._tools.send(admin_id, Reply(text, buttons))
 
     async def cancel(self, admin_id: int, language: str) -> None:
@@ -318,16 +334,24 @@ class DrawFlow:
         now = self._clock()
         head = await self._admin.audit_head()
         certificate = await draw_off_loop(frozen, beacon, now, head)
-        owners = (await self._admin.entries()).owners
-        deadline = now + self._respond_within
+        entries = await self._admin.entries()
+        deadline = self._results.respond_by(now)
+
+        def place(ticket: str, rank: int, role: str, status: str, by: datetime | None) -> Place:
+            # The entitlement is frozen here: later edits of postcode or settings change nothing.
+            area = entries.areas.get(ticket)
+            travel = self._settings.travel.get(area, Travel.NONE) if area else None
+            return Place(ticket, rank, role, status, entries.owners.get(ticket), by, area, travel)
+
         places = [
-            Place(ticket, rank, "winner", "notified", owners.get(ticket), deadline)
+            place(ticket, rank, "winner", "notified", deadline)
             for rank, ticket in enumerate(certificate.winners, 1)
         ] + [
-            Place(ticket, rank, "reserve", "waiting", owners.get(ticket), None)
+            place(ticket, rank, "reserve", "waiting", None)
             for rank, ticket in enumerate(certificate.reserves, len(certificate.winners) + 1)
         ]
-        if not await self._admin.finish(certificate.to_json(), places, now):
+        announcements = await self._results.statements(places, now)
+        if not await self._admin.finish(certificate.to_json(), places, now, announcements):
             return
         await self._tools.audit(record.confirmed_by or 0, "draw.done", f"seed {certificate.seed}")
         content = json.dumps(certificate.to_json(), indent=2).encode()

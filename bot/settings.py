@@ -106,6 +106,8 @@ class Settings:
     # The most winners and reserves one /draw may ask for.
     draw_max_places: int = 100
     winner_response_hours: int = 72
+    # A winner who has not answered is reminded this long before the deadline.
+    winner_reminder_hours: int = 24
     # Unset: required as soon as ADMIN_IDS names two or more people.
     draw_requires_second_admin: bool | None = None
     # The draw's public randomness: a drand round fetched from BEACON_URL, or (manual) a value

@@ -281,4 +281,15 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "the travel entitlement of each place, frozen at the draw",
+        (
+            "ALTER TABLE draw_places ADD COLUMN area TEXT",
+            "ALTER TABLE draw_places ADD COLUMN travel TEXT",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -12,7 +12,9 @@ from typing import Any
 
 from conversations.draw import ExclusionReason, why_ineligible
 from conversations.ledger import GENESIS, audit_entry, record_hash
-from conversations.model import QueueEmail
+from conversations.model import Area, QueueEmail
+from conversations.phases import OperationState
+from conversations.policy import Travel
 from storage.ports import StaleWrite
 from storage.sqlite import SqliteStore, Statement, _parse_time, _time
 
@@ -55,6 +57,10 @@ class Place:
     status: str  # waiting, notified, accepted, declined, expired, replaced
     user_id: int | None
     deadline: datetime | None
+    # The entry's area class and what it entitled to when the draw was made: later edits of the
+    # postcode or of the settings change neither.
+    area: Area | None = None
+    travel: Travel | None = None
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,26 @@ class Entries:
     tickets: list[str]
     excluded: list[tuple[str, str]]
     owners: dict[str, int]
+    areas: dict[str, Area]
 
 
 _NOT_FROZEN = (
     "NOT EXISTS (SELECT 1 FROM draws WHERE name = 'main'"
     " AND status IN ('pending', 'confirmed', 'done'))"
 )
+
+
+def _answered(place: Place, status: str) -> list[Statement]:
+    """A winner who answered, or whose place ended, needs no reminder of the deadline."""
+    if place.status != "notified" or status == "notified":
+        return []
+    return [
+        (
+            "UPDATE telegram_outbox SET status = 'cancelled', params = NULL"
+            " WHERE idempotency_key = ? AND status = 'pending'",
+            (f"deadline-reminder:{place.ticket}",),
+        )
+    ]
 
 
 class SqliteAdminStore:
@@ -105,7 +125,11 @@ class SqliteAdminStore:
             sorted(e.ticket for p, e in entered if e.ticket and why_ineligible(p) is None),
             sorted(excluded),
             {e.ticket: p.user_id for p, e in entered if e.ticket},
+            {e.ticket: e.area for _, e in entered if e.ticket},
         )
+
+    async def operation(self) -> OperationState:
+        return await self._store.operation()
 
     async def draw(self) -> DrawRecord | None:
         rows = await self._store.fetch("SELECT * FROM draws WHERE name = ?", (DRAW,))
@@ -161,7 +185,13 @@ class SqliteAdminStore:
                         " ".join(entries.tickets), tickets_sha256, *places, admin_id, _time(now),
                         json.dumps(beacon), json.dumps(entries.excluded), _time(now), DRAW,
                     ),
-                )
+                ),
+                # Freezing the list closes entries, for good, if they were still open.
+                (
+                    "INSERT INTO operation (name, entries_closed_at) VALUES ('main', ?)"
+                    " ON CONFLICT (name) DO NOTHING",
+                    (_time(now),),
+                ),
             ]
         )  # fmt: skip
 
@@ -203,8 +233,15 @@ class SqliteAdminStore:
             ]
         )
 
-    async def finish(self, certificate: dict[str, Any], places: list[Place], now: datetime) -> bool:
-        """Record the result; refused unless the draw is confirmed (one draw, once)."""
+    async def finish(
+        self,
+        certificate: dict[str, Any],
+        places: list[Place],
+        now: datetime,
+        announcements: list[Statement],
+    ) -> bool:
+        """Record the result with what each entrant is to be told, in one transaction; refused
+        unless the draw is confirmed (one draw, once)."""
         statements: list[Statement] = [
             (
                 "UPDATE draws SET status = 'done', certificate = ?, updated_at = ?"
@@ -214,12 +251,23 @@ class SqliteAdminStore:
         ]
         statements += [
             (
-                "INSERT INTO draw_places VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (p.ticket, p.rank, p.role, p.status, p.user_id, _time(p.deadline), _time(now)),
+                "INSERT INTO draw_places (ticket, rank, role, status, user_id, deadline,"
+                " updated_at, area, travel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.ticket,
+                    p.rank,
+                    p.role,
+                    p.status,
+                    p.user_id,
+                    _time(p.deadline),
+                    _time(now),
+                    p.area and str(p.area),
+                    p.travel and str(p.travel),
+                ),
             )
             for p in places
         ]
-        return await self._guarded(statements)
+        return await self._guarded([*statements, *announcements])
 
     async def places(self) -> list[Place]:
         rows = await self._store.fetch("SELECT * FROM draw_places ORDER BY rank")
@@ -231,6 +279,8 @@ class SqliteAdminStore:
                 r["status"],
                 r["user_id"],
                 _parse_time(r["deadline"]),
+                Area(r["area"]) if r["area"] else None,
+                Travel(r["travel"]) if r["travel"] else None,
             )
             for r in rows
         ]
@@ -259,7 +309,9 @@ class SqliteAdminStore:
         deadline: datetime | None = None,
     ) -> bool:
         """Change a place, unless someone else changed it since it was read."""
-        return await self._guarded([self._place_change(place, status, now, role, deadline)])
+        return await self._guarded(
+            [self._place_change(place, status, now, role, deadline), *_answered(place, status)]
+        )
 
     async def replace_winner(
         self,
@@ -272,7 +324,7 @@ class SqliteAdminStore:
     ) -> bool:
         """In one transaction: the winner's place ends, the reserve becomes a winner, and the
         public addendum saying so is appended. Refused if the winner's place changed meanwhile."""
-        statements = [self._place_change(place, status, now)]
+        statements = [self._place_change(place, status, now), *_answered(place, status)]
         if promoted is not None:
             statements.append(self._place_change(promoted, "notified", now, "winner", deadline))
         statements.append(

@@ -69,6 +69,23 @@ class SqliteTelegramOutbox:
             for message in messages
         ]
 
+    def not_drawn_statement(self, text_key: str, batch: str, now: datetime) -> Statement:
+        """Queue `text_key` for every entrant with a ticket in the draw but no place in it, in
+        one statement: written in the draw's transaction, after the places. Tickets are plain
+        ASCII letters and digits, so they go into the JSON as they are."""
+        at = _time(now)
+        return (
+            "INSERT INTO telegram_outbox (idempotency_key, user_id, kind, language, text_key,"
+            " params, buttons, campaign, status, attempts, not_before, batch, created_at)"
+            " SELECT 'draw-result:' || e.ticket, e.user_id, ?, p.language, ?,"
+            " '{\"ticket\": \"' || e.ticket || '\"}', '[]', 1, 'pending', 0, ?, ?, ?"
+            " FROM entries AS e JOIN participants AS p ON p.user_id = e.user_id"
+            " WHERE e.ticket IS NOT NULL AND e.excluded_reason IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM draw_places AS d WHERE d.ticket = e.ticket)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            (str(TelegramKind.DRAW_RESULT), text_key, at, batch, at),
+        )
+
     async def queue(self, messages: Iterable[TelegramMessage], now: datetime) -> None:
         statements = self.queue_statements(messages, now)
         if statements:

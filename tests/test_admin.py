@@ -57,6 +57,7 @@ def admin_settings(settings: Settings, tmp_path: Path, drand: FakeDrand | None =
         admin_ids=frozenset({ADMIN}),
         mail_outbox_dir=str(tmp_path / "outbox"),
         draw_check_seconds=0.02,
+        telegram_outbox_poll_seconds=0.05,
         beacon_url=drand.url if drand else "http://127.0.0.1:9",
         beacon_delay_seconds=0,
     )
@@ -84,6 +85,7 @@ def winner_chats(api: FakeBotApi) -> list[int]:
         for call in api.calls
         if call.method == "sendMessage"
         and "win.accept" in json.dumps(call.params.get("reply_markup"))
+        and "Félicitations" in call.params["text"]  # not the deadline's reminder
     ]
 
 
@@ -107,12 +109,12 @@ async def test_a_double_confirmation_makes_one_verifiable_draw(
     settings: Settings, tmp_path: Path
 ) -> None:
     async with running_drand(utc_now) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=2)
         people = await seed(settings, 8)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api) as bot:
-            await bot.feed(updates.text(admin, "/draw 2 3"))
+            await bot.feed(updates.text(admin, "/draw 3"))
             preview = api.texts_to(ADMIN)[-1]
             tickets = [f"TK{n:08d}" for n in people]
             assert "Tickets dans le tirage : 8" in preview
@@ -159,12 +161,12 @@ async def test_reserves_are_promoted_in_order_with_public_addenda(
 ) -> None:
     clock = Clock(NOW)
     async with running_drand(clock) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=2)
         await seed(settings, 7)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
-            await draw_at(bot, clock, api, "/draw 2 3")
+            await draw_at(bot, clock, api, "/draw 3")
             [certificate] = certificates(api)
             reserves = [int(t[2:]) for t in certificate["reserves"]]
             await until(lambda: len(winner_chats(api)) == 2)
@@ -214,12 +216,12 @@ async def test_the_meeting_reaches_accepted_winners_with_a_calendar_file(
 ) -> None:
     clock = Clock(NOW)
     async with running_drand(clock) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
         await seed(settings, 3)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
-            await draw_at(bot, clock, api, "/draw 1 0")
+            await draw_at(bot, clock, api, "/draw 0")
             await until(lambda: len(winner_chats(api)) == 1)
             [winner] = winner_chats(api)
             await bot.feed(updates.press(Updates.user(winner), "win.accept"))
@@ -229,7 +231,7 @@ async def test_the_meeting_reaches_accepted_winners_with_a_calendar_file(
                 )
             )
             assert "1 gagnant(s) prévenu(s)" in api.texts_to(ADMIN)[-1]
-            assert "le 10/12/2026 15:30" in api.texts_to(winner)[-1]
+            assert "le jeudi 10 décembre 2026 à 15 h 30, heure de Paris" in api.texts_to(winner)[-1]
             ics = api.named_documents_to(winner)["rendez-vous.ics"].decode()
             assert "DTSTART:20261210T143000Z" in ics
             await bot.feed(
@@ -285,7 +287,7 @@ async def test_exclusions_are_public_and_end_at_the_freeze(
 ) -> None:
     clock = Clock(NOW)
     async with running_drand(clock) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=5)
         await seed(settings, 6)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
@@ -297,7 +299,7 @@ async def test_exclusions_are_public_and_end_at_the_freeze(
             assert "Usage : /exclure" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, "/exclure TK00000002 doublon même personne"))
             await set_excluded_reason(settings, "TK00000006", "ancien motif libre, M. Dupont")
-            await bot.feed(updates.text(admin, "/draw 5 0"))
+            await bot.feed(updates.text(admin, "/draw 0"))
             await bot.feed(updates.text(admin, "/exclure TK00000003 équipe bénévole"))
             assert "figée" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.press(admin, "admin.draw.confirm"))
@@ -319,12 +321,12 @@ async def test_nobody_reading_the_database_before_the_beacon_can_foresee_the_ord
 ) -> None:
     clock = Clock(NOW)
     async with running_drand(clock, period=30) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=5)
         await seed(settings, 40)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
-            await bot.feed(updates.text(admin, "/draw commit"), updates.text(admin, "/draw 5 5"))
+            await bot.feed(updates.text(admin, "/draw commit"), updates.text(admin, "/draw 5"))
             await bot.feed(updates.press(admin, "admin.draw.confirm"))
             assert "attend le hasard public drand" in api.texts_to(ADMIN)[-1]
             await asyncio.sleep(0.1)  # ticks: still no round, no draw
@@ -353,13 +355,13 @@ async def test_an_unreachable_beacon_leaves_the_draw_pending(
 ) -> None:
     clock = Clock(NOW)
     async with running_drand(clock) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
         await seed(settings, 4)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
             drand.down = True
-            await bot.feed(updates.text(admin, "/draw 1 1"))
+            await bot.feed(updates.text(admin, "/draw 1"))
             clock.advance(5)
             await bot.feed(updates.press(admin, "admin.draw.cancel"))
             assert "Trop tard pour annuler" in api.texts_to(ADMIN)[-1]
@@ -378,7 +380,7 @@ async def test_an_unreachable_beacon_leaves_the_draw_pending(
 async def test_a_manual_beacon_needs_a_second_admin(settings: Settings, tmp_path: Path) -> None:
     clock = Clock(NOW)
     settings = replace(
-        admin_settings(settings, tmp_path),
+        admin_settings(settings, tmp_path).replace(winners=1),
         admin_ids=frozenset({ADMIN, ADMIN + 1}),
         beacon=BeaconSource.MANUAL,
         beacon_delay_seconds=3600,
@@ -387,7 +389,7 @@ async def test_a_manual_beacon_needs_a_second_admin(settings: Settings, tmp_path
     api, updates = FakeBotApi(), Updates()
     first, second = Updates.user(ADMIN), Updates.user(ADMIN + 1)
     async with running_bot(settings, api, clock) as bot:
-        await bot.feed(updates.text(first, "/draw 1 2"))
+        await bot.feed(updates.text(first, "/draw 2"))
         assert "collée par un admin" in api.texts_to(ADMIN)[-1]
         await bot.feed(updates.press(second, "admin.draw.confirm"))
         assert "attend la valeur publique" in api.texts_to(ADMIN + 1)[-1]
@@ -412,19 +414,19 @@ async def test_a_committed_secret_is_revealed_by_the_draw(
 ) -> None:
     clock = Clock(NOW)
     async with running_drand(clock) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
         await seed(settings, 5)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
             await bot.feed(updates.text(admin, "/draw commit"))
             commitment = api.texts_to(ADMIN)[-1].split("\n")[1]
-            await bot.feed(updates.text(admin, "/draw commit"), updates.text(admin, "/draw 1 1"))
+            await bot.feed(updates.text(admin, "/draw commit"), updates.text(admin, "/draw 1"))
             assert commitment in api.texts_to(ADMIN)[-1]
             await bot.feed(
-                updates.press(admin, "admin.draw.cancel"), updates.text(admin, "/draw 1 1")
+                updates.press(admin, "admin.draw.cancel"), updates.text(admin, "/draw 1")
             )
-            await draw_at(bot, clock, api, "/draw 1 1")
+            await draw_at(bot, clock, api, "/draw 1")
     [certificate] = certificates(api)
     assert certificate["commitment"] == commitment
     assert hashlib.sha256(bytes.fromhex(certificate["secret"])).hexdigest() == commitment
@@ -435,14 +437,16 @@ async def test_with_two_admins_a_second_one_confirms_by_default(
 ) -> None:
     async with running_drand(utc_now) as drand:
         settings = replace(
-            admin_settings(settings, tmp_path, drand), admin_ids=frozenset({ADMIN, ADMIN + 1})
+            admin_settings(settings, tmp_path, drand),
+            admin_ids=frozenset({ADMIN, ADMIN + 1}),
+            winners=1,
         )
         assert settings.draw_requires_second_admin is None and settings.second_admin_required
         await seed(settings, 3)
         api, updates = FakeBotApi(), Updates()
         async with running_bot(settings, api) as bot:
             await bot.feed(
-                updates.text(Updates.user(ADMIN), "/draw 1 1"),
+                updates.text(Updates.user(ADMIN), "/draw 1"),
                 updates.press(Updates.user(ADMIN), "admin.draw.confirm"),
             )
             assert "Un autre admin" in api.texts_to(ADMIN)[-1]
@@ -461,11 +465,11 @@ def test_the_second_admin_setting_follows_the_admin_list() -> None:
 async def test_anyone_can_verify_with_the_command_line(settings: Settings, tmp_path: Path) -> None:
     clock = Clock(NOW)
     async with running_drand(clock) as drand:
-        settings = admin_settings(settings, tmp_path, drand)
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
         await seed(settings, 6)
         api, updates = FakeBotApi(), Updates()
         async with running_bot(settings, api, clock) as bot:
-            await draw_at(bot, clock, api, "/draw 1 2")
+            await draw_at(bot, clock, api, "/draw 2")
             await until(lambda: len(winner_chats(api)) == 1)
             [winner] = winner_chats(api)
             await bot.feed(updates.press(Updates.user(winner), "win.decline"))
