@@ -284,6 +284,7 @@ class AdminService:
         meeting = await self._admin.meeting()
         if (
             meeting
+            and not self._settings.calendar.silent(now)
             and meeting.reminded_at is None
             and meeting.starts_at - timedelta(days=1) <= now < meeting.starts_at
             and await self._admin.mark_reminded(now)
@@ -360,6 +361,12 @@ class AdminService:
         parsed = parse_meeting(argument, self._zone)
         if parsed is None:
             await self._reply(admin_id, language, "admin.meeting.usage")
+            return
+        silence_ends = self._settings.calendar.silence_ends(self._clock())
+        if silence_ends is not None:
+            # The winners would be sent campaign messages during electoral silence.
+            until = self._local(silence_ends, language)
+            await self._reply(admin_id, language, "admin.meeting.silence", until=until)
             return
         starts_at, details = parsed
         changed = await self._admin.meeting() is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
@@ -10,6 +11,8 @@ from conversations.model import QueueEmail
 from storage.sqlite import SqliteStore
 from tests.conftest import NOW
 from tests.smtp_server import smtp_server
+from tests.telegram_fakes import FakeBotApi, Updates, running_bot
+from tests.test_admin import ADMIN, admin_settings
 from tests.test_mail import Clock, confirmation, mailer_for, queue, store
 
 __all__ = ["store"]  # the fixture, shared with the outbox tests
@@ -38,3 +41,18 @@ async def test_during_silence_only_confirmations_leave_and_the_rest_waits(
         clock.advance(3600)  # the silence is over
         assert await mailer.send_due() == 1
         assert [m["To"] for m in inbox.messages] == ["zoe@orange.fr", "p2@free.fr"]
+
+
+async def test_a_meeting_cannot_be_announced_during_silence(
+    settings: Settings, tmp_path: Path
+) -> None:
+    silence = f"{NOW.isoformat()}/{(NOW + timedelta(hours=2)).isoformat()}"
+    settings = admin_settings(settings, tmp_path).replace(silence_periods=silence)
+    api, updates = FakeBotApi(), Updates()
+    admin = Updates.user(ADMIN)
+    async with running_bot(settings, api, Clock(NOW + timedelta(minutes=5))) as bot:
+        await bot.feed(updates.text(admin, "/rendezvous 2026-12-10 15:30 QG"))
+        await bot.feed(updates.text(admin, "/rendezvous"))
+    said, current = api.texts_to(ADMIN)[-2:]
+    assert "silence électoral jusqu'au jeudi 26 novembre 2026 à 13 h, heure de Paris" in said
+    assert "Aucun rendez-vous" in current
