@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help="what to do (default: run)"
+    )
     commands.add_parser(
         "run",
         help="run the Telegram bot (long polling); the default command",
@@ -85,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the draw's ticket list, or verify a draw",
         description="The files anyone needs to check a draw.",
     )
-    draw_commands = draw.add_subparsers(dest="draw_command", metavar="ACTION", required=True)
+    draw_commands = draw.add_subparsers(
+        dest="draw_command", metavar="ACTION", required=True, help="tickets or verify"
+    )
     tickets = draw_commands.add_parser(
         "tickets",
         help="write the ticket list the draw froze, one per line",
