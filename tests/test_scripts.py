@@ -24,6 +24,7 @@ def offline(tmp_path: Path, **extra: str) -> dict[str, str]:
         "PIP_CONFIG_FILE": os.devnull,
         # This interpreter's own Python: the one that made the venv the tests run in.
         "PYTHON": sys._base_executable,
+        "VENV": ".venv",  # not the caller's, which scripts/test may have set
         **extra,
     }
 
