@@ -5,6 +5,7 @@ stop signals in each state. Each says one clear line and exits with a status tha
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
@@ -51,8 +52,6 @@ class Bot:
         self._reader = asyncio.create_task(self._read())
 
     def _environment(self) -> dict[str, str]:
-        import os
-
         return {**os.environ, **self.env}
 
     async def _read(self) -> None:
