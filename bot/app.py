@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from telegram import Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.error import NetworkError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackContext
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.admin import AdminService
@@ -18,6 +19,7 @@ from bot.aiohttp_request import AiohttpRequest, Timeouts
 from bot.emails import EmailRenderer
 from bot.eml import EmlFileTransport
 from bot.mailer import OutboxSender, Transport
+from bot.outage import ApiOutage
 from bot.processor import FloodGuard, PerUserProcessor
 from bot.service import ConversationService
 from bot.settings import HttpClient, Settings
@@ -142,6 +144,7 @@ def build_application(
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
         handlers.service = handlers.admin = None
+        await outage.stop()
         while tasks:
             task = tasks.pop()
             task.cancel()
@@ -172,7 +175,17 @@ def build_application(
         builder = builder.request(request).get_updates_request(request)
     application = builder.build()
     handlers.register(application)
-    application.add_error_handler(_log_error)
+    outage = ApiOutage(settings.telegram_retry_max_seconds)
+    # The command line's stop signal cuts an outage's wait between polls short.
+    application.bot_data[OUTAGE] = outage
+
+    async def log_error(update: object, context: CallbackContext) -> None:  # type: ignore[type-arg]
+        if update is None and isinstance(context.error, NetworkError):
+            outage.failed(application.bot, context.error)  # a failed poll: said once per outage
+        else:
+            log.error("error while handling %r", update, exc_info=context.error)
+
+    application.add_error_handler(log_error)
     return application
 
 
@@ -213,9 +226,5 @@ async def _set_commands(application: Application, texts: Catalogue) -> None:  # 
     await application.bot.set_my_commands(command_menu(texts, texts.default_language))
 
 
-async def _log_error(update: object, context: object) -> None:
-    error = getattr(context, "error", None)
-    log.error("error while handling %r", update, exc_info=error)
-
-
+OUTAGE = "api_outage"
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]

@@ -1,4 +1,5 @@
-"""`coffeebot run | console | migrate`."""
+"""The coffeebot command: run the Telegram bot, try the conversation in a terminal, update the
+database, and the draw's and the export's files. Settings come from the environment and .env."""
 
 from __future__ import annotations
 
@@ -7,16 +8,143 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import sqlite3
 import sys
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
 from bot.settings import Settings, SettingsError
+from storage import UnsupportedDatabase, sqlite_path
+
+if TYPE_CHECKING:
+    from telegram.ext import Application
+
+log = logging.getLogger("coffeebot")
 
 NO_TOKEN = """TELEGRAM_BOT_TOKEN is not set.
 Get a token from @BotFather on Telegram (/newbot), then put it in .env:
     TELEGRAM_BOT_TOKEN=123456:ABC...
 To try the conversation without a token, run:  coffeebot console"""
+
+WRONG_TOKEN = (
+    "coffeebot: Telegram refused TELEGRAM_BOT_TOKEN: copy it again from @BotFather"
+    " (/mybots, your bot, API Token) into .env"
+)
+
+# Exit statuses: a setting to fix, or a condition outside (network, another process).
+EXIT_CONFIGURATION = 2
+EXIT_ENVIRONMENT = 1
+
+EPILOG = """settings: TELEGRAM_BOT_TOKEN, DATABASE_URL, SMTP_URL, MAIL_OUTBOX_DIR and the others
+listed in README.md, from the environment or a .env file (COFFEEBOT_ENV_FILE names another).
+With no command, coffeebot runs the bot."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coffeebot",
+        description="The campaign's 'prendre un café avec le candidat' Telegram bot.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help="what to do (default: run)"
+    )
+    commands.add_parser(
+        "run",
+        help="run the Telegram bot (long polling); the default command",
+        description="Run the Telegram bot: long polling, the outbox sender and the draw's "
+        "deadlines. Needs TELEGRAM_BOT_TOKEN. Stops cleanly on SIGTERM or Ctrl-C.",
+    )
+    console = commands.add_parser(
+        "console",
+        help="try the conversation in this terminal, without Telegram",
+        description="Run the same conversation on the same database, reading stdin line by "
+        "line: type a choice's number or label, /contact +33612345678 to share a phone "
+        "number, any command; it ends at the end of input (Ctrl-D).",
+    )
+    console.add_argument(
+        "--user-id", type=int, default=1, help="the Telegram user id to play (default: 1)"
+    )
+    console.add_argument("--first-name", help="the first name Telegram would give the bot")
+    console.add_argument("--last-name", help="the last name Telegram would give the bot")
+    console.add_argument(
+        "--language",
+        choices=["fr", "en"],
+        help="the language Telegram would report (default: DEFAULT_LANGUAGE)",
+    )
+    commands.add_parser(
+        "migrate",
+        help="bring the database schema up to date",
+        description="Apply the schema migrations DATABASE_URL still needs, then say the version.",
+    )
+    draw = commands.add_parser(
+        "draw",
+        help="write the draw's ticket list, verify a draw, or write its verification page",
+        description="The files anyone needs to check a draw.",
+    )
+    draw_commands = draw.add_subparsers(
+        dest="draw_command", metavar="ACTION", required=True, help="tickets, verify or page"
+    )
+    tickets = draw_commands.add_parser(
+        "tickets",
+        help="write the ticket list the draw froze, one per line",
+        description="Write the ticket list the last /draw froze, sorted, one per line.",
+    )
+    tickets.add_argument("--output", "-o", help="file to write (default: standard output)")
+    verify = draw_commands.add_parser(
+        "verify",
+        help="redo a draw from its certificate and ticket list",
+        description="Redo the draw and say OK, or what does not match. Needs no settings.",
+    )
+    verify.add_argument("certificate", help="the certificate the bot sent (JSON)")
+    verify.add_argument("tickets", help="the published ticket list, one per line")
+    verify.add_argument("--addenda", help="the draw's addenda, JSON (sent with /gagnants)")
+    page = draw_commands.add_parser(
+        "page",
+        help="write the verification page, one self-contained HTML file",
+        description="Write one HTML file that redoes the draw in any browser, offline: from "
+        "files the visitor picks, or from files embedded with --embed.",
+    )
+    page.add_argument("--output", "-o", required=True, help="the HTML file to write")
+    page.add_argument(
+        "--embed",
+        nargs=3,
+        metavar=("CERTIFICATE", "TICKETS", "ADDENDA"),
+        help="put these files in the page (ADDENDA may be -, for none)",
+    )
+    page.add_argument(
+        "--language", choices=["fr", "en"], default="fr", help="the page's language (default: fr)"
+    )
+    export = commands.add_parser(
+        "export",
+        help="write the confirmed participants as CSV (personal data)",
+        description="Write the confirmed participants as CSV, as /export does. It holds "
+        "phones and emails: write it outside the repository or to an ignored name.",
+    )
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    audit = commands.add_parser(
+        "audit",
+        help="check the admins' audit log",
+        description="The admins' audit log is a hash chain: say whether any entry was edited, "
+        "removed or reordered.",
+    )
+    audit_commands = audit.add_subparsers(
+        dest="audit_command", metavar="ACTION", required=True, help="verify"
+    )
+    audit_verify = audit_commands.add_parser(
+        "verify",
+        help="check the log's hash chain",
+        description="Recompute every entry's hash and link; exit 0 when the chain holds.",
+    )
+    audit_verify.add_argument(
+        "--certificate", help="also check that the chain head this certificate names is in the log"
+    )
+    return parser
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -29,42 +157,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="coffeebot", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the Telegram bot (long polling)")
-    commands.add_parser("migrate", help="bring the database schema up to date")
-    console = commands.add_parser("console", help="run the conversation in this terminal")
-    console.add_argument("--user-id", type=int, default=1)
-    console.add_argument("--first-name")
-    console.add_argument("--last-name")
-    console.add_argument("--language", choices=["fr", "en"])
-    draw = commands.add_parser("draw", help="the draw's ticket list, and its verification")
-    draw_commands = draw.add_subparsers(dest="draw_command", required=True)
-    tickets = draw_commands.add_parser("tickets", help="write the ticket list the draw froze")
-    tickets.add_argument("--output", "-o", help="file to write (default: standard output)")
-    verify = draw_commands.add_parser("verify", help="redo a draw and compare with its certificate")
-    verify.add_argument("certificate", help="the certificate, JSON")
-    verify.add_argument("tickets", help="the ticket list, one per line")
-    verify.add_argument("--addenda", help="the draw's addenda, JSON (from /gagnants)")
-    page = draw_commands.add_parser("page", help="write the verification page, one HTML file")
-    page.add_argument("--output", "-o", required=True, help="the HTML file to write")
-    page.add_argument(
-        "--embed",
-        nargs=3,
-        metavar=("CERTIFICATE", "TICKETS", "ADDENDA"),
-        help="put these files in the page (ADDENDA may be -, for none)",
-    )
-    page.add_argument("--language", choices=["fr", "en"], default="fr")
-    audit = commands.add_parser("audit", help="the admins' audit log")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    audit_verify = audit_commands.add_parser("verify", help="check the log's hash chain")
-    audit_verify.add_argument("--certificate", help="also check the chain head it names")
-    export = commands.add_parser("export", help="write the confirmed participants as CSV")
-    export.add_argument("--output", "-o", help="file to write (default: standard output)")
-    arguments = parser.parse_args(argv)
-    if arguments.command == "draw" and arguments.draw_command == "verify":
+    arguments = build_parser().parse_args(argv)
+    command = arguments.command or "run"
+    if command == "draw" and arguments.draw_command == "verify":
         return verify_draw(arguments.certificate, arguments.tickets, arguments.addenda)
-    if arguments.command == "draw" and arguments.draw_command == "page":
+    if command == "draw" and arguments.draw_command == "page":
         from bot.verify_page import write_page
 
         return write_page(arguments.output, arguments.language, arguments.embed)
@@ -72,27 +169,40 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv(os.environ.get("COFFEEBOT_ENV_FILE", ".env"))
     try:
         settings = Settings.from_env(os.environ)
-    except SettingsError as error:
+        database = sqlite_path(settings.database_url)
+    except (SettingsError, UnsupportedDatabase) as error:
         print(f"coffeebot: {error}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     logging.basicConfig(
-        level=logging.WARNING if arguments.command == "console" else logging.INFO,
+        level=logging.WARNING if command == "console" else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(NoNetworkTracebacks(settings.telegram_bot_token))
+    try:
+        return run_command(command, arguments, settings)
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        print(
+            f"coffeebot: the database {database} is locked by another process (another"
+            f" coffeebot?); gave up after SQLITE_BUSY_TIMEOUT_MS={settings.sqlite_busy_timeout_ms}",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
 
+
+def run_command(command: str, arguments: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that `coffeebot --help` and a missing token answer at once.
-    from bot.app import ALLOWED_UPDATES, build_application, open_migrated_store, tune_gc, utc_now
+    from bot.app import open_migrated_store, utc_now
 
-    if arguments.command == "run":
+    if command == "run":
         if not settings.telegram_bot_token:
             print(NO_TOKEN, file=sys.stderr)
-            return 2
-        asyncio.set_event_loop(new_event_loop())
-        tune_gc(settings)
-        build_application(settings).run_polling(allowed_updates=ALLOWED_UPDATES)
-        return 0
-    if arguments.command == "migrate":
+            return EXIT_CONFIGURATION
+        return run_bot(settings)
+    if command == "migrate":
 
         async def migrate() -> None:
             store = await open_migrated_store(settings, utc_now)
@@ -102,15 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(migrate())
         return 0
 
-    if arguments.command == "audit":
+    if command == "audit":
         from bot.audit import verify_audit
 
         return verify_audit(settings, arguments.certificate)
-    if arguments.command in ("draw", "export"):
-        content = asyncio.run(admin_file(settings, arguments.command))
+    if command in ("draw", "export"):
+        content = asyncio.run(admin_file(settings, command))
         if content is None:
             print("coffeebot: no draw has frozen a ticket list yet (/draw does)", file=sys.stderr)
-            return 1
+            return EXIT_ENVIRONMENT
         if arguments.output:
             with open(arguments.output, "wb") as out:
                 out.write(content)
@@ -126,18 +236,127 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class TelegramUnreachable(Exception):
+    pass
+
+
+class NoNetworkTracebacks(logging.Filter):
+    """python-telegram-bot logs a traceback for network failures it then handles (a last poll
+    at shutdown, say); one line says as much, and no token is ever printed."""
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from telegram.error import NetworkError
+
+        from bot.outage import describe
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, NetworkError):
+            record.msg = f"{record.getMessage()} ({describe(error, self._token)})"
+            record.args = None
+            record.exc_info = None
+        return True
+
+
+def run_bot(settings: Settings) -> int:
+    """Reach Telegram (retrying with a doubling wait), then poll until a stop signal."""
+    from telegram.error import InvalidToken
+
+    from bot.app import ALLOWED_UPDATES, OUTAGE, build_application, tune_gc
+
+    application = build_application(settings)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    reach = loop.create_task(reach_telegram(application, settings))
+
+    def stop() -> None:
+        if not reach.done():
+            reach.cancel()
+            return
+        application.bot_data[OUTAGE].cut_short()
+        application.stop_running()
+
+    # python-telegram-bot's own handlers would wait out an outage's sleep between two polls.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop)
+    try:
+        try:
+            loop.run_until_complete(reach)
+        except asyncio.CancelledError:
+            log.info("stopped before Telegram answered")
+            return 0
+        except InvalidToken:
+            print(WRONG_TOKEN, file=sys.stderr)
+            return EXIT_CONFIGURATION
+        except TelegramUnreachable as error:
+            print(f"coffeebot: {error}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        tune_gc(settings)
+        application.run_polling(
+            allowed_updates=ALLOWED_UPDATES, stop_signals=None, close_loop=False
+        )
+        return 0
+    finally:
+        loop.close()
+
+
+async def reach_telegram(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+    """Initialise the bot (getMe); while the API cannot be reached, try again with a doubling
+    wait, and give up after TELEGRAM_START_TIMEOUT_SECONDS."""
+    from telegram.error import NetworkError
+
+    from bot.outage import describe
+
+    host = urlsplit(settings.telegram_api_base_url).netloc
+    give_up = time.monotonic() + settings.telegram_start_timeout_seconds
+    wait = 1.0
+    while True:
+        try:
+            await application.initialize()
+            return
+        except NetworkError as error:  # TimedOut too; InvalidToken is not a NetworkError
+            reason = describe(error, settings.telegram_bot_token)
+            left = give_up - time.monotonic()
+            if left <= 0:
+                raise TelegramUnreachable(
+                    f"cannot reach the Telegram Bot API at {host} ({reason}); gave up after"
+                    f" TELEGRAM_START_TIMEOUT_SECONDS={settings.telegram_start_timeout_seconds:g}"
+                ) from None
+            wait = min(wait, left)
+            log.warning(
+                "cannot reach the Telegram Bot API at %s (%s); trying again in %.3g s",
+                host,
+                reason,
+                wait,
+            )
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, settings.telegram_retry_max_seconds)
+
+
 def verify_draw(certificate_path: str, tickets_path: str, addenda_path: str | None) -> int:
-    """Prints whether the certificate's draw, with its addenda, is what the ticket list gives."""
+    """Prints whether the certificate's draw, with its addenda, is what the ticket list gives;
+    0 when it is."""
     from conversations.draw import verify
 
-    with open(certificate_path, encoding="utf-8") as certificate_file:
-        certificate = json.load(certificate_file)
-    with open(tickets_path, encoding="ascii") as tickets_file:
-        tickets = [line.strip() for line in tickets_file if line.strip()]
-    addenda = []
-    if addenda_path:
-        with open(addenda_path, encoding="utf-8") as addenda_file:
-            addenda = json.load(addenda_file)
+    try:
+        with open(certificate_path, encoding="utf-8") as certificate_file:
+            certificate = json.load(certificate_file)
+        with open(tickets_path, encoding="ascii") as tickets_file:
+            tickets = [line.strip() for line in tickets_file if line.strip()]
+        addenda = []
+        if addenda_path:
+            with open(addenda_path, encoding="utf-8") as addenda_file:
+                addenda = json.load(addenda_file)
+    except OSError as error:
+        print(f"coffeebot: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except (ValueError, UnicodeDecodeError) as error:
+        # A JSON error says where; a ticket list with other characters is not one.
+        print(f"coffeebot: not a certificate and a ticket list: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     problems = verify(certificate, tickets, addenda)
     if problems:
         for problem in problems:

@@ -4,6 +4,7 @@ recipient's language, with an unsubscribe link and a List-Unsubscribe header."""
 from __future__ import annotations
 
 import hashlib
+from email.charset import QP, Charset
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -13,6 +14,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound
 
 from conversations.catalogue import Catalogue
 from storage.ports import OutboxEmail
+
+# Quoted-printable rather than Python's default base64 for UTF-8: the parts stay readable in
+# the raw message (a code, a link), and every SMTP server accepts it.
+UTF8_QUOTED_PRINTABLE = Charset("utf-8")
+UTF8_QUOTED_PRINTABLE.body_encoding = QP
 
 
 class EmailRenderer:
@@ -64,6 +70,6 @@ class EmailRenderer:
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
         text = self._render(email.kind, email.language, "txt", values)
         html = self._render(email.kind, email.language, "html", values)
-        message.attach(MIMEText(text, "plain", "utf-8"))
-        message.attach(MIMEText(html, "html", "utf-8"))
+        message.attach(MIMEText(text, "plain", UTF8_QUOTED_PRINTABLE))  # type: ignore[arg-type]
+        message.attach(MIMEText(html, "html", UTF8_QUOTED_PRINTABLE))  # type: ignore[arg-type]
         return message

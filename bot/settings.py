@@ -37,6 +37,10 @@ class Settings:
     telegram_bot_username: str | None = None
     # Point this at a local Bot API server, e.g. http://127.0.0.1:8081/bot
     telegram_api_base_url: str = "https://api.telegram.org/bot"
+    # At start, how long to keep trying an unreachable Bot API before giving up.
+    telegram_start_timeout_seconds: float = 300.0
+    # Longest wait between two attempts to reach an unreachable Bot API (the wait doubles).
+    telegram_retry_max_seconds: float = 30.0
     admin_ids: frozenset[int] = frozenset()
     database_url: str = "sqlite:///coffeebot.db"
     default_language: str = "fr"

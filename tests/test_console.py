@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.smtp_server import free_port
 
 SIGNUP = [
     "/start", "1",           # take part
@@ -90,3 +93,52 @@ def test_migrate(tmp_path: Path) -> None:
     from storage.migrations import LATEST_VERSION
 
     assert result.returncode == 0 and f"version {LATEST_VERSION}" in result.stdout
+
+
+def test_a_banner_names_the_database_and_the_mail_folder_and_says_to_type_start(
+    tmp_path: Path,
+) -> None:
+    result = coffeebot(tmp_path, "console", stdin="")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()[:2]
+    assert first == (
+        f"coffeebot console: database {tmp_path / 'console.db'},"
+        f" emails written as .eml files into {tmp_path / 'outbox'}."
+    )
+    assert second.startswith("Type /start to begin;")
+
+
+def test_the_banner_names_an_smtp_server_without_its_password(tmp_path: Path) -> None:
+    server = f"smtp://cafe:s3cret-pw@127.0.0.1:{free_port()}"
+    result = coffeebot(tmp_path, "console", stdin="", env={"SMTP_URL": server})
+    assert "emails sent through the SMTP server 127.0.0.1." in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_numbered_choices_outlive_a_reply_without_buttons(tmp_path: Path) -> None:
+    result = coffeebot(tmp_path, "console", stdin="/start\n/aide\n1\n")
+    assert "Merci de répondre avec les boutons" not in result.stdout
+    assert "Étape 1/8" in result.stdout  # "1" still pressed "I'm in" after /aide's answer
+
+
+def test_a_new_session_shows_where_it_stopped_and_its_numbers_work_at_once(
+    tmp_path: Path,
+) -> None:
+    coffeebot(tmp_path, "console", stdin="/start\n1\n")  # joined: the consents are asked
+    second = coffeebot(tmp_path, "console", stdin="1\n")
+    assert second.returncode == 0, second.stderr
+    choices = re.findall(r"\[1\] (. J'accepte)", second.stdout)
+    assert choices == ["☐ J'accepte", "☑ J'accepte"]  # shown again, then "1" ticked it
+    assert "Merci de répondre avec les boutons" not in second.stdout
+
+
+def test_the_console_says_which_eml_file_the_confirmation_went_to(tmp_path: Path) -> None:
+    result = coffeebot(tmp_path, "console", "--first-name", "Zoé", stdin="\n".join(SIGNUP) + "\n")
+    notes = re.findall(
+        r"✉ email written to (\S+\.eml): open it, or read it with cat", result.stdout
+    )
+    assert notes == [str(next((tmp_path / "outbox").glob("*.eml")))]
+    assert result.stdout.index("Un e-mail de confirmation part") < result.stdout.index(notes[0])
+    written = Path(notes[0]).read_text(encoding="utf-8")
+    code = re.search(r"tapez ce code dans votre conversation avec le bot : (\d{6})", written)
+    assert code is not None  # readable as it is, no base64 to decode

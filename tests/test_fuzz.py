@@ -7,6 +7,7 @@ import logging
 import re
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,9 @@ def hostile_update(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+# closing(): a sqlite3 connection used as a context manager commits but is not closed.
 def stored_row(database: Path) -> tuple[Any, ...] | None:
-    with sqlite3.connect(database) as db:
+    with closing(sqlite3.connect(database)) as db:
         row = db.execute("SELECT * FROM participants WHERE user_id = ?", (USER,)).fetchone()
         friends = db.execute("SELECT * FROM friends WHERE user_id = ?", (USER,)).fetchall()
     return (row, tuple(friends)) if row else None

@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,9 @@ async def api() -> AsyncIterator[LocalBotApi]:
     await server.stop()
 
 
+# closing(): a sqlite3 connection used as a context manager commits but is not closed.
 def stored_steps(workdir: Path) -> dict[int, str]:
-    with sqlite3.connect(workdir / "live.db") as db:
+    with closing(sqlite3.connect(workdir / "live.db")) as db:
         return dict(db.execute("SELECT user_id, step FROM participants").fetchall())
 
 
@@ -150,12 +152,12 @@ async def test_killed_three_times_loses_nothing(api: LocalBotApi, tmp_path: Path
     steps = stored_steps(tmp_path)
     assert all(steps[p.user_id] == "complete" for p in people if p.saw_complete)
     assert all(p.saw_complete for p in people)
-    with sqlite3.connect(tmp_path / "live.db") as db:
+    with closing(sqlite3.connect(tmp_path / "live.db")) as db:
         stored = {
             row[0]: row[1:] for row in db.execute("SELECT user_id, phone, email FROM participants")
         }
     assert all(stored[p.user_id] == (p.phone, p.email) for p in people)
-    with sqlite3.connect(tmp_path / "live.db") as db:
+    with closing(sqlite3.connect(tmp_path / "live.db")) as db:
         per_person = db.execute(
             "SELECT user_id, COUNT(*) FROM outbox WHERE kind = 'confirmation' GROUP BY user_id"
         ).fetchall()
@@ -170,7 +172,7 @@ async def test_killed_three_times_loses_nothing(api: LocalBotApi, tmp_path: Path
 
 
 def interrupted(workdir: Path) -> int:
-    with sqlite3.connect(workdir / "live.db") as db:
+    with closing(sqlite3.connect(workdir / "live.db")) as db:
         return int(
             db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'interrupted'").fetchone()[0]
         )

@@ -207,3 +207,32 @@ async def test_each_friend_is_invited_once_by_anyone_and_then_forgotten(
         "sent": 2,
         "cancelled": 1,
     } or await store.outbox_counts() == {"sent": 2}
+
+
+async def test_text_parts_are_quoted_printable_so_the_raw_message_shows_the_code(
+    settings: Settings, store: SqliteStore, texts: Catalogue
+) -> None:
+    await queue(store, 1, confirmation(1))
+    with smtp_server() as (inbox, port):
+        assert await mailer_for(settings, store, texts, Clock(), port).send_due() == 1
+    [message] = inbox.messages
+    parts = [part for part in message.walk() if part.get_content_maintype() == "text"]
+    assert [part["Content-Transfer-Encoding"] for part in parts] == ["quoted-printable"] * 2
+    assert "123456" in message.as_string()  # the raw message, not only its decoded body
+
+
+async def test_eml_files_are_plain_utf8_that_cat_shows_as_written(
+    settings: Settings, store: SqliteStore, texts: Catalogue, tmp_path: Path
+) -> None:
+    await queue(store, 1, confirmation(1))
+    mailer = build_mailer(settings, store, texts, "coffee_test_bot", Clock())
+    assert await mailer.send_due() == 1
+    [written] = (tmp_path / "outbox").glob("*.eml")
+    raw = written.read_text(encoding="utf-8")
+    assert raw.count("Content-Transfer-Encoding: 8bit") == 2 and "base64" not in raw
+    assert "Bonjour Zoé <b>," in raw
+    assert "https://t.me/coffee_test_bot?start=c_Tok3n-for_the-tests-22" in raw
+    assert "123456" in raw
+    message = message_from_bytes(written.read_bytes(), policy=default)
+    assert "Bonjour Zoé <b>," in body(message, "plain")  # type: ignore[arg-type]
+    assert "zoe@orange.fr" not in written.name  # the recipient is in no file name or log line
