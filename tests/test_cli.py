@@ -93,3 +93,10 @@ def test_export_writes_where_it_is_told(tmp_path: Path) -> None:
     [header] = (tmp_path / "participants.csv").read_text(encoding="utf-8-sig").splitlines()
     assert header.startswith("ticket;first_name;last_name;phone;email;")  # no one confirmed yet
     assert result.stdout == ""
+
+
+def test_dates_out_of_order_stop_the_bot_in_one_line_naming_the_setting(tmp_path: Path) -> None:
+    dates = {"OPERATION_OPENS_AT": "2027-03-20T10:00", "ENTRIES_CLOSE_AT": "2027-03-01T10:00"}
+    result = coffeebot(tmp_path, "run", env={"TELEGRAM_BOT_TOKEN": "1:x", **dates})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == "coffeebot: ENTRIES_CLOSE_AT must come after OPERATION_OPENS_AT\n"
