@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.draw_flow import DrawFlow, DrawTools
+from bot.draw_flow import CERTIFICATE_FILE, DrawFlow, DrawTools
 from bot.draw_results import BATCH, DrawResults
 from bot.settings import Settings
 from conversations.addenda import BY_HAND, ReplacementReason, next_addendum
@@ -23,8 +23,7 @@ from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
 from conversations.draw import ExclusionReason
 from conversations.ledger import record_hash
-from conversations.model import Participant, Reply
-from conversations.policy import Travel
+from conversations.model import Participant, Reply, Travel
 from storage.ports import TelegramStatus
 from storage.sqlite import SqliteStore
 from storage.sqlite_admin import FROZEN, Place, SqliteAdminStore
@@ -143,20 +142,13 @@ class AdminService:
         await action(admin_id, language)
 
     async def _drawn(self, places: list[Place]) -> None:
-        """Tells the admins the result; the entrants' messages are queued with it. A winner
-        erased since the freeze is replaced by the next reserve."""
+        """Tells the admins the result; the entrants' messages were queued with it."""
         self._telegram_queued()
         self._mail_queued()
         for admin_id in sorted(self._settings.admin_ids):
             text = await self._result_text(self._texts.default_language, places)
             await self._messenger.send(admin_id, Reply(text))
-        for place in places:
-            if (
-                place.role == "winner"
-                and not await self._still_entered(place)
-                and await self._replace_winner(place, "replaced", ReplacementReason.ERASED)
-            ):
-                await self._tell_admins("admin.winner_gone", ticket=place.ticket)
+        # Winners erased since the freeze are replaced by the next tick.
 
     async def _still_entered(self, place: Place) -> bool:
         person = await self._store.load(place.user_id) if place.user_id else None
@@ -276,6 +268,13 @@ class AdminService:
         await self._draw_flow.try_to_draw(None, self._texts.default_language)
         now = self._clock()
         for place in await self._admin.places():
+            if place.role != "winner" or place.status not in ("notified", "accepted"):
+                continue
+            if not await self._still_entered(place):
+                # Erased: the next reserve need not wait for a deadline nobody will meet.
+                if await self._replace_winner(place, "replaced", ReplacementReason.ERASED):
+                    await self._tell_admins("admin.winner_gone", ticket=place.ticket)
+                continue
             overdue = (
                 place.status == "notified" and place.deadline is not None and now > place.deadline
             )
@@ -420,6 +419,12 @@ class AdminService:
                 details=meeting.details,
             )
         await self._messenger.send(admin_id, Reply(text))
+        record = await self._admin.draw()
+        if record is not None and record.certificate is not None:
+            # Always at hand, to publish again, or if it was lost with a crash after the draw.
+            certificate = json.dumps(record.certificate, indent=2).encode()
+            caption = self._say(language, "admin.draw.certificate")
+            await self._messenger.send_document(admin_id, CERTIFICATE_FILE, certificate, caption)
         if addenda:
             content = json.dumps(addenda, indent=2, ensure_ascii=False).encode()
             caption = self._say(language, "admin.addenda.file")

@@ -21,9 +21,8 @@ from bot.draw_results import DrawResults
 from bot.drawing import draw_off_loop
 from bot.settings import Settings
 from conversations.draw import Beacon, BeaconSource, FrozenDraw, commitment_of, tickets_sha256
-from conversations.model import Button, Reply
+from conversations.model import Button, Reply, Travel
 from conversations.phases import Phase, phase_at
-from conversations.policy import Travel
 from storage.sqlite_admin import DrawRecord, DrawStatus, Place, SqliteAdminStore
 
 log = logging.getLogger(__name__)
@@ -143,9 +142,10 @@ class DrawFlow:
         if not await self._admin.freeze(entries, digest, places, admin_id, target, now):
             await self._tools.reply(admin_id, language, "admin.draw.already_pending")
             return
-        excluded_since = {t for t, _ in (await self._admin.entries()).excluded}
-        if excluded_since & set(entries.tickets):
-            # An exclusion landed between reading the list and freezing it: start again.
+        # The freeze closed entries: from now on the list cannot change. If a ticket was given
+        # or an exclusion made between reading it and freezing it, start again.
+        again = await self._admin.entries()
+        if again.tickets != entries.tickets or again.excluded != entries.excluded:
             await self._admin.unfreeze(now)
             await self._tools.reply(admin_id, language, "admin.draw.changed_meanwhile")
             return
@@ -269,6 +269,7 @@ class DrawFlow:
     async def try_to_draw(self, admin_id: int | None, language: str) -> None:
         """Draws a confirmed draw once its beacon is known; says why not to `admin_id`, if any."""
         async with self._drawing:
+            await self.after_draw()
             record = await self._admin.draw()
             if record is None or record.status != DrawStatus.CONFIRMED:
                 if admin_id is not None:
@@ -351,14 +352,27 @@ class DrawFlow:
             for rank, ticket in enumerate(certificate.reserves, len(certificate.winners) + 1)
         ]
         announcements = await self._results.statements(places, now)
-        if not await self._admin.finish(certificate.to_json(), places, now, announcements):
+        if await self._admin.finish(certificate.to_json(), places, now, announcements):
+            await self.after_draw()
+
+    async def after_draw(self) -> None:
+        """Once the result is committed: the audit entry, the certificate to every admin, the
+        readable result. Done again after a crash in between, since the audit entry is its mark;
+        the entrants' messages were queued with the result and need nothing here."""
+        record = await self._admin.draw()
+        if record is None or record.status != DrawStatus.DONE or record.certificate is None:
             return
-        await self._tools.audit(record.confirmed_by or 0, "draw.done", f"seed {certificate.seed}")
-        content = json.dumps(certificate.to_json(), indent=2).encode()
+        if await self._admin.logged("draw.done"):
+            return
+        certificate = record.certificate
+        await self._tools.audit(
+            record.confirmed_by or 0, "draw.done", f"seed {certificate['seed']}"
+        )
+        content = json.dumps(certificate, indent=2).encode()
         caption = self._tools.say(self._language, "admin.draw.certificate")
         for admin_id in sorted(self._settings.admin_ids):
             await self._tools.send_document(admin_id, CERTIFICATE_FILE, content, caption)
-        await self._tools.drawn(places)
+        await self._tools.drawn(await self._admin.places())
 
 
 def _already(status: DrawStatus) -> str:

@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
-from conversations.model import Participant, QueueEmail
-from conversations.policy import Travel
+from conversations.model import Participant, QueueEmail, Travel
 from storage.ports import TelegramKind, TelegramMessage
 from storage.sqlite import SqliteStore, Statement
 from storage.sqlite_admin import Place

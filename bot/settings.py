@@ -12,9 +12,9 @@ from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.draw import BeaconSource
-from conversations.model import Area
+from conversations.model import Area, Travel
 from conversations.phases import Calendar, SilencePeriod
-from conversations.policy import DEFAULT_TRAVEL, Limits, Travel
+from conversations.policy import DEFAULT_TRAVEL, Limits
 
 
 class SettingsError(ValueError):

@@ -182,7 +182,8 @@ def referral_link(state: Participant, argument: str, ctx: Context) -> Outcome:
 def my_ticket(state: Participant, argument: str, ctx: Context) -> Outcome:
     """Shows the person's ticket, whether it is in the draw and why not, and how it fared."""
     place, ticket = state.draw_place, state.ticket or ""
-    if ctx.operation.drawn and ticket:
+    excluded = state.entry is not None and state.entry.excluded_reason is not None
+    if ctx.operation.drawn and ticket and not excluded:
         if place is None:
             return _reply(state, say(state, ctx, "ticket.not_drawn", ticket=ticket))
         status = say(state, ctx, f"place.{place.status}")

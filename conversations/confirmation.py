@@ -128,6 +128,9 @@ def complete(state: Participant, ctx: Context) -> Outcome:
         referral_code=state.referral_code or ctx.secrets.referral_code,
     )
     thanks = Reply(say(new, ctx, "complete.thanks"))
+    if state.friends and ctx.phase != Phase.OPEN:
+        # Invitations ask people to take part: there is nothing to join any more.
+        thanks = Reply(f"{thanks.text}\n{say(new, ctx, 'friends.closed')}")
     if new.entry is None:
         asked = _ask_to_confirm(new, ctx)
         return Outcome(asked.state, (thanks, *asked.replies), asked.effects)
@@ -143,7 +146,10 @@ def complete(state: Participant, ctx: Context) -> Outcome:
 def _invite_friends(
     state: Participant, ctx: Context
 ) -> tuple[Participant, tuple[InviteFriends, ...]]:
-    """Invite the listed friends, never more than MAX_FRIENDS people in all."""
+    """Invite the listed friends, never more than MAX_FRIENDS people in all, and only while
+    entries are open: an invitation asks people to take part."""
+    if ctx.phase != Phase.OPEN:
+        return replace(state, friends=()), ()
     room = max(ctx.limits.max_friends - state.friends_invited, 0)
     invited = state.friends[:room]
     if not invited or state.referral_code is None:

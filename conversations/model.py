@@ -34,6 +34,14 @@ class Area(StrEnum):
     OVERSEAS = "overseas"
 
 
+class Travel(StrEnum):
+    """What the campaign pays for the journey to the coffee, by area class."""
+
+    NONE = "none"
+    TRAIN = "train"
+    ARRANGED = "arranged"
+
+
 class ConsentKind(StrEnum):
     # In alphabetical order, the order in which the store returns consents given together.
     ADULT = "adult"
@@ -109,6 +117,8 @@ class DrawPlace:
     role: str  # "winner" or "reserve"
     rank: int  # from 1, among winners or among reserves
     status: str  # waiting, notified, accepted, declined, expired, replaced
+    # The entitlement frozen at the draw, whatever the settings or the postcode say since.
+    travel: Travel | None = None
 
 
 @dataclass(frozen=True)

@@ -5,19 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from enum import StrEnum
 from typing import Protocol
 
 from conversations.catalogue import Catalogue
-from conversations.model import Area, Profile
+from conversations.model import Area, Profile, Travel
 from conversations.phases import Calendar, OperationState, Phase, phase_at
-
-
-class Travel(StrEnum):
-    NONE = "none"
-    TRAIN = "train"
-    ARRANGED = "arranged"
-
 
 DEFAULT_TRAVEL: Mapping[Area, Travel] = {
     Area.PARIS: Travel.NONE,

@@ -18,9 +18,10 @@ from conversations.model import (
     Participant,
     Reply,
     Step,
+    Travel,
 )
 from conversations.phases import Phase, entries_closed_at
-from conversations.policy import Context, Travel
+from conversations.policy import Context
 from conversations.validators import Refusal, check_name, display_phone, suggest_address
 
 NUMBERED_STEPS = {
@@ -251,7 +252,10 @@ AFTER_COMPLETION = (Step.COMPLETE, Step.ENGAGE_ACTIONS, Step.ENGAGE_AVAILABILITY
 def status_text(state: Participant, ctx: Context) -> str:
     entry = state.entry
     if entry is not None:
-        travel = travel_text(state, ctx, entry.area)
+        frozen = state.draw_place.travel if state.draw_place else None
+        travel = (
+            say(state, ctx, f"travel.{frozen}") if frozen else travel_text(state, ctx, entry.area)
+        )
         key = "status.entered" if entry.ticket else "status.entered_after_closing"
         text = say(state, ctx, key, travel=travel, email=entry.email)
         if state.email_change_pending:

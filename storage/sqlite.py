@@ -49,6 +49,7 @@ from conversations.model import (
     RecordConsent,
     Step,
     SuppressAddress,
+    Travel,
     WithdrawConsent,
 )
 from conversations.phases import OperationState
@@ -111,7 +112,7 @@ _OPERATION = (
 # A reserve's rank counts from 1 after the winners.
 _PLACE = (
     "SELECT role, rank - CASE WHEN role = 'reserve'"
-    " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank, status"
+    " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank, status, travel"
     " FROM draw_places WHERE user_id = ?"
 )
 _RECORD_CONSENT = (
@@ -210,6 +211,11 @@ def _entry_row(user_id: int, entry: Entry, now: datetime) -> tuple[Any, ...]:
         user_id, entry.ticket, entry.email, entry.phone, entry.postcode, entry.departement,
         str(entry.area), json.dumps(consents), _time(entry.entered_at), _time(now),
     )  # fmt: skip
+
+
+def _place(row: Any) -> DrawPlace:
+    travel = Travel(row["travel"]) if row["travel"] else None
+    return DrawPlace(row["role"], row["rank"], row["status"], travel)
 
 
 def _entry(row: Any) -> Entry:
@@ -428,7 +434,7 @@ class SqliteStore:
         return replace(
             _participant(row, friends, consents, entry),
             referrals_confirmed=referrals,
-            draw_place=DrawPlace(place["role"], place["rank"], place["status"]) if place else None,
+            draw_place=_place(place) if place else None,
         )
 
     async def operation(self) -> OperationState:

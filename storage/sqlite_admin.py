@@ -12,9 +12,8 @@ from typing import Any
 
 from conversations.draw import ExclusionReason, why_ineligible
 from conversations.ledger import GENESIS, audit_entry, record_hash
-from conversations.model import Area, QueueEmail
+from conversations.model import Area, QueueEmail, Travel
 from conversations.phases import OperationState
-from conversations.policy import Travel
 from storage.ports import StaleWrite
 from storage.sqlite import SqliteStore, Statement, _parse_time, _time
 
@@ -83,6 +82,13 @@ class Entries:
 _NOT_FROZEN = (
     "NOT EXISTS (SELECT 1 FROM draws WHERE name = 'main'"
     " AND status IN ('pending', 'confirmed', 'done'))"
+)
+
+
+_CANCEL_INVITATIONS: Statement = (
+    "UPDATE outbox SET status = 'cancelled', recipient = NULL, params = NULL"
+    " WHERE kind = 'invitation' AND status = 'pending'",
+    (),
 )
 
 
@@ -186,12 +192,14 @@ class SqliteAdminStore:
                         json.dumps(beacon), json.dumps(entries.excluded), _time(now), DRAW,
                     ),
                 ),
-                # Freezing the list closes entries, for good, if they were still open.
+                # Freezing the list closes entries, for good, if they were still open; invitations
+                # to take part that have not left are dropped.
                 (
                     "INSERT INTO operation (name, entries_closed_at) VALUES ('main', ?)"
                     " ON CONFLICT (name) DO NOTHING",
                     (_time(now),),
                 ),
+                _CANCEL_INVITATIONS,
             ]
         )  # fmt: skip
 
@@ -425,6 +433,20 @@ class SqliteAdminStore:
             }
             for r in rows
         ]
+
+    async def logged(self, action: str) -> bool:
+        rows = await self._store.fetch(
+            "SELECT 1 FROM audit_log WHERE action = ? LIMIT 1", (action,)
+        )
+        return bool(rows)
+
+    async def unchained_after(self) -> int:
+        """Entries without a place in the chain, dated after it began: none was written so."""
+        rows = await self._store.fetch(
+            "SELECT COUNT(*) FROM audit_log WHERE seq IS NULL"
+            " AND at >= (SELECT MIN(at) FROM audit_log WHERE seq IS NOT NULL)"
+        )
+        return int(rows[0][0])
 
     async def unchained_entries(self) -> int:
         rows = await self._store.fetch("SELECT COUNT(*) FROM audit_log WHERE seq IS NULL")

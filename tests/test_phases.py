@@ -10,9 +10,9 @@ import pytest
 from bot.settings import Settings, SettingsError
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
-from conversations.model import Area
+from conversations.model import Area, Travel
 from conversations.phases import Calendar, OperationState, Phase, phase_at
-from conversations.policy import DEFAULT_TRAVEL, Travel
+from conversations.policy import DEFAULT_TRAVEL
 
 PARIS = ZoneInfo("Europe/Paris")
 T = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
