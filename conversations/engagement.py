@@ -1,5 +1,5 @@
 """The engagement questionnaire offered once the email is confirmed: actions, availability, and
-two separate consents to receive political news, by email and by SMS."""
+three separate consents to receive political news, by email, by SMS and on Telegram."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def answer_news(state: Participant, event: Answer, ctx: Context) -> Outcome:
 
 
 def unsubscribe(state: Participant, ctx: Context) -> Outcome:
-    """Withdraws both consents to receive news."""
+    """Withdraws every consent to receive news."""
     given = [kind for kind in NEWS_CONSENTS if state.has_consented(kind)]
     if not given:
         return Outcome(state, (Reply(say(state, ctx, "unsubscribe.nothing")),))

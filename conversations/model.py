@@ -48,10 +48,12 @@ class ConsentKind(StrEnum):
     DRAW = "draw"
     NEWS_EMAIL = "news_email"
     NEWS_SMS = "news_sms"
+    # News sent to the person's Telegram chat: what an admin's /annonce may reach.
+    NEWS_TELEGRAM = "news_telegram"
 
 
 SIGNUP_CONSENTS = (ConsentKind.ADULT, ConsentKind.DRAW)
-NEWS_CONSENTS = (ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS)
+NEWS_CONSENTS = (ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS, ConsentKind.NEWS_TELEGRAM)
 
 
 class Action(StrEnum):

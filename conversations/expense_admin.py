@@ -1,0 +1,315 @@
+"""What the admins do with expenses, as plain functions: the `/frais` list and detail, the
+checks of `/rembourser`, and the mandataire's CSV.
+
+Every amount is whole cents. A payment is refused above the cap of the winner's area class
+(frozen at the draw), whatever the reason; above the amount claimed only with `forcer <reason>`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, tzinfo
+from enum import StrEnum
+
+from conversations.admin import neutralised
+from conversations.admin_effects import Audit, TellPerson
+from conversations.catalogue import Catalogue
+from conversations.expenses import Expense, ExpenseRules, Payment, expense_cap
+from conversations.model import Area
+from conversations.money import csv_amount, format_amount, parse_amount
+from conversations.policy import Travel
+from conversations.validators import Refusal
+
+
+class ExpenseStatus(StrEnum):
+    AWAITING_RECEIPTS = "awaiting_receipts"
+    CLAIMED = "claimed"
+    PARTLY_PAID = "partly_paid"
+    PAID = "paid"
+
+
+def expense_status(expense: Expense, rules: ExpenseRules) -> ExpenseStatus:
+    """Paid once what is due (the claim, within the cap) is paid; a payment forced before any
+    claim also settles it."""
+    due = min(expense.claimed_cents, expense_cap(expense, rules))
+    paid = expense.paid_cents
+    if paid and paid >= due:
+        return ExpenseStatus.PAID
+    if paid:
+        return ExpenseStatus.PARTLY_PAID
+    return ExpenseStatus.CLAIMED if expense.claimed_at else ExpenseStatus.AWAITING_RECEIPTS
+
+
+@dataclass(frozen=True)
+class ExpenseRow:
+    """One line of `/frais`."""
+
+    ticket: str
+    area: Area
+    travel: Travel
+    cap_cents: int
+    receipts: int
+    claimed_cents: int
+    paid_cents: int
+    status: ExpenseStatus
+
+
+def expense_row(expense: Expense, rules: ExpenseRules) -> ExpenseRow:
+    return ExpenseRow(
+        ticket=expense.ticket,
+        area=expense.area,
+        travel=expense.travel,
+        cap_cents=expense_cap(expense, rules),
+        receipts=len(expense.receipts),
+        claimed_cents=expense.claimed_cents,
+        paid_cents=expense.paid_cents,
+        status=expense_status(expense, rules),
+    )
+
+
+def row_text(row: ExpenseRow, name: str, texts: Catalogue, language: str) -> str:
+    return texts.render(
+        language,
+        "admin.expense.row",
+        ticket=row.ticket,
+        name=name,
+        area=texts.render(language, f"area.{row.area}"),
+        travel=texts.render(language, f"admin.expense.travel.{row.travel}"),
+        cap=format_amount(row.cap_cents, language),
+        receipts=str(row.receipts),
+        claimed=format_amount(row.claimed_cents, language),
+        paid=format_amount(row.paid_cents, language),
+        status=texts.render(language, f"admin.expense.status.{row.status}"),
+    )
+
+
+def detail_text(
+    expense: Expense,
+    name: str,
+    rules: ExpenseRules,
+    texts: Catalogue,
+    language: str,
+    zone: tzinfo,
+) -> str:
+    """`/frais TICKET`: the row, then each receipt with its hash, then each payment."""
+    lines = [row_text(expense_row(expense, rules), name, texts, language)]
+    for number, claimed in enumerate(expense.receipts, 1):
+        amount = claimed.amount_cents
+        lines.append(
+            texts.render(
+                language,
+                "admin.expense.receipt",
+                number=str(number),
+                kind=texts.render(language, f"expense.kind.{claimed.receipt.kind}"),
+                amount=format_amount(amount, language) if amount is not None else "—",
+                sha256=claimed.receipt.sha256,
+                day=_day(claimed.received_at, zone).isoformat(),
+            )
+        )
+    for payment in expense.payments:
+        key = "admin.expense.payment_forced" if payment.override_reason else "admin.expense.payment"
+        lines.append(
+            texts.render(
+                language,
+                key,
+                amount=format_amount(payment.amount_cents, language),
+                day=_day(payment.paid_at, zone).isoformat(),
+                reference=payment.reference or "—",
+                reason=payment.override_reason or "",
+            )
+        )
+    return "\n".join(lines)
+
+
+def _day(moment: datetime, zone: tzinfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    ticket: str
+    amount_cents: int
+    reference: str | None = None
+    override_reason: str | None = None
+
+
+# The word before the reason that lets an admin pay more than was claimed.
+OVERRIDE_WORDS = ("forcer", "override")
+# An amount may be typed with spaces (`1 234,56 €`): at most this many words.
+_AMOUNT_WORDS = 4
+
+
+def parse_payment(argument: str, rules: ExpenseRules) -> PaymentRequest | Refusal:
+    """`TICKET MONTANT [référence] [forcer raison…]`.
+
+    The amount is the longest run of words after the ticket that reads as an amount, so that a
+    mistyped `1 234,56` is read whole (and then refused above the cap) rather than as 1 € with a
+    reference of `234,56`.
+    """
+    every = argument.split()
+    cut = next((i for i, w in enumerate(every) if w.casefold() in OVERRIDE_WORDS), None)
+    words = every if cut is None else every[:cut]
+    reason = None if cut is None else " ".join(every[cut + 1 :])
+    if len(words) < 2:
+        return Refusal("admin.expense.usage")
+    ticket, rest = words[0].upper(), words[1:]
+    maximum = rules.amount_max_eur * 100
+    amount: int | Refusal = Refusal("admin.expense.usage")
+    taken = 1
+    for taken in range(min(_AMOUNT_WORDS, len(rest)), 0, -1):
+        amount = parse_amount(" ".join(rest[:taken]), maximum)
+        if amount != Refusal("money.unreadable"):
+            break
+    if isinstance(amount, Refusal):
+        return amount
+    reference = " ".join(rest[taken:]) or None
+    if reference and len(reference) > rules.reference_max_length:
+        limit = {"max": str(rules.reference_max_length)}
+        return Refusal("admin.expense.reference_too_long", limit)
+    if reason == "":
+        return Refusal("admin.expense.reason_missing")
+    if reason and len(reason) > rules.reason_max_length:
+        return Refusal("admin.expense.reason_too_long", {"max": str(rules.reason_max_length)})
+    return PaymentRequest(ticket, amount, reference, reason)
+
+
+@dataclass(frozen=True)
+class RecordPayment:
+    ticket: str
+    payment: Payment
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    expense: Expense
+    effects: tuple[RecordPayment | Audit | TellPerson, ...]
+
+
+def pay(
+    expense: Expense,
+    request: PaymentRequest,
+    admin_id: int,
+    now: datetime,
+    rules: ExpenseRules,
+    language: str,
+) -> PaymentOutcome | Refusal:
+    """Record a payment: within the cap always, within the claim unless forced with a reason;
+    the winner is told, and the audit log says who paid what."""
+    cap = expense_cap(expense, rules)
+    paid = expense.paid_cents
+    after = paid + request.amount_cents
+    amounts = {
+        "cap": format_amount(cap, language),
+        "paid": format_amount(paid, language),
+        "claimed": format_amount(expense.claimed_cents, language),
+        "room": format_amount(max(cap - paid, 0), language),
+    }
+    if after > cap:
+        return Refusal("admin.expense.above_cap", amounts)
+    if after > expense.claimed_cents and request.override_reason is None:
+        return Refusal("admin.expense.above_claimed", amounts)
+    payment = Payment(
+        request.amount_cents, now, admin_id, request.reference, request.override_reason
+    )
+    new = replace(expense, payments=(*expense.payments, payment))
+    details = f"{expense.ticket} {csv_amount(request.amount_cents)}"
+    if request.reference:
+        details += f" ref={request.reference}"
+    if request.override_reason:
+        details += f" forced={request.override_reason}"
+    told = TellPerson(
+        key=f"expense-paid:{expense.ticket}:{len(new.payments)}",
+        user_id=expense.user_id,
+        language=expense.language,
+        text_key="expense.paid",
+        params=(
+            ("amount", format_amount(request.amount_cents, expense.language)),
+            ("total", format_amount(new.paid_cents, expense.language)),
+        ),
+    )
+    effects = (
+        RecordPayment(expense.ticket, payment),
+        Audit(admin_id, "expense.pay", details),
+        told,
+    )
+    return PaymentOutcome(new, effects)
+
+
+@dataclass(frozen=True)
+class MandataireLine:
+    """What the campaign accounts keep of an expense: the purge leaves exactly this."""
+
+    ticket: str
+    first_name: str
+    last_name: str
+    postcode: str
+    area: Area
+    travel: Travel
+    cap_cents: int
+    claimed_cents: int
+    paid_cents: int
+    # The day of the last payment, in the operation's zone.
+    paid_on: date | None
+    references: tuple[str, ...]
+    receipt_sha256: tuple[str, ...]
+
+
+def mandataire_line(
+    expense: Expense,
+    first_name: str,
+    last_name: str,
+    postcode: str,
+    rules: ExpenseRules,
+    zone: tzinfo,
+) -> MandataireLine:
+    last = expense.payments[-1].paid_at if expense.payments else None
+    return MandataireLine(
+        ticket=expense.ticket,
+        first_name=first_name,
+        last_name=last_name,
+        postcode=postcode,
+        area=expense.area,
+        travel=expense.travel,
+        cap_cents=expense_cap(expense, rules),
+        claimed_cents=expense.claimed_cents,
+        paid_cents=expense.paid_cents,
+        paid_on=_day(last, zone) if last else None,
+        references=tuple(p.reference for p in expense.payments if p.reference),
+        receipt_sha256=tuple(r.receipt.sha256 for r in expense.receipts),
+    )
+
+
+EXPENSE_COLUMNS = (
+    "ticket", "first_name", "last_name", "postcode", "area", "travel", "cap_eur", "claimed_eur",
+    "paid_eur", "paid_on", "payment_references", "receipt_sha256",
+)  # fmt: skip
+TOTAL_LABEL = "TOTAL"
+
+
+def expenses_csv(lines: Iterable[MandataireLine]) -> bytes:
+    """One line per expense, in ticket order, then the totals: the export's safe format (UTF-8
+    with a BOM, `;` between cells, no cell a spreadsheet would run as a formula)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(EXPENSE_COLUMNS)
+    ordered = sorted(lines, key=lambda line: line.ticket)
+    for line in ordered:
+        row = (
+            line.ticket, line.first_name, line.last_name, line.postcode, str(line.area),
+            str(line.travel), csv_amount(line.cap_cents), csv_amount(line.claimed_cents),
+            csv_amount(line.paid_cents), line.paid_on.isoformat() if line.paid_on else "",
+            ", ".join(line.references), " ".join(line.receipt_sha256),
+        )  # fmt: skip
+        writer.writerow([neutralised(value) for value in row])
+    totals = (
+        TOTAL_LABEL, "", "", "", "", "",
+        csv_amount(sum(line.cap_cents for line in ordered)),
+        csv_amount(sum(line.claimed_cents for line in ordered)),
+        csv_amount(sum(line.paid_cents for line in ordered)),
+        "", "", "",
+    )  # fmt: skip
+    writer.writerow(totals)
+    return "\ufeff".encode() + out.getvalue().encode()
