@@ -18,9 +18,8 @@ from conversations.admin import neutralised
 from conversations.admin_effects import Audit, TellPerson
 from conversations.catalogue import Catalogue
 from conversations.expenses import Expense, ExpenseRules, Payment, expense_cap
-from conversations.model import Area
+from conversations.model import Area, Travel
 from conversations.money import csv_amount, format_amount, parse_amount
-from conversations.policy import Travel
 from conversations.validators import Refusal
 
 

@@ -16,9 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from conversations.catalogue import Catalogue
-from conversations.model import Area, Button, Press, Reply, Text
+from conversations.model import Area, Button, Press, Reply, Text, Travel
 from conversations.money import format_amount, parse_amount
-from conversations.policy import Travel
 from conversations.validators import Refusal
 
 
