@@ -146,7 +146,8 @@ class UnsubscribePages:
         return self._page(language, body, status=404)
 
     def _text(self, language: str, key: str) -> str:
-        return escape(self._texts.render(language, key))
+        # Only ever put between tags: the apostrophes of French stay as typed.
+        return escape(self._texts.render(language, key), quote=False)
 
     def _page(self, language: str, body: str, status: int = 200) -> web.Response:
         title = self._text(language, "unsubscribe.page.title")
