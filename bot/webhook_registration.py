@@ -47,11 +47,11 @@ async def register(
     drop_pending_updates: bool,
     out: TextIO = sys.stdout,
 ) -> None:
-    async with Bot(
-        settings.telegram_bot_token or "", base_url=settings.telegram_api_base_url
-    ) as bot:
+    # Checked before any call, so that a setting to fix is said even with Telegram unreachable.
+    url, secret = check_registration(settings) if action is WebhookAction.SET else ("", "")
+    token = settings.telegram_bot_token or ""
+    async with Bot(token, base_url=settings.telegram_api_base_url) as bot:
         if action is WebhookAction.SET:
-            url, secret = check_registration(settings)
             await bot.set_webhook(
                 url,
                 secret_token=secret,
