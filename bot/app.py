@@ -18,6 +18,7 @@ from bot.admin import AdminService
 from bot.aiohttp_request import AiohttpRequest, Timeouts
 from bot.emails import EmailRenderer
 from bot.eml import EmlFileTransport
+from bot.kept_replies import KeptReplies
 from bot.mailer import OutboxSender, Transport
 from bot.outage import ApiOutage
 from bot.processor import FloodGuard, PerUserProcessor
@@ -27,6 +28,8 @@ from bot.smtp import SmtpTransport
 from bot.telegram import TelegramHandlers, TelegramMessenger, command_menu
 from bot.telegram_outbox import TelegramOutboxSender
 from bot.texts import load_catalogue
+from bot.unsubscribe import OneClickLinks
+from bot.webhook import STORE, public_url
 from conversations.catalogue import Catalogue
 from storage import open_store
 from storage.sqlite import SqliteStore
@@ -82,7 +85,9 @@ def build_mailer(
         transport = SmtpTransport(settings.smtp_url, settings.smtp_timeout_seconds)
     else:
         transport = EmlFileTransport(settings.mail_outbox_dir)
-    renderer = EmailRenderer(texts, settings.mail_from, bot_username)
+    base = public_url(settings)
+    one_click = OneClickLinks(base, store.address_hash).url if base else None
+    renderer = EmailRenderer(texts, settings.mail_from, bot_username, one_click)
     return OutboxSender(store, transport, renderer, settings, clock)
 
 
@@ -120,7 +125,10 @@ def build_application(
         username = settings.telegram_bot_username or application.bot.username
         mailer = build_mailer(settings, store, texts, username, clock)
         tasks.append(asyncio.create_task(mailer.run(), name="outbox sender"))
-        handlers.service = ConversationService(store, texts, settings, clock, username, mailer.wake)
+        handlers.service = ConversationService(
+            store, texts, settings, clock, username, mailer.wake, KeptReplies(store)
+        )
+        application.bot_data[STORE] = store
         telegram_outbox = SqliteTelegramOutbox(store)
         interrupted = await telegram_outbox.mark_interrupted()
         if interrupted:
@@ -144,6 +152,7 @@ def build_application(
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
         handlers.service = handlers.admin = None
+        application.bot_data.pop(STORE, None)
         await outage.stop()
         while tasks:
             task = tasks.pop()

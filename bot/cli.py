@@ -77,6 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fr", "en"],
         help="the language Telegram would report (default: DEFAULT_LANGUAGE)",
     )
+    webhook = commands.add_parser(
+        "webhook",
+        help="run the bot in webhook mode, or register its webhook with Telegram",
+        description="With no action: serve Telegram's webhook on WEBHOOK_LISTEN at WEBHOOK_PATH "
+        "(plus GET /healthz, and the unsubscribe links when PUBLIC_URL is set) behind an HTTPS "
+        "reverse proxy; needs WEBHOOK_SECRET. An update is answered 200 only once processed. "
+        "Stops cleanly on SIGTERM, finishing the requests in flight. The actions register the "
+        "webhook once, from one place: set (WEBHOOK_URL, or PUBLIC_URL + WEBHOOK_PATH; "
+        "WEBHOOK_SECRET; WEBHOOK_MAX_CONNECTIONS), delete (back to polling), info.",
+    )
+    webhook.add_argument(
+        "action",
+        nargs="?",
+        choices=["set", "delete", "info"],
+        help="register (set), remove (delete) or show (info) the webhook; none: serve it",
+    )
+    webhook.add_argument(
+        "--drop-pending-updates",
+        action="store_true",
+        help="with set or delete: drop the updates Telegram holds (kept by default)",
+    )
     commands.add_parser(
         "migrate",
         help="bring the database schema up to date",
@@ -201,7 +222,19 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
         if not settings.telegram_bot_token:
             print(NO_TOKEN, file=sys.stderr)
             return EXIT_CONFIGURATION
+        from bot.webhook import public_url
+
+        try:
+            public_url(settings)
+        except SettingsError as error:
+            print(f"coffeebot: {error}", file=sys.stderr)
+            return EXIT_CONFIGURATION
         return run_bot(settings)
+    if command == "webhook":
+        if not settings.telegram_bot_token:
+            print(NO_TOKEN, file=sys.stderr)
+            return EXIT_CONFIGURATION
+        return webhook_command(settings, arguments.action, arguments.drop_pending_updates)
     if command == "migrate":
 
         async def migrate() -> None:
@@ -261,23 +294,65 @@ class NoNetworkTracebacks(logging.Filter):
         return True
 
 
-def run_bot(settings: Settings) -> int:
-    """Reach Telegram (retrying with a doubling wait), then poll until a stop signal."""
+def webhook_command(settings: Settings, action: str | None, drop_pending_updates: bool) -> int:
+    """Serve the webhook, or register it with Telegram; a setting to fix is one line."""
+    from telegram.error import InvalidToken, NetworkError, TelegramError
+
+    from bot.app import ALLOWED_UPDATES
+    from bot.webhook import checked_secret, listen_address, public_url, webhook_path
+    from bot.webhook_registration import WebhookAction, register
+
+    try:
+        if action is None:
+            checked_secret(settings)
+            listen_address(settings)
+            public_url(settings)
+            webhook_path(settings)
+            return run_bot(settings, webhook=True)
+        registration = register(
+            settings, WebhookAction(action), list(ALLOWED_UPDATES), drop_pending_updates
+        )
+        asyncio.run(registration)
+    except SettingsError as error:
+        print(f"coffeebot: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except InvalidToken:
+        print(WRONG_TOKEN, file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except NetworkError as error:
+        from bot.outage import describe
+
+        reason = describe(error, settings.telegram_bot_token)
+        print(f"coffeebot: cannot reach the Telegram Bot API ({reason})", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except TelegramError as error:
+        print(f"coffeebot: Telegram refused: {error.message}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    return 0
+
+
+def run_bot(settings: Settings, webhook: bool = False) -> int:
+    """Reach Telegram (retrying with a doubling wait), then poll, or serve the webhook, until a
+    stop signal."""
     from telegram.error import InvalidToken
 
-    from bot.app import ALLOWED_UPDATES, OUTAGE, build_application, tune_gc
+    from bot.app import ALLOWED_UPDATES, OUTAGE, build_application, tune_gc, utc_now
+    from bot.webhook import HttpServer, http_app, public_url, serve_webhook
 
     application = build_application(settings)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     reach = loop.create_task(reach_telegram(application, settings))
+    stopping = asyncio.Event()
 
     def stop() -> None:
         if not reach.done():
             reach.cancel()
             return
         application.bot_data[OUTAGE].cut_short()
-        application.stop_running()
+        stopping.set()
+        if not webhook:
+            application.stop_running()
 
     # python-telegram-bot's own handlers would wait out an outage's sleep between two polls.
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -295,9 +370,21 @@ def run_bot(settings: Settings) -> int:
             print(f"coffeebot: {error}", file=sys.stderr)
             return EXIT_ENVIRONMENT
         tune_gc(settings)
-        application.run_polling(
-            allowed_updates=ALLOWED_UPDATES, stop_signals=None, close_loop=False
-        )
+        if webhook:
+            loop.run_until_complete(serve_webhook(application, settings, utc_now, stopping))
+            return 0
+        # Beside polling, the server answers only the unsubscribe links and /healthz.
+        beside = None
+        if public_url(settings):
+            beside = HttpServer(http_app(application, settings, utc_now, webhook=False), settings)
+            loop.run_until_complete(beside.start())
+        try:
+            application.run_polling(
+                allowed_updates=ALLOWED_UPDATES, stop_signals=None, close_loop=False
+            )
+        finally:
+            if beside is not None:
+                loop.run_until_complete(beside.stop())
         return 0
     finally:
         loop.close()

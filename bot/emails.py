@@ -4,6 +4,7 @@ recipient's language, with an unsubscribe link and a List-Unsubscribe header."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from email.charset import QP, Charset
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -22,8 +23,16 @@ UTF8_QUOTED_PRINTABLE.body_encoding = QP
 
 
 class EmailRenderer:
-    def __init__(self, texts: Catalogue, mail_from: str, bot_username: str) -> None:
+    def __init__(
+        self,
+        texts: Catalogue,
+        mail_from: str,
+        bot_username: str,
+        one_click: Callable[[str], str] | None = None,
+    ) -> None:
         self._texts = texts
+        # An email's key -> its https one-click unsubscribe link (RFC 8058), when PUBLIC_URL is set.
+        self._one_click = one_click
         self._mail_from = mail_from
         self._bot = f"https://t.me/{bot_username}"
         self._templates = Environment(
@@ -67,7 +76,13 @@ class EmailRenderer:
         # Derived from the idempotency key: a receiving server can drop a resent copy.
         domain = parseaddr(self._mail_from)[1].rpartition("@")[2] or "localhost"
         message["Message-ID"] = f"<{hashlib.sha256(email.key.encode()).hexdigest()[:32]}@{domain}>"
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        if self._one_click is None:
+            message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        else:
+            # RFC 8058 wants one https URI here, which mailboxes POST to: the deep link into the
+            # bot stays in the body.
+            message["List-Unsubscribe"] = f"<{self._one_click(email.key)}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         text = self._render(email.kind, email.language, "txt", values)
         html = self._render(email.kind, email.language, "html", values)
         message.attach(MIMEText(text, "plain", UTF8_QUOTED_PRINTABLE))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Protocol
 
+from bot.kept_replies import KeptReplies, KeptStep, encode
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.commands import new_participant
@@ -96,8 +97,11 @@ class ConversationService:
         clock: Callable[[], datetime],
         bot_username: str,
         mail_queued: Callable[[], None],
+        kept: KeptReplies | None = None,
     ) -> None:
         self._store = store
+        # With it, each step's replies are kept with its update id until they have left.
+        self._kept = kept
         self._texts = texts
         self._limits = settings.limits
         self._travel = settings.travel
@@ -133,7 +137,8 @@ class ConversationService:
                 outcome = await self._commit(state, outcome, incoming.update_id, ctx)
                 break
             except DuplicateUpdate:
-                log.info("update %s already processed: ignored", incoming.update_id)
+                log.info("update %s already processed: not acted on again", incoming.update_id)
+                await self._send_kept(incoming, outbound, ctx)
                 return
             except StaleWrite:
                 log.warning("stale write for user %s (attempt %d)", incoming.user_id, attempt)
@@ -141,10 +146,38 @@ class ConversationService:
                     raise
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in outcome.effects):
             self._mail_queued()
-        for reply in outcome.replies:
-            await outbound.send(reply)
-        if any(isinstance(effect, SendPersonalData) for effect in outcome.effects):
-            await self._send_personal_data(outcome.state, ctx, outbound)
+        await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)
+
+    async def _send_kept(self, incoming: Incoming, outbound: Outbound, ctx: Context) -> None:
+        """Send what a redelivered update's committed step had not sent yet."""
+        if self._kept is None or incoming.update_id is None:
+            return
+        kept = await self._kept.unsent(incoming.update_id)
+        if kept is not None and kept[1] < kept[0].items:
+            step, sent = kept
+            log.info(
+                "update %s: sending its %d unsent replies", incoming.update_id, step.items - sent
+            )
+            state = await self._store.load(incoming.user_id)
+            await self._deliver(step, sent, incoming, outbound, ctx, state)
+
+    async def _deliver(
+        self,
+        step: KeptStep,
+        sent: int,
+        incoming: Incoming,
+        outbound: Outbound,
+        ctx: Context,
+        state: Participant | None,
+    ) -> None:
+        """Send the step's items from the `sent`th on, noting each one as it leaves."""
+        for index in range(sent, step.items):
+            if index < len(step.replies):
+                await outbound.send(step.replies[index])
+            elif state is not None:  # None: the person erased everything meanwhile
+                await self._send_personal_data(state, ctx, outbound)
+            if self._kept is not None and incoming.update_id is not None:
+                await self._kept.sent(incoming.update_id, index + 1)
 
     def _step(self, state: Participant, incoming: Incoming, ctx: Context) -> Outcome:
         try:
@@ -161,15 +194,20 @@ class ConversationService:
         stored = [e for e in outcome.effects if not isinstance(e, SendPersonalData)]
         try:
             if outcome.state != state or stored:
-                await self._store.save(outcome.state, state.version, stored, update_id, ctx.now)
+                await self._store.save(
+                    outcome.state, state.version, stored, update_id, ctx.now, self._keep(outcome)
+                )
             elif update_id is not None:
-                await self._store.mark_processed(update_id, ctx.now)
+                await self._store.mark_processed(update_id, ctx.now, self._keep(outcome))
         except ContactTaken as taken:
             refusal = refuse(state, ctx, Refusal(f"refusal.{taken.field}.taken"))
             if update_id is not None:
-                await self._store.mark_processed(update_id, ctx.now)
+                await self._store.mark_processed(update_id, ctx.now, self._keep(refusal))
             return refusal
         return outcome
+
+    def _keep(self, outcome: Outcome) -> str | None:
+        return encode(_kept_step(outcome)) if self._kept is not None else None
 
     async def _send_personal_data(
         self, state: Participant, ctx: Context, outbound: Outbound
@@ -184,3 +222,8 @@ class ConversationService:
         state = await self._store.load(user_id)
         language = state.language if state else self._texts.language_for(profile.language_code)
         await outbound.send(Reply(self._texts.render(language, "error.flood")))
+
+
+def _kept_step(outcome: Outcome) -> KeptStep:
+    asked = any(isinstance(effect, SendPersonalData) for effect in outcome.effects)
+    return KeptStep(outcome.replies, asked)

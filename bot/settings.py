@@ -137,6 +137,23 @@ class Settings:
     draw_check_seconds: float = 60.0
     # Lines in one /questions, /journal or /gagnants answer.
     admin_list_limit: int = 50
+    # Webhook mode (`coffeebot webhook`) and the bot's small HTTP server (webhook, /healthz,
+    # one-click unsubscribe). host:port it listens on; TLS is the reverse proxy's job.
+    webhook_listen: str = "127.0.0.1:8080"
+    webhook_path: str = "/telegram"
+    # The https address Telegram posts updates to; unset: PUBLIC_URL followed by WEBHOOK_PATH.
+    webhook_url: str | None = None
+    # Telegram sends it back in every request: at least 32 random characters of A-Z a-z 0-9 _ -.
+    webhook_secret: str | None = None
+    # Telegram's simultaneous requests to the webhook (1 to 100).
+    webhook_max_connections: int = 40
+    # Updates are a few kilobytes; a larger body is refused (413) before it is read.
+    webhook_max_body_bytes: int = 262_144
+    # On SIGTERM, how long the requests in flight may take to finish.
+    webhook_shutdown_seconds: float = 20.0
+    # The bot's public https address, e.g. https://cafe.example.org: when set, emails carry a
+    # one-click unsubscribe link to it (RFC 8058), served beside polling too.
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         """Refuse to start with a calendar that does not hold, naming the setting."""

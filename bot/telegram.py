@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -199,7 +200,10 @@ class TelegramHandlers:
         """Answers a button press, on the message that carried the button."""
         query = update.callback_query
         assert query is not None
-        await query.answer()
+        # A webhook retry of a press answers it again, which Telegram refuses once the query is
+        # old: the press must still be acted on (or found already processed).
+        with contextlib.suppress(BadRequest):
+            await query.answer()
         data, user = query.data or "", query.from_user
         admin = self._admin_for(update)
         if admin and data.startswith("admin."):

@@ -292,4 +292,17 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        8,
+        "the replies of each processed update, kept until they have all left",
+        (
+            # JSON written in the step's own transaction: a webhook retry of an update whose
+            # step was committed sends the replies that had not left yet, and only those.
+            "ALTER TABLE processed_updates ADD COLUMN replies TEXT",
+            "ALTER TABLE processed_updates ADD COLUMN replies_sent INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -82,14 +82,19 @@ class ParticipantStore(Protocol):
         effects: Sequence[Effect],
         update_id: int | None,
         now: datetime,
+        replies: str | None = None,
     ) -> int:
         """Write the state and its effects in one transaction; return the new version.
+
+        `replies` (the shell's encoding of the step's replies) is kept with the update's id.
 
         Raises StaleWrite, DuplicateUpdate or ContactTaken, having written nothing.
         """
         ...
 
-    async def mark_processed(self, update_id: int, now: datetime) -> None:
+    async def mark_processed(
+        self, update_id: int, now: datetime, replies: str | None = None
+    ) -> None:
         """Record an update that changed nothing; raises DuplicateUpdate if it was seen."""
         ...
 

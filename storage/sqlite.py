@@ -141,7 +141,7 @@ _CANCEL_INVITATION = (
     "UPDATE outbox SET status = 'cancelled', recipient = NULL, params = NULL"
     " WHERE idempotency_key = ? AND status = 'pending'"
 )
-_PROCESSED = "INSERT INTO processed_updates VALUES (?, ?)"
+_PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
 _ERASURE_COUNT = (
     "INSERT INTO anonymous_counts (name, value)"
     " SELECT CASE WHEN completed_at IS NULL THEN 'erased.incomplete' ELSE 'erased.complete' END, 1"
@@ -504,10 +504,11 @@ class SqliteStore:
         effects: Sequence[Effect],
         update_id: int | None,
         now: datetime,
+        replies: str | None = None,
     ) -> int:
         statements: list[Statement] = []
         if update_id is not None:
-            statements.append((_PROCESSED, (update_id, _time(now))))
+            statements.append((_PROCESSED, (update_id, _time(now), replies)))
         if any(isinstance(effect, ErasePersonalData) for effect in effects):
             # Friends and consents go with the participant (ON DELETE CASCADE).
             key = (state.user_id, expected_version)
@@ -582,8 +583,10 @@ class SqliteStore:
             ]
         return []
 
-    async def mark_processed(self, update_id: int, now: datetime) -> None:
-        await self._transaction([(_PROCESSED, (update_id, _time(now)))])
+    async def mark_processed(
+        self, update_id: int, now: datetime, replies: str | None = None
+    ) -> None:
+        await self._transaction([(_PROCESSED, (update_id, _time(now), replies))])
 
     async def _transaction(
         self, statements: Sequence[Statement], guarded: int | None = None

@@ -31,7 +31,7 @@ BOT = {
 # Parameters PTB sends JSON-encoded; every other one is a plain string.
 _JSON_PARAMETERS = {
     "chat_id", "message_id", "reply_markup", "offset", "limit", "timeout", "allowed_updates",
-    "commands", "show_alert", "drop_pending_updates", "cache_time", "scope",
+    "commands", "show_alert", "drop_pending_updates", "cache_time", "scope", "max_connections",
 }  # fmt: skip
 
 
@@ -60,6 +60,8 @@ class LocalBotApi:
     calls: Counter[str] = field(default_factory=Counter)
     # The bot processes polling this server, so that a test's end can stop them all.
     bots: list[Any] = field(default_factory=list)
+    # What setWebhook registered (url, secret_token, max_connections, allowed_updates).
+    webhook: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -115,10 +117,14 @@ class LocalBotApi:
         params = await self._params(request)
         self.calls[method] += 1
         if method == "getUpdates":
+            if self.webhook:  # as Telegram: polling and a webhook exclude each other
+                return self._error(409, "Conflict: can't use getUpdates while webhook is active")
             return self._ok(await self._get_updates(params))
+        if method in ("setWebhook", "deleteWebhook", "getWebhookInfo"):
+            return self._ok(self._webhook_method(method, params))
         if method == "getMe":
             return self._ok(BOT)
-        if method in ("setMyCommands", "deleteWebhook", "answerCallbackQuery"):
+        if method in ("setMyCommands", "answerCallbackQuery"):
             return self._ok(True)
         chat_id = params.get("chat_id")
         if not isinstance(chat_id, int):
@@ -166,6 +172,22 @@ class LocalBotApi:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), timeout)
             return list(self._updates[: int(params.get("limit") or 100)])
+
+    def _webhook_method(self, method: str, params: dict[str, Any]) -> Any:
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        if method == "setWebhook":
+            self.webhook = params
+            return True
+        if method == "deleteWebhook":
+            self.webhook = {}
+            return True
+        info = {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                "pending_update_count": len(self._updates)}  # fmt: skip
+        if self.webhook:
+            info["max_connections"] = self.webhook.get("max_connections", 40)
+            info["allowed_updates"] = self.webhook.get("allowed_updates", [])
+        return info
 
     def _throttled(self, chat_id: int) -> int:
         if self.limits is None:

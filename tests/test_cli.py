@@ -12,7 +12,7 @@ import pytest
 from bot.cli import build_parser, main
 from tests.test_console import coffeebot
 
-SUBCOMMANDS = {"run", "console", "migrate", "draw", "export", "audit"}
+SUBCOMMANDS = {"run", "console", "migrate", "draw", "export", "audit", "webhook"}
 
 
 def every_parser() -> list[argparse.ArgumentParser]:

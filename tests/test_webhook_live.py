@@ -1,0 +1,230 @@
+"""`coffeebot webhook` as a separate process, pushed to over loopback HTTP the way Telegram
+does (tests/webhook_pusher.py), killed with SIGKILL and restarted while people sign up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.bot_api_server import LocalBotApi
+from tests.live import BotProcess, Person
+from tests.smtp_server import free_port, smtp_server
+from tests.test_console import coffeebot
+from tests.test_webhook import SECRET
+from tests.webhook_pusher import WebhookPusher
+
+pytestmark = pytest.mark.slow
+
+PEOPLE = int(os.environ.get("WEBHOOK_TEST_PEOPLE", "50"))
+LAST_NAMES = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand")
+
+
+@dataclass
+class WebhookBot(BotProcess):
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        environment = {
+            k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SMTP_"))
+        }
+        environment |= {
+            "TELEGRAM_BOT_TOKEN": "123456:LIVE",
+            "TELEGRAM_API_BASE_URL": self.api.base_url,
+            "DATABASE_URL": f"sqlite:///{self.workdir / 'live.db'}",
+            "MAIL_OUTBOX_DIR": str(self.workdir / "outbox"),
+            "COFFEEBOT_ENV_FILE": str(self.workdir / "none.env"),
+            "OUTBOX_POLL_SECONDS": "0.2",
+            "WEBHOOK_LISTEN": f"127.0.0.1:{self.port}",
+            "WEBHOOK_SECRET": SECRET,
+            **self.env,
+        }
+        self.starts += 1
+        if self not in self.api.bots:
+            self.api.bots.append(self)
+        log = self._log_file()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "webhook", env=environment, cwd=self.workdir,
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+        await self._healthy()
+
+    async def _healthy(self) -> None:
+        give_up = time.monotonic() + 30
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < give_up:
+                try:
+                    async with http.get(f"{self.url}/healthz") as answer:
+                        if answer.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("the webhook never answered /healthz")
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[LocalBotApi]:
+    server = LocalBotApi()
+    await server.start()
+    yield server
+    for bot in server.bots:
+        await bot.kill()
+    await server.stop()
+
+
+def script(person: Person) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Each input (or burst of messages sent at once), after the words it answers.
+
+    The messages of a burst wait in Telegram's queue for the chat: their replies must come in
+    their order. Presses wait in the person's own queue, in theirs."""
+    burst = [
+        person.text(person.first_name),
+        person.text(LAST_NAMES[person.user_id % len(LAST_NAMES)]),
+        person.contact(),
+        person.text(person.email),
+        person.text("69003"),
+    ]
+    consent = "Avant de commencer"
+    return [
+        ("", [person.text("/start")]),
+        ("Prenez un café", [person.press("welcome.join")]),
+        (consent, [person.press(key) for key in ("consent.adult", "consent.draw")]),
+        (consent, [person.press("consent.continue")]),
+        ("votre prénom", burst),
+        ("Vous pouvez inviter", [person.press("friends.done")]),
+        ("aimeriez-vous poser", [person.press("question.skip")]),
+        ("Voici votre inscription", [person.press("summary.confirm")]),
+        ("e-mail de confirmation part", []),
+    ]
+
+
+async def sign_up(person: Person, pusher: WebhookPusher, api: LocalBotApi) -> None:
+    """Reads before answering, as a person would, and never writes twice: nothing is lost."""
+    seen = 0
+    for clue, updates in script(person):
+        await api.wait_for(
+            lambda s=seen, c=clue: not c or any(c in t for t in api.texts_to(person.user_id)[s:]),
+            60,
+        )
+        seen = len(api.texts_to(person.user_id))
+        for update in updates:
+            pusher.push(update)
+            person.updates_sent += 1
+    person.saw_complete = True
+
+
+def transcript(api: LocalBotApi, person: Person) -> tuple[list[str], int]:
+    """What the person saw, their own answers masked, each message once; and the repeats (a
+    reply in flight at a kill is sent again: it may have left)."""
+    own = (person.first_name, LAST_NAMES[person.user_id % len(LAST_NAMES)], person.email)
+    seen: list[str] = []
+    for sent in api.sent[person.user_id]:
+        text = sent.params.get("text", "")
+        for value in own:
+            text = text.replace(value, "…")
+        # The phone number, however it is written; the buttons tell the consent screens apart.
+        seen.append(re.sub(r"\d", "#", f"{text} {sent.params.get('reply_markup')}"))
+    kept = list(dict.fromkeys(seen))
+    return kept, len(seen) - len(kept)
+
+
+async def test_signups_pushed_to_a_webhook_killed_three_times_lose_nothing(
+    api: LocalBotApi, tmp_path: Path
+) -> None:
+    chance = random.Random(2027)
+    started = time.monotonic()
+    with smtp_server() as (inbox, port):
+        bot = WebhookBot(api, tmp_path, {"SMTP_URL": f"smtp://127.0.0.1:{port}",
+                         "TELEGRAM_MAX_MESSAGES_PER_SECOND": "10000",
+                         "FLOOD_MAX_MESSAGES": "1000"})  # fmt: skip
+        registered = await asyncio.to_thread(
+            coffeebot, tmp_path, "webhook", "set",
+            env={"TELEGRAM_BOT_TOKEN": "123456:LIVE", "TELEGRAM_API_BASE_URL": api.base_url,
+                 "WEBHOOK_SECRET": SECRET, "WEBHOOK_URL": f"{bot.url}/telegram"},
+        )  # fmt: skip
+        assert registered.returncode == 0, registered.stderr
+        await bot.start()
+        pusher = WebhookPusher([api.webhook["url"]], api.webhook["secret_token"],
+                               api.webhook["max_connections"])  # fmt: skip
+        await pusher.start()
+        people = [Person(api, 2000 + n, first_name="Zoé") for n in range(PEOPLE)]
+        signing = asyncio.gather(*(sign_up(person, pusher, api) for person in people))
+        kills = []
+        for threshold in sorted(chance.sample(range(3, PEOPLE * 12), 3)):
+            await api.wait_for(lambda t=threshold: sum(p.updates_sent for p in people) >= t, 60)
+            await asyncio.sleep(chance.uniform(0, 0.2))
+            await bot.kill()
+            kills.append(sum(p.updates_sent for p in people))
+            await bot.start()
+        await signing
+        await api.wait_for(lambda: pusher.pending() == 0)
+        await api.wait_for(lambda: len(inbox.messages) + interrupted(tmp_path) >= PEOPLE, 30)
+        await pusher.stop()
+        await bot.stop()
+    assert bot.process is not None and bot.process.returncode == 0  # SIGTERM: a clean exit
+
+    with closing(sqlite3.connect(tmp_path / "live.db")) as db:
+        stored = {row[0]: row[1:] for row in db.execute(
+            "SELECT user_id, step, first_name, last_name, phone, email, postcode"
+            " FROM participants")}  # fmt: skip
+        queued = Counter(row[0] for row in db.execute(
+            "SELECT user_id FROM outbox WHERE kind = 'confirmation'"))  # fmt: skip
+    for person in people:
+        last_name = LAST_NAMES[person.user_id % len(LAST_NAMES)]
+        answers = ("complete", person.first_name, last_name, person.phone, person.email, "69003")
+        assert stored[person.user_id] == answers
+        assert queued[person.user_id] == 1
+    transcripts = [transcript(api, person) for person in people]
+    reference = transcripts[0][0]
+    for person, (seen, _) in zip(people, transcripts, strict=True):
+        assert seen == reference, (person.user_id, seen, reference)  # same replies, same order
+    assert len(reference) >= 14 and any("e-mail de confirmation" in t for t in reference[-2:])
+    received = Counter(str(message["To"]) for message in inbox.messages)
+    assert set(received.values()) == {1}  # none twice
+    assert len(received) + interrupted(tmp_path) == PEOPLE
+    assert pusher.dropped == [] and "Traceback" not in bot.logs()
+    retried_after_commit = bot.logs().count("not acted on again")
+    print(
+        f"\nwebhook crash: {PEOPLE} people, {len(pusher.delivered)} updates, SIGKILL after"
+        f" {kills} updates, {pusher.retries} failed pushes retried ({dict(pusher.answers)}),"
+        f" {retried_after_commit} updates redelivered after their commit,"
+        f" {sum(n for _, n in transcripts)} replies repeated, {len(received)} emails delivered"
+        f" once, {interrupted(tmp_path)} interrupted, {time.monotonic() - started:.1f} s"
+    )
+
+
+def interrupted(workdir: Path) -> int:
+    with closing(sqlite3.connect(workdir / "live.db")) as db:
+        return int(
+            db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'interrupted'").fetchone()[0]
+        )
+
+
+async def test_sigterm_stops_a_webhook_at_once(api: LocalBotApi, tmp_path: Path) -> None:
+    bot = WebhookBot(api, tmp_path)
+    await bot.start()
+    assert bot.process is not None
+    began = time.monotonic()
+    bot.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(bot.process.wait(), 10) == 0
+    assert time.monotonic() - began < 5 and "Traceback" not in bot.logs()
