@@ -13,7 +13,7 @@ from tests.smtp_server import free_port
 
 SIGNUP = [
     "/start", "1",           # take part
-    "1", "2", "3",           # tick both consents, continue
+    "1", "2", "3", "4",      # tick the three consents, continue
     "1",                     # the first name offered from the profile
     "Martin",
     "/contact +33612345678",

@@ -19,7 +19,8 @@ def signup_updates(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any
     return [
         updates.text(user, "/start"),
         updates.press(user, "welcome.join"),
-        updates.press(user, "consent.draw"),
+        updates.press(user, "consent.rules"),
+        updates.press(user, "consent.processing"),
         updates.press(user, "consent.adult"),
         updates.press(user, "consent.continue"),
         updates.press(user, "name.profile"),
@@ -58,7 +59,7 @@ async def test_full_signup_is_stored_and_shown_by_mesdonnees(settings: Settings)
     )
     assert signup["question"] == "Que ferez-vous pour les trains de nuit ?"
     assert data["friends"] == ["ami@orange.fr"]
-    assert {consent["kind"] for consent in data["consents"]} == {"draw", "adult"}
+    assert {consent["kind"] for consent in data["consents"]} == {"rules", "processing", "adult"}
     assert all(consent["version"].startswith("fr-") for consent in data["consents"])
 
 
