@@ -122,7 +122,7 @@ def test_a_genuine_certificate_is_accepted_with_the_pythons_order(
     assert page.text_content("#winners") == " ".join(winners)
     assert page.text_content("#reserves") == " ".join(reserves)
     page.fill("#lookup", certificate["winners"][0].lower())
-    assert page.text_content("#lookup-result") == "Position 1 sur 300 : non tiré."
+    assert page.text_content("#lookup-result") == "Position 1 sur 300\u00a0: non tiré."
     page.fill("#lookup", winners[-1])
     assert page.text_content("#lookup-result").endswith(" : gagnant.")
     page.fill("#lookup", reserves[0])
