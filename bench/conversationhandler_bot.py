@@ -32,7 +32,7 @@ from conversations.validators import (
 
 # One check per step of tests.telegram_fakes' signup, None where the step is a button press.
 CHECKS: list[Callable[[str], object] | None] = [
-    None, None, None, None, None,  # join, two consents, continue, profile name
+    None, None, None, None, None, None,  # join, three consents, continue, profile name
     lambda text: check_name(text, 60),
     check_phone,
     lambda text: check_email(text, False),

@@ -42,7 +42,7 @@ from bot.settings import Settings
 from tests.telegram_fakes import ApiCall, FakeBotApi, Updates
 
 REPLIES = ("sendMessage", "editMessageText", "sendDocument")
-STEPS_PER_SIGNUP = 15
+STEPS_PER_SIGNUP = 16
 
 
 def signup_updates(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,7 +52,8 @@ def signup_updates(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any
     steps = [
         updates.text(user, "/start"),
         updates.press(user, "welcome.join"),
-        updates.press(user, "consent.draw"),
+        updates.press(user, "consent.rules"),
+        updates.press(user, "consent.processing"),
         updates.press(user, "consent.adult"),
         updates.press(user, "consent.continue"),
         updates.press(user, "name.profile"),

@@ -62,16 +62,20 @@ class EmailRenderer:
 
     def render(self, email: OutboxEmail) -> Message:
         link, unsubscribe = self._links(email)
-        values = {**self._texts.constants, **email.params, "link": link, "unsubscribe": unsubscribe}
-        first_name = email.params.get("first_name", "")
+        values = {
+            **self._texts.constants_for(email.language),
+            **email.params,
+            "link": link,
+            "unsubscribe": unsubscribe,
+        }
         # The classic MIME classes: building with email.policy.default parses every header,
         # which made rendering six times slower. Non-ASCII values are encoded when flattened.
         message = MIMEMultipart("alternative")
         message["From"] = formataddr(parseaddr(self._mail_from), charset="utf-8")
         message["To"] = email.recipient
-        message["Subject"] = self._texts.render(
-            email.language, f"email.{email.kind}.subject", first_name=first_name
-        )
+        # Only the settings' values fill a subject: a name someone typed would let anyone put
+        # their own words in the subject of an email the campaign sends to a stranger.
+        message["Subject"] = self._texts.render(email.language, f"email.{email.kind}.subject")
         message["Date"] = formatdate(usegmt=True)
         # Derived from the idempotency key: a receiving server can drop a resent copy.
         domain = parseaddr(self._mail_from)[1].rpartition("@")[2] or "localhost"

@@ -15,6 +15,7 @@ from conversations.draw import BeaconSource
 from conversations.model import Area, Travel
 from conversations.phases import Calendar, SilencePeriod
 from conversations.policy import DEFAULT_TRAVEL, Limits
+from conversations.validators import TAG_IGNORING_PROVIDERS
 
 
 class SettingsError(ValueError):
@@ -154,6 +155,27 @@ class Settings:
     # The bot's public https address, e.g. https://cafe.example.org: when set, emails carry a
     # one-click unsubscribe link to it (RFC 8058), served beside polling too.
     public_url: str | None = None
+    # The data controller, as the privacy notice, the rules and every email's footer name it
+    # (GDPR art. 13 and 14): set the real ones before opening.
+    controller_name: str = "Association de financement de la campagne de Camille Dupont"
+    controller_address: str = "1 rue de l’Exemple, 75001 Paris, France"
+    # Where anyone, with or without Telegram, exercises their rights; friends who were invited
+    # included.
+    controller_email: str = "donnees@campagne.example"
+    dpo_contact: str = "dpo@campagne.example"
+    # The processors the notice names; the notice says they process the data in the EU.
+    mail_provider: str = "Exemple Courriel SAS (France)"
+    hosting_provider: str = "Exemple Hébergement SAS (France)"
+    # Retention, as the texts state it: a signup never completed is erased after this many days
+    # without activity, everything else this many days after OPERATION_ENDS_AT.
+    retention_incomplete_days: int = 30
+    retention_after_end_days: int = 90
+    # The names as English texts show them; unset: CANDIDATE_NAME and CAMPAIGN_NAME.
+    candidate_name_en: str | None = None
+    campaign_name_en: str | None = None
+    # Mail providers that deliver local+tag@ to local@ (and Gmail, dots aside): one mailbox,
+    # one key. Comma-separated; * stands for any ending (hotmail.*).
+    address_tag_providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
 
     def __post_init__(self) -> None:
         """Refuse to start with a calendar that does not hold, naming the setting."""
@@ -261,6 +283,8 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
             return kind(raw)
         if kind == frozenset[int]:
             return frozenset(int(part) for part in raw.replace(" ", "").split(",") if part)
+        if kind == tuple[str, ...]:
+            return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
     except ValueError:
         raise SettingsError(f"{name} has an invalid value: {raw!r}") from None
     return raw

@@ -43,5 +43,15 @@ def load_catalogue(settings: Settings) -> Catalogue:
         "winners": str(settings.winners),
         "travel_max_eur": str(settings.travel_max_eur),
         "travel_arranged_max_eur": str(settings.travel_arranged_max_eur),
+        "controller": settings.controller_name,
+        "controller_address": settings.controller_address,
+        "controller_email": settings.controller_email,
+        "dpo": settings.dpo_contact,
+        "mail_provider": settings.mail_provider,
+        "host": settings.hosting_provider,
+        "retention_incomplete_days": str(settings.retention_incomplete_days),
+        "retention_after_end_days": str(settings.retention_after_end_days),
     }
-    return Catalogue(texts, settings.default_language, constants)
+    english = {"candidate": settings.candidate_name_en, "campaign": settings.campaign_name_en}
+    localised = {"en": {name: value for name, value in english.items() if value}}
+    return Catalogue(texts, settings.default_language, constants, localised)

@@ -16,6 +16,8 @@ class Catalogue:
     default_language: str
     # Values every text may use, such as the candidate's name.
     constants: Mapping[str, str]
+    # Per language, the constants that differ there (the campaign's English name, say).
+    localised: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -26,8 +28,11 @@ class Catalogue:
         template = self.texts.get(language, {}).get(key)
         if template is None:
             template = self.texts[self.default_language][key]
-        values = {**self.constants, **params}
+        values = {**self.constants_for(language), **params}
         return _PLACEHOLDER.sub(lambda match: values.get(match[1], match[0]), template)
+
+    def constants_for(self, language: str) -> dict[str, str]:
+        return {**self.constants, **self.localised.get(language, {})}
 
     def has(self, language: str, key: str) -> bool:
         """Whether `key` exists in `language` or in the default language."""

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from conversations.model import (
-    SIGNUP_CONSENTS,
+    ENTRY_CONSENTS,
     Confirmation,
     Entry,
     InviteFriends,
@@ -180,7 +180,7 @@ def _confirm(state: Participant, ctx: Context) -> Outcome:
         postcode=state.postcode,
         departement=state.departement,
         area=state.area,
-        consents=tuple(c for c in state.consents if c.kind in SIGNUP_CONSENTS),
+        consents=tuple(c for c in state.consents if c.kind in ENTRY_CONSENTS),
         entered_at=ctx.now,
     )
     new = replace(state, entry=entry, confirmation=None, paused=False)

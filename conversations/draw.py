@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from conversations.addenda import verify_addenda
-from conversations.model import ConsentKind, Participant
+from conversations.model import Participant, signup_consents_given
 
 ALGORITHM_V1 = "coffeebot-draw-1: HMAC-SHA256(seed, ticket) ascending"
 ALGORITHM = (
@@ -105,8 +105,7 @@ def why_ineligible(person: Participant) -> str | None:
         return "ticket.not_complete" if person.completed_at is None else "ticket.not_confirmed"
     if entry.ticket is None:
         return "ticket.after_closing"
-    given = {consent.kind for consent in entry.consents}
-    if not {ConsentKind.DRAW, ConsentKind.ADULT} <= given:
+    if not signup_consents_given([consent.kind for consent in entry.consents]):
         return "ticket.no_consent"
     if entry.excluded_reason:
         return "ticket.excluded"

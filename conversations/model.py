@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -45,14 +46,32 @@ class Travel(StrEnum):
 class ConsentKind(StrEnum):
     # In alphabetical order, the order in which the store returns consents given together.
     ADULT = "adult"
+    # Accepting the rules and the processing in one tick, as the signup asked before the two
+    # were separated. It is no longer asked, but stays valid for the people who gave it: a
+    # consent is given to the wording of its time, which its version names.
     DRAW = "draw"
     NEWS_EMAIL = "news_email"
     NEWS_SMS = "news_sms"
     # News sent to the person's Telegram chat: what an admin's /annonce may reach.
     NEWS_TELEGRAM = "news_telegram"
+    # The processing of the data the signup asks for (GDPR art. 9(2)(a): explicit consent).
+    PROCESSING = "processing"
+    RULES = "rules"
 
 
-SIGNUP_CONSENTS = (ConsentKind.ADULT, ConsentKind.DRAW)
+SIGNUP_CONSENTS = (ConsentKind.ADULT, ConsentKind.PROCESSING, ConsentKind.RULES)
+# What an entry keeps of the person's consents: today's signup consents, or the earlier
+# bundled one with the adult tick.
+ENTRY_CONSENTS = (*SIGNUP_CONSENTS, ConsentKind.DRAW)
+
+
+def signup_consents_given(kinds: Collection[ConsentKind]) -> bool:
+    """Whether these consents let a person into the draw: the adult tick, and the rules and the
+    processing accepted, apart or (before they were separated) in the one "draw" tick."""
+    rules_and_processing = {ConsentKind.RULES, ConsentKind.PROCESSING} <= set(kinds)
+    return ConsentKind.ADULT in kinds and (rules_and_processing or ConsentKind.DRAW in kinds)
+
+
 NEWS_CONSENTS = (ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS, ConsentKind.NEWS_TELEGRAM)
 
 

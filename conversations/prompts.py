@@ -37,8 +37,13 @@ NUMBERED_STEPS = {
 }
 TOTAL_STEPS = max(NUMBERED_STEPS.values())
 
-# The signup's consents, in the order they are shown.
-CONSENT_TEXT = {ConsentKind.DRAW: "consent.draw", ConsentKind.ADULT: "consent.adult"}
+# The signup's consents, in the order they are shown: each is its own tick, so that accepting
+# the rules does not stand for consenting to the processing of sensitive data.
+CONSENT_TEXT = {
+    ConsentKind.RULES: "consent.rules",
+    ConsentKind.PROCESSING: "consent.processing",
+    ConsentKind.ADULT: "consent.adult",
+}
 
 
 def say(state: Participant, ctx: Context, key: str, **params: str) -> str:

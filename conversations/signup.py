@@ -119,7 +119,7 @@ def _welcome(state: Participant, event: Answer, ctx: Context) -> Outcome:
 
 
 def _consent(state: Participant, event: Answer, ctx: Context) -> Outcome:
-    """Ticks or unticks a consent, and goes on once both are given."""
+    """Ticks or unticks a consent, and goes on once all are given."""
     if not isinstance(event, Press):
         return remind(state, ctx, "remind.use_buttons")
     kinds = {f"consent.{kind}": kind for kind in SIGNUP_CONSENTS}
@@ -128,7 +128,8 @@ def _consent(state: Participant, event: Answer, ctx: Context) -> Outcome:
         return redraw(new, ctx)
     if event.key != "consent.continue":
         return _stale(state, ctx)
-    if state.consent_ticks != set(SIGNUP_CONSENTS):
+    # A tick saved before the consents were separated ("draw") is left aside, not required.
+    if not set(SIGNUP_CONSENTS) <= state.consent_ticks:
         return refuse(state, ctx, Refusal("refusal.consent.required"))
     consents = tuple(
         Consent(kind, ctx.texts.version(state.language, f"{CONSENT_TEXT[kind]}.text"), ctx.now)

@@ -6,8 +6,10 @@ what is wrong. None of them raises on any input.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -27,6 +29,9 @@ def fold_spaces(text: str) -> str:
 
 
 _INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+# Letters and symbols that draw nothing: a name made of them looks empty, so they count as
+# invisible (Hangul fillers are letters to Unicode; the Braille blank is a symbol).
+_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # Apostrophes as typed on phones: ASCII, right single quotation mark, modifier letter.
 _NAME_PUNCTUATION = set(" -'.\u2019\u02bc")
 _LINK = re.compile(r"(https?:|www\.|://|@|\.(com|fr|net|org|io)\b)", re.IGNORECASE)
@@ -46,7 +51,7 @@ def check_name(raw: str, max_length: int) -> str | Refusal:
         return Refusal("refusal.name.empty")
     if len(text) > max_length:
         return Refusal("refusal.name.too_long", {"max": str(max_length)})
-    if _has_invisible(text):
+    if _has_invisible(text) or not _BLANK_CHARACTERS.isdisjoint(text):
         return Refusal("refusal.invisible")
     if _LINK.search(text):
         return Refusal("refusal.name.link")
@@ -75,25 +80,89 @@ def check_question(raw: str, max_length: int) -> str | Refusal:
     return text
 
 
-# Overseas numbers are often written the national way ("0692 …"), which region FR rejects.
-_OVERSEAS_REGIONS = ("RE", "GP", "MQ", "GF", "YT", "PM", "BL", "MF", "NC", "PF", "WF")
 _PHONE_MAX_LENGTH = 40
+# Overseas départements share metropolitan France's national writing ("0596 …"), and some of
+# their prefixes are also valid metropolitan numbers for the library (0596 would become +33):
+# a national number with one of these prefixes belongs to the regions listed, tried in order.
+# Saint-Barthélemy and Saint-Martin share Guadeloupe's +590, Mayotte shares La Réunion's +262.
+_OVERSEAS_PREFIXES_NATIONAL = {
+    "0590": ("GP", "BL", "MF"),
+    "0690": ("GP", "BL", "MF"),
+    "0691": ("GP", "BL", "MF"),
+    "07090": ("GP", "BL", "MF"),
+    "0596": ("MQ",),
+    "0696": ("MQ",),
+    "0697": ("MQ",),
+    "07091": ("MQ",),
+    "0594": ("GF",),
+    "0694": ("GF",),
+    "07093": ("GF", "YT"),
+    "0262": ("RE",),
+    "0263": ("RE",),
+    "0692": ("RE",),
+    "0693": ("RE",),
+    "07092": ("RE",),
+    "0269": ("YT",),
+    "0639": ("YT",),
+}
+# Territories with their own short numbering and no trunk "0" (optional in Saint-Pierre-et-
+# Miquelon): a number valid in exactly one of them is theirs. The library accepts almost any
+# six digits for Saint-Pierre-et-Miquelon; only the ranges in service there (4x fixed and
+# mobile, 5x mobile) and in Wallis-et-Futuna (72 fixed, 82 and 83 mobile) are counted, so that
+# New Caledonia's other numbers resolve. Those ranges are New Caledonian numbers too.
+_SHORT_NUMBERING_REGIONS = ("PM", "WF", "PF", "NC")
+_RANGES_IN_SERVICE = {"PM": ("4", "5"), "WF": ("72", "82", "83")}
+
+
+def phone_characters(raw: str) -> str:
+    """The characters of a pasted phone number, without what does not show.
+
+    Contacts apps wrap numbers in direction marks (U+202A…U+202C, U+2066…U+2069) and group
+    digits with no-break spaces (U+00A0, U+202F); compatibility forms such as full-width digits
+    become ASCII. What is left is digits and the usual punctuation, or something to refuse.
+    """
+    text = unicodedata.normalize("NFKC", raw)
+    return "".join(
+        char
+        for char in text
+        if not (char.isspace() or unicodedata.category(char) in ("Cf", "Zs", "Zl", "Zp"))
+    )
+
+
+def _parse_phone(text: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    national = phonenumbers.national_significant_number(number)
+    if not national.startswith(_RANGES_IN_SERVICE.get(region, "")):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def check_phone(raw: str) -> str | Refusal:
     """Return a phone number in E.164 form, or why it is refused."""
-    text = raw.strip()
+    text = phone_characters(raw)
     if not text or len(text) > _PHONE_MAX_LENGTH or _has_invisible(text):
         return Refusal("refusal.phone.invalid")
-    regions = ("FR",) if text.startswith(("+", "00")) else ("FR", *_OVERSEAS_REGIONS)
-    for region in regions:
-        try:
-            number = phonenumbers.parse(text, region)
-        except phonenumbers.NumberParseException:
-            return Refusal("refusal.phone.invalid")
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return Refusal("refusal.phone.invalid")
+    if text.startswith(("+", "00")):
+        return _parse_phone(text, "FR") or Refusal("refusal.phone.invalid")
+    digits = "".join(char for char in text if char.isdigit())
+    for prefix, regions in _OVERSEAS_PREFIXES_NATIONAL.items():
+        if digits.startswith(prefix):
+            numbers = (_parse_phone(text, region) for region in regions)
+            return next((e164 for e164 in numbers if e164), Refusal("refusal.phone.invalid"))
+    metropolitan = _parse_phone(text, "FR")
+    if metropolitan:
+        return metropolitan
+    found = {e164 for region in _SHORT_NUMBERING_REGIONS if (e164 := _parse_phone(text, region))}
+    if len(found) > 1:
+        # 72 12 34 is a number in Wallis-et-Futuna and in New Caledonia: only the person knows.
+        # (Written with its country code, a number never comes here.)
+        return Refusal("refusal.phone.ambiguous")
+    return found.pop() if found else Refusal("refusal.phone.invalid")
 
 
 def check_shared_phone(raw: str) -> str | Refusal:
@@ -142,8 +211,32 @@ def suggest_address(address: str) -> str | None:
     return f"{local}@{fixed}" if fixed else None
 
 
-def same_address(first: str, second: str) -> bool:
-    return first.casefold() == second.casefold()
+# Providers that deliver local+tag@ to local@ (and Gmail ignores dots too): one mailbox has
+# many spellings there. `*` stands for any ending, as in hotmail.fr and hotmail.co.uk.
+TAG_IGNORING_PROVIDERS = (
+    "gmail.com", "googlemail.com", "outlook.*", "hotmail.*", "live.*", "msn.com", "icloud.com",
+    "me.com", "mac.com", "proton.me", "protonmail.com", "protonmail.ch", "pm.me", "fastmail.com",
+)  # fmt: skip
+_GMAIL_DOMAINS = ("gmail.com", "googlemail.com")
+
+
+def address_key(address: str, providers: Iterable[str] = TAG_IGNORING_PROVIDERS) -> str:
+    """The mailbox an address reaches, for comparing addresses: two spellings of one mailbox
+    give one key. Unicode case is folded everywhere; for `providers`, a `+tag` is dropped, and
+    Gmail's dots too, googlemail.com being gmail.com."""
+    local, _, domain = address.strip().casefold().rpartition("@")
+    if any(fnmatch.fnmatchcase(domain, provider.casefold()) for provider in providers):
+        local = local.partition("+")[0]
+        if domain in _GMAIL_DOMAINS:
+            local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+def same_address(
+    first: str, second: str, providers: Iterable[str] = TAG_IGNORING_PROVIDERS
+) -> bool:
+    """Whether two addresses reach the same mailbox."""
+    return address_key(first, providers) == address_key(second, providers)
 
 
 def suggest_domain(domain: str) -> str | None:

@@ -143,17 +143,17 @@ class Person:
         last = texts[-1] if texts else ""
         if "Prenez un café" in last:
             return self.press("welcome.join")
-        if "deux accords" in last:
+        if "trois accords" in last:
             buttons = self.buttons()
             unticked = [key for label, key in buttons.items() if label.startswith("☐")]
             return self.press(unticked[0] if unticked else "consent.continue")
         steps = {
             "votre prénom": lambda: self.text(self.first_name),
             "nom de famille": lambda: self.text("Martin"),
-            "numéro de téléphone ?": self.contact,
-            "adresse e-mail ?": lambda: self.text(self.email),
-            "code postal ?": lambda: self.text("69003"),
-            "inviter jusqu'à": lambda: self.press("friends.done"),
+            "numéro de téléphone\u202f?": self.contact,
+            "adresse e-mail\u202f?": lambda: self.text(self.email),
+            "code postal\u202f?": lambda: self.text("69003"),
+            "inviter jusqu’à": lambda: self.press("friends.done"),
             "aimeriez-vous poser": lambda: self.press("question.skip"),
             "Voici votre inscription": lambda: self.press("summary.confirm"),
         }

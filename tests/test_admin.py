@@ -117,8 +117,10 @@ async def test_a_double_confirmation_makes_one_verifiable_draw(
             await bot.feed(updates.text(admin, "/draw 3"))
             preview = api.texts_to(ADMIN)[-1]
             tickets = [f"TK{n:08d}" for n in people]
-            assert "Tickets dans le tirage : 8" in preview
-            assert f"SHA-256 de la liste triée des tickets : {tickets_sha256(tickets)}" in preview
+            assert "Tickets dans le tirage\u00a0: 8" in preview
+            assert (
+                f"SHA-256 de la liste triée des tickets\u00a0: {tickets_sha256(tickets)}" in preview
+            )
             assert "{" not in preview
             assert api.last_buttons(ADMIN)["✅ Confirmer le tirage"] == "admin.draw.confirm"
             await bot.feed(
@@ -144,7 +146,7 @@ async def test_a_double_confirmation_makes_one_verifiable_draw(
     assert "suppléant n°1" in api.texts_to(first_reserve)[-1]
     drawn = {int(t[2:]) for t in certificate["winners"] + certificate["reserves"]}
     not_drawn = next(user for user in people if user not in drawn)
-    assert "n'a pas été tiré" in api.texts_to(not_drawn)[-1]
+    assert "n’a pas été tiré" in api.texts_to(not_drawn)[-1]
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2  # the winners' emails
 
 
@@ -176,7 +178,7 @@ async def test_reserves_are_promoted_in_order_with_public_addenda(
             await until(lambda: len(winner_chats(api)) == 3)
             assert winner_chats(api)[2] == reserves[0]
             await bot.feed(updates.press(Updates.user(reserves[0]), "win.accept"))
-            assert "Merci, c'est noté" in api.texts_to(reserves[0])[-1]
+            assert "Merci, c’est noté" in api.texts_to(reserves[0])[-1]
             clock.advance(73 * 3600)  # past the 72-hour deadline: the second winner never answered
             await until(lambda: len(winner_chats(api)) == 4)
             assert winner_chats(api)[3] == reserves[1]
@@ -187,22 +189,22 @@ async def test_reserves_are_promoted_in_order_with_public_addenda(
             await bot.feed(updates.text(admin, f"/remplacer {third} injoignable"))
             assert "aucun ne peut être sauté" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, f"/remplacer TK{reserves[0]:08d}"))
-            assert "Usage : /remplacer" in api.texts_to(ADMIN)[-1]
+            assert "Usage\u00a0: /remplacer" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, f"/remplacer TK{reserves[0]:08d} injoignable x"))
             assert "un avenant public" in api.texts_to(ADMIN)[-1]
             await until(lambda: len(winner_chats(api)) == 5)
             assert winner_chats(api)[4] == reserves[2]
             await bot.feed(updates.text(admin, f"/remplacer TK{reserves[0]:08d} injoignable"))
-            assert "n'est pas un gagnant" in api.texts_to(ADMIN)[-1]
+            assert "n’est pas un gagnant" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, "/gagnants"))
     admin_texts = "\n".join(api.texts_to(ADMIN))
-    assert "décline" in admin_texts and "n'a pas répondu à temps" in admin_texts
+    assert "décline" in admin_texts and "n’a pas répondu à temps" in admin_texts
     assert admin_texts.count("devient gagnant") == 3
     listing = api.texts_to(ADMIN)[-1]
     addenda = json.loads(api.named_documents_to(ADMIN)["avenants-tirage.json"])
     assert "décliné" in listing and "délai dépassé" in listing and "remplacé" in listing
     assert "📎 Avenants publics" in listing and "(injoignable) → " in listing
-    assert f"Empreinte du dernier avenant, à publier : {record_hash(addenda[-1])}" in listing
+    assert f"Empreinte du dernier avenant, à publier\u00a0: {record_hash(addenda[-1])}" in listing
     assert [a["reason"] for a in addenda] == ["declined", "expired", "unreachable"]
     assert [a["promoted"] for a in addenda] == certificate["reserves"]
     tickets = [f"TK{n:08d}" for n in range(1, 8)]
@@ -239,9 +241,9 @@ async def test_the_meeting_reaches_accepted_winners_with_a_calendar_file(
             )
             assert "change" in api.texts_to(winner)[-1]
             clock.now = NOW.replace(month=12, day=10, hour=12)  # the day before
-            await until(lambda: "C'est demain" in api.texts_to(winner)[-1])
+            await until(lambda: "C’est demain" in api.texts_to(winner)[-1])
             await asyncio.sleep(0.1)
-    assert sum("C'est demain" in text for text in api.texts_to(winner)) == 1
+    assert sum("C’est demain" in text for text in api.texts_to(winner)) == 1
 
 
 async def test_figures_lists_and_exclusion(settings: Settings, tmp_path: Path) -> None:
@@ -256,10 +258,10 @@ async def test_figures_lists_and_exclusion(settings: Settings, tmp_path: Path) -
             await bot.feed(updates.text(admin, command))
     texts = api.texts_to(ADMIN)
     assert "TK00000002 est écarté" in texts[0]
-    assert "écarté du tirage par l'organisation" in api.texts_to(2)[-1]
+    assert "écarté du tirage par l’organisation" in api.texts_to(2)[-1]
     stats = next(text for text in texts if text.startswith("📊"))
-    assert "Confirmées : 4" in stats and "Dans le tirage : 3" in stats
-    assert "Données effacées à la demande : 0" in stats
+    assert "Confirmées\u00a0: 4" in stats and "Dans le tirage\u00a0: 3" in stats
+    assert "Données effacées à la demande\u00a0: 0" in stats
     assert [call.method for call in api.to_chat(ADMIN)].count("sendPhoto") == 1
     rows = list(
         csv.reader(
@@ -293,10 +295,10 @@ async def test_exclusions_are_public_and_end_at_the_freeze(
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
             await bot.feed(updates.text(admin, "/exclure TK00000002"))
-            assert "Usage : /exclure" in api.texts_to(ADMIN)[-1]
+            assert "Usage\u00a0: /exclure" in api.texts_to(ADMIN)[-1]
             assert "équipe, doublon, règlement, demande" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, "/exclure TK00000002 pasunmotif x"))
-            assert "Usage : /exclure" in api.texts_to(ADMIN)[-1]
+            assert "Usage\u00a0: /exclure" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, "/exclure TK00000002 doublon même personne"))
             await set_excluded_reason(settings, "TK00000006", "ancien motif libre, M. Dupont")
             await bot.feed(updates.text(admin, "/draw 0"))
@@ -366,7 +368,7 @@ async def test_an_unreachable_beacon_leaves_the_draw_pending(
             await bot.feed(updates.press(admin, "admin.draw.cancel"))
             assert "Trop tard pour annuler" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.press(admin, "admin.draw.confirm"))
-            assert "Impossible d'obtenir le hasard public" in api.texts_to(ADMIN)[-1]
+            assert "Impossible d’obtenir le hasard public" in api.texts_to(ADMIN)[-1]
             assert api.last_buttons(ADMIN)["🔄 Réessayer"] == "admin.draw.retry"
             asked = drand.requests
             await until(lambda: drand.requests > asked + 2)  # the tick keeps trying
@@ -399,7 +401,7 @@ async def test_a_manual_beacon_needs_a_second_admin(settings: Settings, tmp_path
         await bot.feed(updates.text(first, "/draw beacon 7 12 23 34 45 + 3"))
         assert api.last_buttons(ADMIN + 1)["✅ Je confirme cette valeur"] == "admin.beacon.ok"
         await bot.feed(updates.press(first, "admin.beacon.ok"))
-        assert "Un autre admin que celui qui l'a collée" in api.texts_to(ADMIN)[-1]
+        assert "Un autre admin que celui qui l’a collée" in api.texts_to(ADMIN)[-1]
         assert certificates(api) == []
         await bot.feed(updates.press(second, "admin.beacon.ok"))
         await until(lambda: bool(certificates(api)))

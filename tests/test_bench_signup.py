@@ -17,8 +17,8 @@ from tests.telegram_fakes import Updates
 
 
 def contacts(steps: list[dict[str, Any]]) -> tuple[str, str, str]:
-    phone = steps[7]["message"]["contact"]["phone_number"]
-    return phone, steps[8]["message"]["text"], steps[11]["message"]["text"]
+    phone = steps[8]["message"]["contact"]["phone_number"]
+    return phone, steps[9]["message"]["text"], steps[12]["message"]["text"]
 
 
 def test_every_simulated_user_has_its_own_phone_and_addresses() -> None:
@@ -41,7 +41,7 @@ async def test_a_run_where_a_signup_fails_is_void(
 
     def shared_phone(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any]]:
         steps = unique(updates, user)
-        steps[7] = updates.contact(user, "33612345678", owner_id=user["id"])
+        steps[8] = updates.contact(user, "33612345678", owner_id=user["id"])
         return steps
 
     monkeypatch.setattr(signup, "signup_updates", shared_phone)

@@ -39,12 +39,14 @@ def test_a_value_is_never_expanded_again(texts: Catalogue) -> None:
 
 
 def test_a_consent_wording_change_is_a_new_version(texts: Catalogue) -> None:
-    before = texts.version("fr", "consent.draw.text")
+    before = texts.version("fr", "consent.processing.text")
     changed = Catalogue(
-        {"fr": {**texts.texts["fr"], "consent.draw.text": "autre texte"}}, "fr", texts.constants
+        {"fr": {**texts.texts["fr"], "consent.processing.text": "autre texte"}},
+        "fr",
+        texts.constants,
     )
-    assert changed.version("fr", "consent.draw.text") != before
-    assert texts.version("en", "consent.draw.text") != before
+    assert changed.version("fr", "consent.processing.text") != before
+    assert texts.version("en", "consent.processing.text") != before
 
 
 def test_menu_commands_are_commands_the_bot_knows(texts: Catalogue) -> None:

@@ -13,7 +13,7 @@ from tests.smtp_server import free_port
 
 SIGNUP = [
     "/start", "1",           # take part
-    "1", "2", "3",           # tick both consents, continue
+    "1", "2", "3", "4",      # tick the three consents, continue
     "1",                     # the first name offered from the profile
     "Martin",
     "/contact +33612345678",
@@ -65,7 +65,7 @@ def test_a_scripted_signup_through_stdin(tmp_path: Path) -> None:
 
 def test_the_console_resumes_where_the_last_run_stopped(tmp_path: Path) -> None:
     first = coffeebot(
-        tmp_path, "console", "--first-name", "Zoé", stdin="\n".join(SIGNUP[:8]) + "\n"
+        tmp_path, "console", "--first-name", "Zoé", stdin="\n".join(SIGNUP[:9]) + "\n"
     )
     assert first.returncode == 0, first.stderr
     second = coffeebot(tmp_path, "console", "--language", "en", stdin="/start\n")
@@ -127,8 +127,9 @@ def test_a_new_session_shows_where_it_stopped_and_its_numbers_work_at_once(
     coffeebot(tmp_path, "console", stdin="/start\n1\n")  # joined: the consents are asked
     second = coffeebot(tmp_path, "console", stdin="1\n")
     assert second.returncode == 0, second.stderr
-    choices = re.findall(r"\[1\] (. J'accepte)", second.stdout)
-    assert choices == ["☐ J'accepte", "☑ J'accepte"]  # shown again, then "1" ticked it
+    choices = re.findall(r"\[1\] (. J’accepte le règlement)", second.stdout)
+    # shown again, then "1" ticked it
+    assert choices == ["☐ J’accepte le règlement", "☑ J’accepte le règlement"]
     assert "Merci de répondre avec les boutons" not in second.stdout
 
 
@@ -140,5 +141,5 @@ def test_the_console_says_which_eml_file_the_confirmation_went_to(tmp_path: Path
     assert notes == [str(next((tmp_path / "outbox").glob("*.eml")))]
     assert result.stdout.index("Un e-mail de confirmation part") < result.stdout.index(notes[0])
     written = Path(notes[0]).read_text(encoding="utf-8")
-    code = re.search(r"tapez ce code dans votre conversation avec le bot : (\d{6})", written)
+    code = re.search(r"tapez ce code dans votre conversation avec le bot\u00a0: (\d{6})", written)
     assert code is not None  # readable as it is, no base64 to decode

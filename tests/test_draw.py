@@ -35,6 +35,8 @@ from conversations.ledger import GENESIS
 from conversations.model import (
     Action,
     Area,
+    Consent,
+    ConsentKind,
     Participant,
     Step,
 )
@@ -206,6 +208,25 @@ def test_the_draw_is_fair() -> None:
 )
 def test_eligibility(changes: dict[str, object], reason: str | None) -> None:
     assert why_ineligible(person(1, **changes)) == reason
+
+
+@pytest.mark.parametrize(
+    ("kinds", "reason"),
+    [
+        ((ConsentKind.ADULT, ConsentKind.PROCESSING, ConsentKind.RULES), None),
+        # Entries made before the rules and the processing were two ticks keep the bundled one.
+        ((ConsentKind.ADULT, ConsentKind.DRAW), None),
+        ((ConsentKind.ADULT, ConsentKind.RULES), "ticket.no_consent"),
+        ((ConsentKind.ADULT, ConsentKind.PROCESSING), "ticket.no_consent"),
+        ((ConsentKind.PROCESSING, ConsentKind.RULES), "ticket.no_consent"),
+        ((ConsentKind.DRAW,), "ticket.no_consent"),
+    ],
+)
+def test_eligibility_needs_every_signup_consent(
+    kinds: tuple[ConsentKind, ...], reason: str | None
+) -> None:
+    consents = tuple(Consent(kind, "fr-v", NOW) for kind in kinds)
+    assert why_ineligible(person(1, consents=consents)) == reason
 
 
 def test_export_neutralises_formulas_and_opens_as_columns() -> None:

@@ -32,7 +32,7 @@ async def seed_areas(settings: Settings, areas: list[Area]) -> list[int]:
 
 
 def results_told(api: FakeBotApi, user_id: int) -> list[str]:
-    keys = ("Félicitations", "suppléant n°", "n'a pas été tiré cette fois-ci")
+    keys = ("Félicitations", "suppléant n°", "n’a pas été tiré cette fois-ci")
     return [text for text in api.texts_to(user_id) if any(key in text for key in keys)]
 
 
@@ -60,8 +60,8 @@ async def test_every_entrant_learns_their_own_result_once(
             rank = certificate["reserves"].index(ticket) + 1
             assert f"suppléant n°{rank}" in told
         else:
-            assert "n'a pas été tiré" in told and "/engagement" in told
-    assert "Résultats envoyés aux participants : 9 sur 9" in api.texts_to(ADMIN)[-1]
+            assert "n’a pas été tiré" in told and "/engagement" in told
+    assert "Résultats envoyés aux participants\u00a0: 9 sur 9" in api.texts_to(ADMIN)[-1]
 
 
 async def test_the_preview_offers_the_reserves_there_are_and_closes_entries(
@@ -75,10 +75,10 @@ async def test_the_preview_offers_the_reserves_there_are_and_closes_entries(
         admin, newcomer = Updates.user(ADMIN), Updates.user(4242, "Léa")
         async with running_bot(settings, api, clock) as bot:
             await bot.feed(updates.text(admin, "/draw 2 3"))
-            assert "Usage : /draw [suppléants]" in api.texts_to(ADMIN)[-1]
+            assert "Usage\u00a0: /draw [suppléants]" in api.texts_to(ADMIN)[-1]
             await bot.feed(updates.text(admin, "/draw 5"))
             preview = api.texts_to(ADMIN)[-1]
-            assert "Gagnants : 2 — suppléants : 1" in preview
+            assert "Gagnants\u00a0: 2 — suppléants\u00a0: 1" in preview
             assert "elles sont closes désormais" in preview
             await bot.feed(updates.press(admin, "admin.draw.cancel"))
             await bot.feed(updates.text(newcomer, "/start"))

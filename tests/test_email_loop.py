@@ -58,8 +58,8 @@ async def test_signup_email_link_questionnaire_and_invitation(settings: Settings
             # Léa comes through Zoé's link, signs up and confirms with the typed code.
             lea_steps = signup_updates(updates, lea)
             lea_steps[0] = updates.text(lea, f"/start r_{link[1]}")
-            lea_steps[7] = updates.text(lea, "07 81 22 33 44")
-            lea_steps[8] = updates.text(lea, "lea@free.fr")
+            lea_steps[8] = updates.text(lea, "07 81 22 33 44")
+            lea_steps[9] = updates.text(lea, "lea@free.fr")
             await bot.feed(*lea_steps)
             code = re.search(r"\b(\d{6})\b", body(await mail_to(inbox, "lea@free.fr"), "plain"))
             assert code is not None

@@ -143,9 +143,9 @@ def test_no_more_than_max_friends_people_are_ever_invited(ctx: Context) -> None:
     assert invited == ctx.limits.max_friends == state.friends_invited
     prompt = run(state, ctx, Command("modifier"), Press("edit.friends"))
     refused = step(prompt, Press("friends.add"), ctx)
-    assert refused.state == prompt and "c'est le maximum" in refused.replies[0].text
+    assert refused.state == prompt and "c’est le maximum" in refused.replies[0].text
     typed = step(prompt, Text("encore@free.fr"), ctx)
-    assert typed.state == prompt and "c'est le maximum" in typed.replies[0].text
+    assert typed.state == prompt and "c’est le maximum" in typed.replies[0].text
 
 
 def test_after_closing_a_postcode_change_keeps_the_entrys_area(ctx: Context) -> None:
@@ -216,4 +216,4 @@ def test_the_draw_result_is_read_from_the_operation_not_the_person(ctx: Context)
     confirmed = step(completed(ctx), Command("start", f"c_{A_TOKEN}"), ctx).state
     drawn = replace(ctx, operation=OperationState(closed_at=ctx.now, drawn=True))
     text = step(confirmed, Command("monticket"), drawn).replies[0].text
-    assert "n'a pas été tiré" in text
+    assert "n’a pas été tiré" in text

@@ -121,9 +121,9 @@ async def test_a_flood_is_answered_in_order_with_one_warning(
         await bot.stop()
     replies = api.texts_to(1)[asked_at:]
     warnings = [r for r in replies if "beaucoup de messages" in r]
-    refused = [r for r in replies if "pas « " in r]
+    refused = [r for r in replies if "pas «\u202f" in r]
     assert len(warnings) == 1 and replies[-1] == warnings[0]
-    assert [r.split("pas « ")[1][0] for r in refused] == symbols[: len(refused)]
+    assert [r.split("pas «\u202f")[1][0] for r in refused] == symbols[: len(refused)]
     assert len(refused) == 20  # FLOOD_MAX_MESSAGES, then one warning, then silence
     median = statistics.median(latencies)
     print(f"\nflood: the others were answered {median:.2f} s (median) after it started")

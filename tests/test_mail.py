@@ -71,7 +71,7 @@ async def test_a_confirmation_arrives_once_with_both_parts_and_headers(
         assert await mailer.send_due() == 0
     [message] = inbox.messages
     assert message["To"] == "zoe@orange.fr"
-    assert message["Subject"] == "Confirmez votre participation : un café avec Camille Dupont"
+    assert message["Subject"] == "Confirmez votre participation\u00a0: un café avec Camille Dupont"
     assert message["List-Unsubscribe"] == "<https://t.me/coffee_test_bot?start=unsubscribe>"
     assert re.fullmatch(r"<[0-9a-f]{32}@campagne\.example>", message["Message-ID"])
     text, html = body(message, "plain"), body(message, "html")
@@ -90,7 +90,7 @@ async def test_an_address_with_accents_travels_as_utf8(
         assert await mailer_for(settings, store, texts, Clock(), port).send_due() == 1
     [message] = inbox.messages
     assert message["To"] == "élodie@exemple.fr"
-    assert message["Subject"] == "Confirmez votre participation : un café avec Camille Dupont"
+    assert message["Subject"] == "Confirmez votre participation\u00a0: un café avec Camille Dupont"
 
 
 async def test_a_transient_refusal_is_retried_after_a_backoff(
@@ -196,7 +196,7 @@ async def test_each_friend_is_invited_once_by_anyone_and_then_forgotten(
         assert await mailer_for(settings, store, texts, Clock(), port).send_due() == 2
     assert sorted(str(m["To"]) for m in inbox.messages) == ["Autre@Free.fr", "ami@free.fr"]
     invitation = inbox.to("ami@free.fr")[0]
-    assert invitation["Subject"] == "Zoé vous invite à prendre un café avec Camille Dupont"
+    assert invitation["Subject"] == "Une invitation à prendre un café avec Camille Dupont"
     text = body(invitation, "plain")
     assert "https://t.me/coffee_test_bot?start=r_REFzoe" in text
     assert f"start=u_{store.address_hash('ami@free.fr')}" in text

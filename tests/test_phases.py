@@ -123,5 +123,5 @@ def test_dates_are_written_in_full_with_their_time_zone(
 
 def test_corsica_travel_is_arranged_and_arranged_travel_has_a_cap(texts: Catalogue) -> None:
     assert DEFAULT_TRAVEL[Area.CORSICA] == Travel.ARRANGED
-    assert "700 €" in texts.render("fr", "travel.arranged")
+    assert "700\u00a0€" in texts.render("fr", "travel.arranged")
     assert "700 €" in texts.render("en", "travel.arranged")

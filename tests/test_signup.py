@@ -43,7 +43,8 @@ def fresh(ctx: Context) -> Participant:
 
 TO_FIRST_NAME = (
     Press("welcome.join"),
-    Press("consent.draw"),
+    Press("consent.rules"),
+    Press("consent.processing"),
     Press("consent.adult"),
     Press("consent.continue"),
 )
@@ -119,11 +120,11 @@ def test_valid_answers(
     [
         (Step.WELCOME, Text("bonjour"), "boutons"),
         (Step.CONSENT, Text("oui"), "boutons"),
-        (Step.CONSENT, Press("consent.continue"), "Les deux accords"),
+        (Step.CONSENT, Press("consent.continue"), "Les trois accords"),
         (Step.FIRST_NAME, Text("1234"), "chiffres"),
         (Step.FIRST_NAME, Text("https://spam.fr"), "lien"),
         (Step.FIRST_NAME, SharedContact("+33612345678", True), "message texte"),
-        (Step.LAST_NAME, Text("<script>"), "pas « < »"),
+        (Step.LAST_NAME, Text("<script>"), "pas «\u202f<\u202f»"),
         (Step.PHONE, Text("0612"), "ne semble pas valide"),
         (Step.PHONE, SharedContact("+33612345678", is_own=False), "votre propre numéro"),
         (Step.EMAIL, Text("zoe@"), "ne semble pas valide"),
@@ -151,16 +152,40 @@ def test_refusals_explain_and_change_nothing(
 
 
 def test_consents_are_recorded_with_their_wording_version(ctx: Context) -> None:
-    state = run(
-        fresh(ctx), ctx, Press("welcome.join"), Press("consent.draw"), Press("consent.adult")
-    )
+    state = run(fresh(ctx), ctx, *TO_FIRST_NAME[:-1])
     outcome = step(state, Press("consent.continue"), ctx)
     recorded = [effect.consent for effect in outcome.effects if isinstance(effect, RecordConsent)]
     assert {consent.kind for consent in recorded} == set(SIGNUP_CONSENTS)
     assert all(
         consent.given_at == NOW and consent.version.startswith("fr-") for consent in recorded
     )
-    assert recorded[0].version != recorded[1].version
+    assert len({consent.version for consent in recorded}) == len(recorded)
+
+
+def test_the_rules_and_the_processing_are_two_separate_ticks(ctx: Context) -> None:
+    shown = step(fresh(ctx), Press("welcome.join"), ctx).replies[0]
+    keys = [button.key for row in shown.buttons for button in row]
+    assert keys == ["consent.rules", "consent.processing", "consent.adult", "consent.continue"]
+    # The processing's text names the data and says it reveals a political opinion.
+    for named in ("prénom", "nom", "téléphone", "e-mail", "code postal", "question", "article 9"):
+        assert named in shown.text, named
+    for missing in ("consent.rules", "consent.processing", "consent.adult"):
+        ticks = [key for key in TO_FIRST_NAME[1:-1] if key != Press(missing)]
+        state = run(fresh(ctx), ctx, Press("welcome.join"), *ticks)
+        refused = step(state, Press("consent.continue"), ctx)
+        assert refused.state == state and not refused.effects, missing
+        assert "Les trois accords" in refused.replies[0].text
+
+
+def test_a_tick_saved_before_the_consents_were_separated_does_not_block(ctx: Context) -> None:
+    # Someone who ticked the former bundled box, then the bot was updated: the three new
+    # ticks are asked, and the old one neither counts nor blocks.
+    state = replace(at(Step.CONSENT, ctx), consent_ticks=frozenset({ConsentKind.DRAW}))
+    assert step(state, Press("consent.continue"), ctx).state.step == Step.CONSENT
+    outcome = step(run(state, ctx, *TO_FIRST_NAME[1:-1]), Press("consent.continue"), ctx)
+    assert outcome.state.step == Step.FIRST_NAME
+    recorded = {e.consent.kind for e in outcome.effects if isinstance(e, RecordConsent)}
+    assert recorded == set(SIGNUP_CONSENTS)
 
 
 def test_a_consent_tick_can_be_taken_back(ctx: Context) -> None:
@@ -168,11 +193,12 @@ def test_a_consent_tick_can_be_taken_back(ctx: Context) -> None:
         fresh(ctx),
         ctx,
         Press("welcome.join"),
-        Press("consent.draw"),
-        Press("consent.draw"),
+        Press("consent.rules"),
+        Press("consent.processing"),
+        Press("consent.processing"),
         Press("consent.adult"),
     )
-    assert state.consent_ticks == {ConsentKind.ADULT}
+    assert state.consent_ticks == {ConsentKind.RULES, ConsentKind.ADULT}
     assert step(state, Press("consent.continue"), ctx).state.step == Step.CONSENT
 
 
@@ -314,7 +340,8 @@ def test_the_profile_name_is_offered_only_when_valid(ctx: Context) -> None:
 
 SIGNUP_STEPS = list(Step)[: list(Step).index(Step.SUMMARY) + 1]
 STEPS = [s for s in SIGNUP_STEPS if s != Step.FRIEND_EMAIL]
-KEYS = ["welcome.join", "consent.draw", "consent.adult", "consent.continue", "name.profile",
+KEYS = ["welcome.join", "consent.rules", "consent.processing", "consent.adult",
+        "consent.continue", "consent.draw", "name.profile",
         "email.fix", "email.keep", "friends.add", "friends.clear", "friends.done",
         "friend_email.back",
         "question.skip", "summary.confirm", "edit.phone", "edit.friends", "lang.en", "lang.zz",

@@ -54,5 +54,5 @@ async def test_a_meeting_cannot_be_announced_during_silence(
         await bot.feed(updates.text(admin, "/rendezvous 2026-12-10 15:30 QG"))
         await bot.feed(updates.text(admin, "/rendezvous"))
     said, current = api.texts_to(ADMIN)[-2:]
-    assert "silence électoral jusqu'au jeudi 26 novembre 2026 à 13 h, heure de Paris" in said
+    assert "silence électoral jusqu’au jeudi 26 novembre 2026 à 13 h, heure de Paris" in said
     assert "Aucun rendez-vous" in current

@@ -185,7 +185,11 @@ async def test_export_holds_every_stored_field(store: SqliteStore) -> None:
     assert data["signup"]["phone"] == "+33612345678"
     assert data["signup"]["departement"] == "2A" and data["signup"]["area"] == "corsica"
     assert data["friends"] == ["a@free.fr", "b@free.fr"]
-    assert sorted(c["version"] for c in data["consents"]) == ["fr-adult", "fr-draw"]
+    assert sorted(c["version"] for c in data["consents"]) == [
+        "fr-adult",
+        "fr-processing",
+        "fr-rules",
+    ]
     columns = await store._connection.execute_fetchall(
         "SELECT name FROM pragma_table_info('participants')"
     )
@@ -210,7 +214,7 @@ async def test_withdrawn_consents_are_not_loaded_but_exported(store: SqliteStore
     reloaded = await store.load(1)
     assert reloaded is not None and not reloaded.has_consented(ConsentKind.NEWS_EMAIL)
     exported = {c["kind"]: c["withdrawn_at"] for c in (await store.export(1))["consents"]}
-    assert exported["news_email"] == later.isoformat() and exported["draw"] is None
+    assert exported["news_email"] == later.isoformat() and exported["processing"] is None
 
 
 async def test_confirmed_referrals_are_counted_for_the_referrer(store: SqliteStore) -> None:

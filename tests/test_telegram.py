@@ -19,7 +19,8 @@ def signup_updates(updates: Updates, user: dict[str, Any]) -> list[dict[str, Any
     return [
         updates.text(user, "/start"),
         updates.press(user, "welcome.join"),
-        updates.press(user, "consent.draw"),
+        updates.press(user, "consent.rules"),
+        updates.press(user, "consent.processing"),
         updates.press(user, "consent.adult"),
         updates.press(user, "consent.continue"),
         updates.press(user, "name.profile"),
@@ -58,7 +59,7 @@ async def test_full_signup_is_stored_and_shown_by_mesdonnees(settings: Settings)
     )
     assert signup["question"] == "Que ferez-vous pour les trains de nuit ?"
     assert data["friends"] == ["ami@orange.fr"]
-    assert {consent["kind"] for consent in data["consents"]} == {"draw", "adult"}
+    assert {consent["kind"] for consent in data["consents"]} == {"rules", "processing", "adult"}
     assert all(consent["version"].startswith("fr-") for consent in data["consents"])
 
 
@@ -66,7 +67,7 @@ async def test_keyboards_match_the_step(settings: Settings) -> None:
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(USER_ID)
     async with running_bot(settings, api) as bot:
-        await bot.feed(*signup_updates(updates, user)[:7])
+        await bot.feed(*signup_updates(updates, user)[:8])
         phone_prompt = api.to_chat(USER_ID)[-1]
         assert phone_prompt.params["reply_markup"]["keyboard"][0][0]["request_contact"] is True
         await bot.feed(updates.text(user, "06 12 34 56 78"))
@@ -75,9 +76,9 @@ async def test_keyboards_match_the_step(settings: Settings) -> None:
 
     ticks = [c for c in api.to_chat(USER_ID) if c.method == "editMessageText"]
     # Each consent tick edits the consent message in place instead of sending a new one.
-    assert len(ticks) == 2
+    assert len(ticks) == 3
     answered = [c for c in api.calls if c.method == "answerCallbackQuery"]
-    assert len(answered) == 5
+    assert len(answered) == 6
 
 
 async def test_restart_mid_signup_resumes_at_the_same_step(settings: Settings) -> None:
@@ -85,13 +86,13 @@ async def test_restart_mid_signup_resumes_at_the_same_step(settings: Settings) -
     user = Updates.user(USER_ID)
     steps = signup_updates(updates, user)
     async with running_bot(settings, FakeBotApi()) as bot:
-        await bot.feed(*steps[:9])  # up to the email
+        await bot.feed(*steps[:10])  # up to the email
 
     api = FakeBotApi()
     async with running_bot(settings, api) as bot:
         await bot.feed(updates.text(user, "/start"))
         assert "Étape 6/8" in api.texts_to(USER_ID)[-1]
-        await bot.feed(*steps[9:])
+        await bot.feed(*steps[10:])
         await bot.feed(updates.text(user, "/mesdonnees"))
     data = json.loads(api.documents_to(USER_ID)[0])
     assert data["signup"]["step"] == "complete"
@@ -113,7 +114,7 @@ async def test_bad_input_is_explained_and_changes_nothing(settings: Settings) ->
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(USER_ID)
     async with running_bot(settings, api) as bot:
-        await bot.feed(*signup_updates(updates, user)[:6])  # now at the last name
+        await bot.feed(*signup_updates(updates, user)[:7])  # now at the last name
         for update in (
             updates.sticker(user),
             updates.location(user),
@@ -136,7 +137,7 @@ async def test_a_contact_that_is_not_the_senders_is_refused(settings: Settings) 
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(USER_ID)
     async with running_bot(settings, api) as bot:
-        await bot.feed(*signup_updates(updates, user)[:7])
+        await bot.feed(*signup_updates(updates, user)[:8])
         await bot.feed(updates.contact(user, "+33611111111", owner_id=999))
         assert "votre propre numéro" in api.texts_to(USER_ID)[-1]
         await bot.feed(updates.contact(user, "+33611111111", owner_id=None))
@@ -148,8 +149,8 @@ async def test_a_phone_used_by_another_account_is_refused_neutrally(settings: Se
     api, updates = FakeBotApi(), Updates()
     first, second = Updates.user(1001), Updates.user(1002)
     async with running_bot(settings, api) as bot:
-        await bot.feed(*signup_updates(updates, first)[:8])
-        await bot.feed(*signup_updates(updates, second)[:8])
+        await bot.feed(*signup_updates(updates, first)[:9])
+        await bot.feed(*signup_updates(updates, second)[:9])
         refusal = api.texts_to(1002)[-1]
         await bot.feed(updates.text(second, "07 81 22 33 44"))
     assert refusal.startswith("Ce numéro ne peut pas être utilisé")
@@ -228,7 +229,7 @@ async def test_a_crash_in_a_step_is_apologised_for_and_loses_nothing(
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(USER_ID)
     async with running_bot(settings, api) as bot:
-        await bot.feed(*signup_updates(updates, user)[:8])  # answered up to the phone
+        await bot.feed(*signup_updates(updates, user)[:9])  # answered up to the phone
 
         def broken(*arguments: object) -> None:
             raise RuntimeError("bug in a step")

@@ -179,7 +179,7 @@ async def test_the_text_and_buttons_are_rendered_from_the_catalogue_when_sent(
     assert await rig.sender(settings, reworded).send_due() == 1
 
     assert rig.api.texts_to(1) == ["Pas tiré : T1."]
-    assert rig.api.last_buttons(1) == {"✅ J'accepte": "win.accept", "Je décline": "win.decline"}
+    assert rig.api.last_buttons(1) == {"✅ J’accepte": "win.accept", "Je décline": "win.decline"}
     assert await rig.outbox.progress("draw-result") == {TelegramStatus.SENT: 1}
 
 

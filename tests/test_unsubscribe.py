@@ -122,13 +122,13 @@ async def test_a_get_shows_one_button_and_changes_nothing_then_the_post_withdraw
         async with http.get(server + path) as page:
             html = await page.text()
             assert page.status == 200 and page.headers["Referrer-Policy"] == "no-referrer"
-        assert '<form method="post">' in html and "par e-mail ?" in html
+        assert '<form method="post">' in html and "par e-mail\u202f?" in html
         assert "<script" not in html and "http" not in html.split("<body>")[1]
         assert await news_consents(store, 1) == {ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS}
         # What Gmail sends: a form body, no cookie, no login.
         form = {"List-Unsubscribe": "One-Click"}
         async with http.post(server + path, data=form) as done:
-            assert done.status == 200 and "C'est fait" in await done.text()
+            assert done.status == 200 and "C’est fait" in await done.text()
         async with http.post(server + path, data=form) as again:
             assert again.status == 200  # the same click twice changes nothing more
     assert await news_consents(store, 1) == {ConsentKind.NEWS_SMS}
@@ -169,7 +169,7 @@ async def test_a_forged_or_damaged_link_withdraws_nothing(
         http.post(f"{server}/unsubscribe/{forged}") as answer,
     ):
         assert answer.status == 404
-        assert "n'est pas valide" in await answer.text() or forged == ""
+        assert "n’est pas valide" in await answer.text() or forged == ""
     assert await news_consents(store, 1) == {ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS}
 
 

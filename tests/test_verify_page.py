@@ -122,13 +122,13 @@ def test_a_genuine_certificate_is_accepted_with_the_pythons_order(
     assert page.text_content("#winners") == " ".join(winners)
     assert page.text_content("#reserves") == " ".join(reserves)
     page.fill("#lookup", certificate["winners"][0].lower())
-    assert page.text_content("#lookup-result") == "Position 1 sur 300 : non tiré."
+    assert page.text_content("#lookup-result") == "Position 1 sur 300\u00a0: non tiré."
     page.fill("#lookup", winners[-1])
-    assert page.text_content("#lookup-result").endswith(" : gagnant.")
+    assert page.text_content("#lookup-result").endswith("\u00a0: gagnant.")
     page.fill("#lookup", reserves[0])
     assert page.text_content("#lookup-result").endswith("suppléant n°1.")
     page.fill("#lookup", "NOPE")
-    assert page.text_content("#lookup-result") == "Ce ticket n'est pas dans la liste."
+    assert page.text_content("#lookup-result") == "Ce ticket n’est pas dans la liste."
 
 
 def _changed_ticket(c: dict[str, Any], a: list[dict[str, Any]], t: list[str]) -> Any:

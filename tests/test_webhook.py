@@ -128,7 +128,7 @@ async def test_a_step_committed_whose_replies_never_left_sends_them_on_the_retry
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     person = Person(served.api, 42)
-    while "numéro de téléphone ?" not in (served.api.texts_to(42) or [""])[-1]:
+    while "numéro de téléphone\u202f?" not in (served.api.texts_to(42) or [""])[-1]:
         assert await served.post(person.answer()) == 200
     # A shared phone number is answered twice (number saved, then the next question). The
     # second never leaves, as if the process died after the first.

@@ -1,0 +1,134 @@
+"""What every email says about who sends it and why, and what never goes into a subject."""
+
+from __future__ import annotations
+
+from email.header import decode_header, make_header
+from email.message import Message
+
+import pytest
+
+from bot.emails import EmailRenderer
+from bot.settings import Settings
+from bot.texts import load_catalogue
+from conversations.catalogue import Catalogue
+from storage.ports import OutboxEmail
+
+# A name typed at signup, as a spammer would choose it.
+TYPED = "Gagnez un iPhone sur promo.example"
+PARAMS = {
+    "confirmation": {"first_name": TYPED, "token": "Tok3n", "code": "123456"},
+    "invitation": {"first_name": TYPED, "referral_code": "REF1", "address_hash": "ab" * 16},
+    "winner": {"first_name": TYPED, "ticket": "TK1", "travel": "Train", "deadline": "lundi"},
+}
+KINDS = [(kind, language) for kind in PARAMS for language in ("fr", "en")]
+CONTROLLER = {
+    "controller_name": "Association Les Amis de Camille",
+    "controller_address": "12 rue des Cafés, 69003 Lyon",
+    "controller_email": "droits@amis.example",
+    "dpo_contact": "dpo@amis.example",
+}
+
+
+def render(texts: Catalogue, kind: str, language: str) -> Message:
+    renderer = EmailRenderer(texts, "Campagne <cafe@campagne.example>", "coffee_test_bot")
+    email = OutboxEmail(f"{kind}:1", kind, "ami@free.fr", language, PARAMS[kind], 0)
+    return renderer.render(email)
+
+
+def parts(message: Message) -> tuple[str, str]:
+    text, html = (part.get_payload(decode=True) for part in message.get_payload())  # type: ignore[union-attr]
+    assert isinstance(text, bytes) and isinstance(html, bytes)
+    return text.decode(), html.decode()
+
+
+def subject(message: Message) -> str:
+    return str(make_header(decode_header(message["Subject"])))
+
+
+@pytest.mark.parametrize(("kind", "language"), KINDS)
+def test_no_subject_carries_what_a_person_typed(texts: Catalogue, kind: str, language: str) -> None:
+    message = render(texts, kind, language)
+    assert TYPED not in subject(message) and "{" not in subject(message)
+    assert "Camille Dupont" in subject(message)  # the settings' values still fill it
+    assert TYPED not in texts.texts[language][f"email.{kind}.subject"]
+
+
+@pytest.mark.parametrize(("kind", "language"), KINDS)
+def test_every_email_names_the_controller_and_where_to_exercise_rights(
+    settings: Settings, kind: str, language: str
+) -> None:
+    texts = load_catalogue(settings.replace(**CONTROLLER))
+    for part in parts(render(texts, kind, language)):
+        for value in CONTROLLER.values():
+            if value != CONTROLLER["dpo_contact"]:
+                assert value in part, (kind, language, value)
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_the_invitation_carries_the_article_14_information(
+    settings: Settings, language: str
+) -> None:
+    texts = load_catalogue(settings.replace(**CONTROLLER, retention_after_end_days=45))
+    text, html = parts(render(texts, "invitation", language))
+    says = {
+        "fr": ("donné votre adresse", "empreinte", "clé secrète", "intérêt légitime", "CNIL"),
+        "en": ("gave us your address", "fingerprint", "secret key", "legitimate interest", "CNIL"),
+    }[language]
+    for part in (text, html):
+        for words in (*says, "dpo@amis.example", "45", TYPED, "start=u_" + "ab" * 16):
+            assert words in part, (language, words)
+        # An address is never said to be forgotten: its keyed hash is kept.
+        for untrue in ("n’est pas conservée", "n'est pas conservée", "is not kept"):
+            assert untrue not in part
+
+
+def test_english_texts_show_the_english_names_when_they_are_set(settings: Settings) -> None:
+    texts = load_catalogue(
+        settings.replace(
+            campaign_name="La campagne de Camille",
+            campaign_name_en="Camille's campaign",
+            candidate_name_en="Camille D.",
+        )
+    )
+    english = texts.render("en", "welcome")
+    assert "Camille's campaign" in english and "Camille D." in english
+    assert "La campagne de Camille" not in english
+    assert "La campagne de Camille" in texts.render("fr", "welcome")
+    text, html = parts(render(texts, "invitation", "en"))
+    assert "Camille's campaign" in text and "La campagne de Camille" not in text + html
+    assert "Camille D." in subject(render(texts, "invitation", "en"))
+
+
+def test_without_english_names_english_texts_use_the_common_ones(settings: Settings) -> None:
+    texts = load_catalogue(settings.replace(campaign_name="La campagne de Camille"))
+    assert "La campagne de Camille" in texts.render("en", "welcome")
+
+
+def test_the_privacy_notice_states_the_controller_recipients_retention_and_every_right(
+    settings: Settings,
+) -> None:
+    texts = load_catalogue(
+        settings.replace(
+            **CONTROLLER,
+            mail_provider="Courrier SAS",
+            hosting_provider="Hôte SAS",
+            retention_incomplete_days=21,
+            retention_after_end_days=60,
+        )
+    )
+    rights = {
+        "fr": ("accès", "rectification", "effacement", "limitation", "opposition", "portabilité",
+               "retrait", "CNIL", "décès", "Telegram", "hors de l’Union européenne"),
+        "en": ("access", "rectification", "erasure", "restriction", "objection", "portability",
+               "withdrawal", "CNIL", "death", "Telegram", "outside the European Union"),
+    }  # fmt: skip
+    for language, words in rights.items():
+        notice = texts.render(language, "privacy")
+        for value in (*CONTROLLER.values(), "Courrier SAS", "Hôte SAS", "21", "60", *words):
+            assert value.casefold() in notice.casefold(), (language, value)
+        rules = texts.render(language, "rules", dates="", **dict.fromkeys(_TRAVEL, ""))
+        assert CONTROLLER["controller_name"] in rules and CONTROLLER["controller_email"] in rules
+
+
+_TRAVEL = ("travel_paris", "travel_ile_de_france", "travel_province", "travel_corsica",
+           "travel_overseas")  # fmt: skip
