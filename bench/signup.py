@@ -36,9 +36,9 @@ from telegram.ext import Application, BaseUpdateProcessor
 from telegram.request import BaseRequest, RequestData
 
 from bench.conversationhandler_bot import CHECKS
-from bot.app import build_application, telegram_request, tune_gc
 from bot.cli import new_event_loop
 from bot.settings import Settings
+from bot.telegram.application import build_application, telegram_request, tune_gc
 from tests.telegram_fakes import ApiCall, FakeBotApi, Updates
 
 REPLIES = ("sendMessage", "editMessageText", "sendDocument")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bot.app import open_migrated_store, utc_now
+from bot.bootstrap import open_migrated_storage, utc_now
 from bot.settings import Settings
 from conversations.draw import (
     BeaconSource,
@@ -39,14 +39,16 @@ AREAS = [Area.PROVINCE, Area.PARIS, Area.CORSICA, Area.OVERSEAS, Area.ILE_DE_FRA
 
 async def seed(settings: Settings, count: int) -> list[int]:
     """Confirmed participants with tickets, written straight to the database."""
-    store = await open_migrated_store(settings, Clock())
+    store = await open_migrated_storage(settings, Clock())
     try:
         for n in range(1, count + 1):
             person = entered(
                 n, first_name=f"Prénom{n}", last_name="Nom", phone=f"+336123400{n:02d}",
                 area=AREAS[n % len(AREAS)], ticket=f"TK{n:08d}", question=f"Question {n} ?",
             )  # fmt: skip
-            await store.save(person, 0, [RecordConsent(c) for c in person.consents], None, NOW)
+            await store.participants.save(
+                person, 0, [RecordConsent(c) for c in person.consents], None, NOW
+            )
     finally:
         await store.close()
     return list(range(1, count + 1))

@@ -7,20 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bot.bootstrap import migrated_storage
 from bot.settings import Settings
 from conversations.ledger import verify_audit_chain
 
 
 async def _read_chain(settings: Settings) -> tuple[list[dict[str, Any]], int]:
-    from bot.app import open_migrated_store, utc_now
-    from storage.sqlite_admin import SqliteAdminStore
-
-    store = await open_migrated_store(settings, utc_now)
-    try:
-        admin = SqliteAdminStore(store)
-        return await admin.audit_chain(), await admin.unchained_entries()
-    finally:
-        await store.close()
+    async with migrated_storage(settings) as storage:
+        return await storage.audit.chain(), await storage.audit.unchained_entries()
 
 
 def verify_audit(settings: Settings, certificate_path: str | None) -> int:
