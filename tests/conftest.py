@@ -125,3 +125,27 @@ def ctx(settings: Settings, texts: Catalogue) -> Context:
         calendar=settings.calendar,
         zone=settings.zone,
     )
+
+
+async def run_sql(url: str, *statements: str) -> None:
+    """Statements run on the database behind the bot, whichever it is: to set up or tamper."""
+    from storage import open_database
+
+    database = await open_database(url)
+    try:
+        await database.run([(statement, ()) for statement in statements])
+    finally:
+        await database.close()
+
+
+async def dump(url: str) -> str:
+    """Every row of every table, as text: to look for what must, or must not, be stored."""
+    from storage import open_database
+
+    database = await open_database(url)
+    try:
+        tables = await database.tables()
+        rows = [row for table in tables for row in await database.fetch(f"SELECT * FROM {table}")]
+    finally:
+        await database.close()
+    return "\n".join(str(tuple(row)) for row in rows)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings
 from conversations.ledger import verify_audit_chain
-from tests.conftest import NOW
+from tests.conftest import NOW, run_sql
 from tests.test_console import coffeebot
 from tests.test_mail import Clock
 
@@ -61,8 +60,7 @@ async def test_tampering_with_the_audit_log_is_detected(
     settings: Settings, tmp_path: Path, tampering: str, found: str
 ) -> None:
     await write_log(settings, 6)
-    with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as connection:
-        connection.executescript(tampering)
+    await run_sql(settings.database_url, *tampering.split("; "))
     code, output = audit_verify(settings, tmp_path)
     assert code == 1 and found in output, output
 
