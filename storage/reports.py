@@ -31,7 +31,7 @@ class Reports:
             f"{_consented(database.dialect, ConsentKind.DRAW)}"
             f" AND {_consented(database.dialect, ConsentKind.ADULT)}"
         )
-        people, entered, by_area, by_departement, per_day = await database.read(
+        people, entered, joined, by_area, by_departement, per_day = await database.read(
             [
                 (
                     "SELECT COUNT(*), COUNT(completed_at), COALESCE(SUM(friends_invited), 0)"
@@ -41,11 +41,17 @@ class Reports:
                 (
                     f"SELECT COUNT(*), {engaged},"
                     " COALESCE(SUM(CASE WHEN e.ticket IS NOT NULL AND e.excluded_reason IS NULL"
-                    f" AND {eligible} THEN 1 ELSE 0 END), 0),"
-                    " COALESCE(SUM(CASE WHEN p.referrer IN (SELECT referral_code"
-                    " FROM participants) THEN 1 ELSE 0 END), 0)"
+                    f" AND {eligible} THEN 1 ELSE 0 END), 0)"
                     " FROM entries AS e JOIN participants AS p ON p.user_id = e.user_id",
                     tuple(f"%,{action},%" for action in Action),
+                ),
+                # Each referrer looked up by the unique index on referral codes: an IN over
+                # the whole table inside the aggregate would rescan it per row on PostgreSQL.
+                (
+                    "SELECT COUNT(*) FROM entries AS e JOIN participants AS p"
+                    " ON p.user_id = e.user_id WHERE p.referrer IS NOT NULL AND EXISTS"
+                    " (SELECT 1 FROM participants AS r WHERE r.referral_code = p.referrer)",
+                    (),
                 ),
                 (
                     "SELECT area, COUNT(*) FROM entries GROUP BY area ORDER BY COUNT(*) DESC, area",
@@ -65,7 +71,7 @@ class Reports:
         )
         started, completed, invited = people[0]
         confirmed, *counts = entered[0]
-        *engaged_counts, eligible_count, joined = counts
+        *engaged_counts, eligible_count = counts
         return Statistics(
             started=int(started),
             completed=int(completed),
@@ -73,7 +79,7 @@ class Reports:
             eligible=int(eligible_count),
             engaged={str(a): int(n) for a, n in zip(Action, engaged_counts, strict=True)},
             friends_invited=int(invited),
-            friends_joined=int(joined),
+            friends_joined=int(joined[0][0]),
             by_area={area: int(n) for area, n in by_area},
             by_departement={departement: int(n) for departement, n in by_departement},
             per_day=[(day, int(n)) for day, n in per_day],

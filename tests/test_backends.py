@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.admin.exports import write_export
-from conversations.model import Action
+from conversations.admin import statistics
+from conversations.model import Action, Area
 from storage import Storage, open_storage
 from storage.copy import CopyRefused, copy_database
 from storage.database import Dialect
@@ -197,3 +198,19 @@ async def test_a_campaign_moves_from_sqlite_to_postgresql(
         await target.close()
     with pytest.raises(CopyRefused, match="not empty"):
         await copy_database(source_url, postgres_url, NOW)
+
+
+async def test_the_sql_statistics_agree_with_the_cores(store: Storage) -> None:
+    """conversations.admin.statistics is the specification; /stats computes it in SQL."""
+    people = [
+        entered(1, ticket="TK1", referral_code="R1", friends_invited=3),
+        entered(2, ticket="TK2", referrer="R1", actions=frozenset({Action.LEAFLETS})),
+        entered(3, ticket=None, referrer="nobody", area=Area.PARIS, departement="75"),
+        entered(4, entry=None, completed_at=None),
+        entered(5, entry=None),
+    ]
+    for person in people:
+        await store.participants.save(person, 0, [], None, NOW)
+    loaded = [await store.participants.load(person.user_id) for person in people]
+    expected = statistics([person for person in loaded if person is not None])
+    assert await store.reports.statistics() == expected
