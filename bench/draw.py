@@ -15,7 +15,7 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from bot.drawing import first_drawn_in_parallel
+from bot.admin.drawing import first_drawn_in_parallel
 from bot.service import new_ticket
 from conversations.draw import Beacon, BeaconSource, FrozenDraw, draw, verify
 from conversations.ledger import GENESIS

@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.app import build_mailer, open_migrated_store
+from bot.bootstrap import build_mailer, open_migrated_storage
 from bot.cli import new_event_loop
 from bot.settings import Settings
 from bot.texts import load_catalogue
@@ -32,7 +32,7 @@ async def one_run(emails: int, workdir: Path, port: int) -> float:
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'outbox.db'}", smtp_url=f"smtp://127.0.0.1:{port}"
     )
-    store = await open_migrated_store(settings, clock)
+    store = await open_migrated_storage(settings, clock)
     try:
         for user_id in range(emails):
             person = Participant(user_id, "fr", created_at=clock(), first_name="Zoé")
@@ -44,7 +44,7 @@ async def one_run(emails: int, workdir: Path, port: int) -> float:
             email = QueueEmail(
                 "confirmation", f"p{user_id}@example.fr", "fr", params, f"c:{user_id}"
             )
-            await store.save(person, 0, [email], None, clock())
+            await store.participants.save(person, 0, [email], None, clock())
         mailer = build_mailer(settings, store, load_catalogue(settings), "coffeebot", clock)
         started = time.perf_counter()
         while await mailer.send_due():

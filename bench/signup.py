@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -36,9 +36,10 @@ from telegram.ext import Application, BaseUpdateProcessor
 from telegram.request import BaseRequest, RequestData
 
 from bench.conversationhandler_bot import CHECKS
-from bot.app import build_application, telegram_request, tune_gc
 from bot.cli import new_event_loop
 from bot.settings import Settings
+from bot.telegram.application import build_application, telegram_request, tune_gc
+from storage import open_database
 from tests.telegram_fakes import ApiCall, FakeBotApi, Updates
 
 REPLIES = ("sendMessage", "editMessageText", "sendDocument")
@@ -193,7 +194,7 @@ def build(
         )
     settings = Settings(
         telegram_bot_token="123456:BENCH",
-        database_url=f"sqlite:///{workdir / 'bench.db'}",
+        database_url=database_url(workdir),
         mail_outbox_dir=str(workdir / "outbox"),
         # The fake API has no flood control; Telegram's own would cap replies at 30/s.
         telegram_max_messages_per_second=1_000_000,
@@ -215,13 +216,41 @@ def build(
     return application
 
 
-def completed_signups(variant: str, application: Application, workdir: Path) -> int:  # type: ignore[type-arg]
+async def completed_signups(variant: str, application: Application, workdir: Path) -> int:  # type: ignore[type-arg]
     """Signups that reached their end, read from where each bot keeps them."""
     if variant == "conversationhandler":
         return sum(len(data) == len(CHECKS) for data in application.user_data.values())
-    with sqlite3.connect(workdir / "bench.db") as db:
-        query = "SELECT COUNT(*) FROM participants WHERE completed_at IS NOT NULL"
-        return int(db.execute(query).fetchone()[0])
+    query = "SELECT COUNT(*) FROM participants WHERE completed_at IS NOT NULL"
+    return await count_rows(database_url(workdir), query)
+
+
+# `--database postgresql`: each run in a database of its own on this server, dropped after.
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+_run_database: list[str] = []
+
+
+def database_url(workdir: Path) -> str:
+    if _run_database:
+        return f"{POSTGRES_SERVER}/{_run_database[0]}"
+    return f"sqlite:///{workdir / 'bench.db'}"
+
+
+async def count_rows(url: str, query: str) -> int:
+    database = await open_database(url)
+    try:
+        return int((await database.fetch(query))[0][0])
+    finally:
+        await database.close()
+
+
+async def server_statement(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
 
 
 async def run_variant(
@@ -269,7 +298,7 @@ async def run_variant(
         if application.post_shutdown:
             await application.post_shutdown(application)
     signups = next_user - 1
-    completed = completed_signups(variant, application, workdir)
+    completed = await completed_signups(variant, application, workdir)
     if completed != signups:
         raise SystemExit(f"{variant}: {completed} of {signups} signups completed; the run is void")
     return {
@@ -285,6 +314,9 @@ def one_process(arguments: argparse.Namespace) -> None:
     rates = [float(rate) for rate in arguments.rates.split(",") if rate]
     if arguments.one == "coffeebot":
         tune_gc(Settings())  # as `coffeebot run` does
+    if arguments.database == "postgresql":
+        _run_database.append(f"coffeebot_bench_{os.getpid()}")
+        asyncio.run(server_statement(f"CREATE DATABASE {_run_database[0]}"))
     loop = new_event_loop()
     try:
         with tempfile.TemporaryDirectory() as workdir:
@@ -300,6 +332,8 @@ def one_process(arguments: argparse.Namespace) -> None:
             result = loop.run_until_complete(run)
     finally:
         loop.close()
+        if _run_database:
+            asyncio.run(server_statement(f"DROP DATABASE {_run_database[0]} WITH (FORCE)"))
     print(json.dumps(result))
 
 
@@ -310,6 +344,7 @@ def measure(variant: str, api: str, arguments: argparse.Namespace) -> dict[str, 
     command += [f"--users={arguments.baseline_users if baseline else arguments.users}"]
     command += [f"--rates={arguments.baseline_rate if baseline else arguments.rates}"]
     command += [f"--pace-seconds={arguments.pace_seconds}", f"--latency={arguments.latency}"]
+    command += [f"--database={arguments.database}"]
     server = None
     if api == "http":
         server_command = [sys.executable, "-m", "bench.bot_api", str(arguments.latency)]
@@ -361,7 +396,7 @@ def report(arguments: argparse.Namespace) -> None:
     baseline = medians["conversationhandler", ""]["steps_per_s"]
     print(
         f"\nMedians of {arguments.runs}; Bot API latency {arguments.latency * 1000:.0f} ms;"
-        " every step committed to SQLite (WAL) before its reply."
+        f" every step committed to {arguments.database} before its reply."
     )
     header = ("bot", "API", "signups", "steps/s", "CPU µs/st", "x CH", "RSS MB")
     print("".join(f"{h:>12}" for h in header) + "   offered/s: achieved/s p50 p99 ms")
@@ -391,6 +426,12 @@ def main() -> None:
     parser.add_argument("--baseline-users", type=int, default=40)
     parser.add_argument("--baseline-rate", default="20", help="steps/s offered to the baseline")
     parser.add_argument("--latency", type=float, default=0.020, help="Bot API latency in seconds")
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="where coffeebot commits each step (PostgreSQL on 127.0.0.1:5432)",
+    )
     # Between processes.
     variants = ["coffeebot", "conversationhandler"]
     parser.add_argument("--one", choices=variants, help=argparse.SUPPRESS)

@@ -12,13 +12,15 @@ import signal
 import sqlite3
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
 from bot.settings import Settings, SettingsError
-from storage import UnsupportedDatabase, sqlite_path
+from storage import UnsupportedDatabase, described
 
 if TYPE_CHECKING:
     from telegram.ext import Application
@@ -148,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
         "phones and emails: write it outside the repository or to an ignored name.",
     )
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    copy = commands.add_parser(
+        "copy-db",
+        help="copy a whole campaign into an empty database (SQLite to PostgreSQL, say)",
+        description="Copy every table from SOURCE_URL into TARGET_URL, migrating both first, "
+        "then check that each table holds as many rows on both sides. Refuses a target that "
+        "holds any row. Stop the bot first: rows written during the copy would be missed.",
+    )
+    copy.add_argument("source", metavar="SOURCE_URL", help="the database to copy from")
+    copy.add_argument("target", metavar="TARGET_URL", help="an empty database to copy into")
     audit = commands.add_parser(
         "audit",
         help="check the admins' audit log",
@@ -183,14 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     if command == "draw" and arguments.draw_command == "verify":
         return verify_draw(arguments.certificate, arguments.tickets, arguments.addenda)
     if command == "draw" and arguments.draw_command == "page":
-        from bot.verify_page import write_page
+        from bot.admin.verify_page import write_page
 
         return write_page(arguments.output, arguments.language, arguments.embed)
 
     load_dotenv(os.environ.get("COFFEEBOT_ENV_FILE", ".env"))
     try:
         settings = Settings.from_env(os.environ)
-        database = sqlite_path(settings.database_url)
+        database = described(settings.database_url)
     except (SettingsError, UnsupportedDatabase) as error:
         print(f"coffeebot: {error}", file=sys.stderr)
         return EXIT_CONFIGURATION
@@ -203,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(NoNetworkTracebacks(settings.telegram_bot_token))
     try:
         return run_command(command, arguments, settings)
+    except OSError as error:  # a database server refusing connections, or an unknown host
+        print(f"coffeebot: cannot reach {database}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except sqlite3.OperationalError as error:
         if "locked" not in str(error):
             raise
@@ -216,13 +230,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(command: str, arguments: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that `coffeebot --help` and a missing token answer at once.
-    from bot.app import open_migrated_store, utc_now
+    from bot.bootstrap import migrated_storage, utc_now
 
     if command == "run":
         if not settings.telegram_bot_token:
             print(NO_TOKEN, file=sys.stderr)
             return EXIT_CONFIGURATION
-        from bot.webhook import public_url
+        from bot.mail.unsubscribe import public_url
 
         try:
             public_url(settings)
@@ -238,19 +252,25 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
     if command == "migrate":
 
         async def migrate() -> None:
-            store = await open_migrated_store(settings, utc_now)
-            print(f"database schema at version {await store.schema_version()}")
-            await store.close()
+            from storage.migrator import schema_version
+
+            async with migrated_storage(settings) as storage:
+                print(f"database schema at version {await schema_version(storage.database)}")
 
         asyncio.run(migrate())
         return 0
 
     if command == "audit":
-        from bot.audit import verify_audit
+        from bot.admin.audit import verify_audit
 
         return verify_audit(settings, arguments.certificate)
-    if command in ("draw", "export"):
-        content = asyncio.run(admin_file(settings, command))
+    if command == "copy-db":
+        return copy_db(arguments.source, arguments.target)
+    if command == "export":
+        asyncio.run(export(settings, arguments.output))
+        return 0
+    if command == "draw":
+        content = asyncio.run(ticket_file(settings))
         if content is None:
             print("coffeebot: no draw has frozen a ticket list yet (/draw does)", file=sys.stderr)
             return EXIT_ENVIRONMENT
@@ -261,7 +281,7 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
             sys.stdout.buffer.write(content)
         return 0
 
-    from bot.console import run_console
+    from bot.console.terminal import run_console
     from conversations.model import Profile
 
     profile = Profile(arguments.first_name, arguments.last_name, arguments.language)
@@ -284,7 +304,7 @@ class NoNetworkTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from telegram.error import NetworkError
 
-        from bot.outage import describe
+        from bot.telegram.outage import describe
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, NetworkError):
@@ -298,9 +318,10 @@ def webhook_command(settings: Settings, action: str | None, drop_pending_updates
     """Serve the webhook, or register it with Telegram; a setting to fix is one line."""
     from telegram.error import InvalidToken, NetworkError, TelegramError
 
-    from bot.app import ALLOWED_UPDATES
-    from bot.webhook import checked_secret, listen_address, public_url, webhook_path
-    from bot.webhook_registration import WebhookAction, register
+    from bot.mail.unsubscribe import public_url
+    from bot.telegram.application import ALLOWED_UPDATES
+    from bot.telegram.registration import WebhookAction, register
+    from bot.telegram.webhook import checked_secret, listen_address, webhook_path
 
     try:
         if action is None:
@@ -320,7 +341,7 @@ def webhook_command(settings: Settings, action: str | None, drop_pending_updates
         print(WRONG_TOKEN, file=sys.stderr)
         return EXIT_CONFIGURATION
     except NetworkError as error:
-        from bot.outage import describe
+        from bot.telegram.outage import describe
 
         reason = describe(error, settings.telegram_bot_token)
         print(f"coffeebot: cannot reach the Telegram Bot API ({reason})", file=sys.stderr)
@@ -336,8 +357,10 @@ def run_bot(settings: Settings, webhook: bool = False) -> int:
     stop signal."""
     from telegram.error import InvalidToken
 
-    from bot.app import ALLOWED_UPDATES, OUTAGE, build_application, tune_gc, utc_now
-    from bot.webhook import HttpServer, http_app, public_url, serve_webhook
+    from bot.bootstrap import utc_now
+    from bot.mail.unsubscribe import public_url
+    from bot.telegram.application import ALLOWED_UPDATES, OUTAGE, build_application, tune_gc
+    from bot.telegram.webhook import HttpServer, http_app, serve_webhook
 
     application = build_application(settings)
     loop = new_event_loop()
@@ -395,7 +418,7 @@ async def reach_telegram(application: Application, settings: Settings) -> None: 
     wait, and give up after TELEGRAM_START_TIMEOUT_SECONDS."""
     from telegram.error import NetworkError
 
-    from bot.outage import describe
+    from bot.telegram.outage import describe
 
     host = urlsplit(settings.telegram_api_base_url).netloc
     give_up = time.monotonic() + settings.telegram_start_timeout_seconds
@@ -463,25 +486,43 @@ def verify_draw(certificate_path: str, tickets_path: str, addenda_path: str | No
     return 0
 
 
-async def admin_file(settings: Settings, command: str) -> bytes | None:
-    """The CSV export, or the ticket list the draw froze (None before any draw)."""
-    from bot.app import open_migrated_store, utc_now
-    from conversations.admin import export_csv
+async def ticket_file(settings: Settings) -> bytes | None:
+    """The ticket list the draw froze (None before any draw)."""
+    from bot.bootstrap import migrated_storage
     from conversations.draw import ticket_list
-    from storage.sqlite_admin import SqliteAdminStore
 
-    store = await open_migrated_store(settings, utc_now)
-    try:
-        if command == "export":
-            content = export_csv(await store.all_participants())
+    async with migrated_storage(settings) as storage:
+        record = await storage.draws.draw()
+    if record is None or not record.tickets:
+        return None
+    return ticket_list(record.tickets).encode("ascii")
+
+
+async def export(settings: Settings, output: str | None) -> None:
+    """The CSV export, streamed row by row into the file or to standard output."""
+    from bot.admin.exports import export_into, write_export
+    from bot.bootstrap import migrated_storage
+
+    async with migrated_storage(settings) as storage:
+        if output:
+            await write_export(storage, Path(output))
         else:
-            record = await SqliteAdminStore(store).draw()
-            if record is None or not record.tickets:
-                return None
-            content = ticket_list(record.tickets).encode("ascii")
-    finally:
-        await store.close()
-    return content
+            await export_into(storage, sys.stdout)
+            sys.stdout.flush()
+
+
+def copy_db(source: str, target: str) -> int:
+    from storage.copy import CopyRefused, copy_database
+
+    try:
+        counts = asyncio.run(copy_database(source, target, datetime.now(UTC)))
+    except (CopyRefused, UnsupportedDatabase) as error:
+        print(f"coffeebot copy-db: {error}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    for table, count in counts.items():
+        print(f"{table}: {count} rows")
+    print(f"OK: {sum(counts.values())} rows copied to {described(target)}, counts checked")
+    return 0
 
 
 if __name__ == "__main__":

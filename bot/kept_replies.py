@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conversations.model import Button, Reply
-from storage.sqlite import SqliteStore
+from storage.database import Database
 
 _UNSENT = "SELECT replies, replies_sent FROM processed_updates WHERE update_id = ?"
 _PROGRESS = "UPDATE processed_updates SET replies_sent = ? WHERE update_id = ?"
@@ -63,18 +63,18 @@ def decode(raw: str) -> KeptStep:
 
 
 class KeptReplies:
-    """Reads and advances the kept replies, on the store's shared connection."""
+    """Reads and advances the kept replies."""
 
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def unsent(self, update_id: int) -> tuple[KeptStep, int] | None:
         """The update's kept step and how many of its items already left; None if none kept."""
-        rows: Sequence[Any] = await self._store.fetch(_UNSENT, (update_id,))
+        rows: Sequence[Any] = await self._database.fetch(_UNSENT, (update_id,))
         if not rows or rows[0][0] is None:
             return None
         return decode(rows[0][0]), int(rows[0][1])
 
     async def sent(self, update_id: int, items: int) -> None:
         """Record that the first `items` items of the update have left."""
-        await self._store.write([(_PROGRESS, (items, update_id))])
+        await self._database.run([(_PROGRESS, (items, update_id))])

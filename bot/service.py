@@ -127,23 +127,27 @@ class ConversationService:
 
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:
         """Steps the person's conversation, commits it, then replies and carries out effects."""
-        ctx = self._context(incoming.profile, await self._store.operation())
-        for attempt in range(1, _SAVE_ATTEMPTS + 1):
-            state = await self._store.load(incoming.user_id)
-            if state is None:
-                state = new_participant(incoming.user_id, incoming.profile, ctx.now, self._texts)
-            outcome = self._step(state, incoming, ctx)
-            try:
-                outcome = await self._commit(state, outcome, incoming.update_id, ctx)
-                break
-            except DuplicateUpdate:
-                log.info("update %s already processed: not acted on again", incoming.update_id)
-                await self._send_kept(incoming, outbound, ctx)
-                return
-            except StaleWrite:
-                log.warning("stale write for user %s (attempt %d)", incoming.user_id, attempt)
-                if attempt == _SAVE_ATTEMPTS:
-                    raise
+        # In the person's turn: another process serving them waits until this one commits.
+        async with self._store.serving(incoming.user_id) as store:
+            ctx = self._context(incoming.profile, await store.operation())
+            for attempt in range(1, _SAVE_ATTEMPTS + 1):
+                state = await store.load(incoming.user_id)
+                if state is None:
+                    state = new_participant(
+                        incoming.user_id, incoming.profile, ctx.now, self._texts
+                    )
+                outcome = self._step(state, incoming, ctx)
+                try:
+                    outcome = await self._commit(store, state, outcome, incoming.update_id, ctx)
+                    break
+                except DuplicateUpdate:
+                    log.info("update %s already processed: not acted on again", incoming.update_id)
+                    await self._send_kept(incoming, outbound, ctx)
+                    return
+                except StaleWrite:
+                    log.warning("stale write for user %s (attempt %d)", incoming.user_id, attempt)
+                    if attempt == _SAVE_ATTEMPTS:
+                        raise
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in outcome.effects):
             self._mail_queued()
         await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)
@@ -188,21 +192,26 @@ class ConversationService:
             return Outcome(state, (Reply(self._texts.render(state.language, "error.internal")),))
 
     async def _commit(
-        self, state: Participant, outcome: Outcome, update_id: int | None, ctx: Context
+        self,
+        store: ParticipantStore,
+        state: Participant,
+        outcome: Outcome,
+        update_id: int | None,
+        ctx: Context,
     ) -> Outcome:
         """Save what the step changed, or only note the update; return what to reply."""
         stored = [e for e in outcome.effects if not isinstance(e, SendPersonalData)]
         try:
             if outcome.state != state or stored:
-                await self._store.save(
+                await store.save(
                     outcome.state, state.version, stored, update_id, ctx.now, self._keep(outcome)
                 )
             elif update_id is not None:
-                await self._store.mark_processed(update_id, ctx.now, self._keep(outcome))
+                await store.mark_processed(update_id, ctx.now, self._keep(outcome))
         except ContactTaken as taken:
             refusal = refuse(state, ctx, Refusal(f"refusal.{taken.field}.taken"))
             if update_id is not None:
-                await self._store.mark_processed(update_id, ctx.now, self._keep(refusal))
+                await store.mark_processed(update_id, ctx.now, self._keep(refusal))
             return refusal
         return outcome
 

@@ -85,6 +85,10 @@ class Settings:
     gc_young_threshold: int = 50_000
     # Commits between two WAL checkpoints, which run on their own thread (about 4 pages each).
     sqlite_checkpoint_every_commits: int = 250
+    # PostgreSQL: connections each process keeps open to the server.
+    database_pool_size: int = 10
+    # An /export larger than this is sent gzipped (Telegram takes documents up to 50 MB).
+    export_document_max_bytes: int = 45_000_000
     confirmation_valid_days: int = 7
     confirmation_sends_per_hour: int = 3
     code_attempts_per_hour: int = 5

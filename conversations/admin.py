@@ -61,23 +61,67 @@ def neutralised(value: str) -> str:
     return f"'{value}" if value.startswith(_FORMULA_START) else value
 
 
-def export_csv(people: list[Participant]) -> bytes:
-    """Confirmed participants, as French Excel opens it: UTF-8 with a BOM, `;` between cells."""
+@dataclass(frozen=True)
+class ExportRow:
+    """One confirmed participant, as the export shows them."""
+
+    ticket: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str
+    email: str
+    postcode: str
+    departement: str
+    area: str
+    entered_at: datetime
+    actions: frozenset[str]
+    availability: frozenset[str]
+    news_email: bool
+    news_sms: bool
+    question: str | None
+    excluded_reason: str | None
+
+
+# UTF-8 with a BOM, `;` between cells, CRLF: as French Excel opens it.
+EXPORT_START = "\ufeff"
+
+
+def export_line(row: ExportRow | None) -> str:
+    """One line of the CSV export; the header for None."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
-    entered = [(p, p.entry) for p in people if p.entry is not None]
-    for p, entry in sorted(entered, key=lambda pair: pair[1].entered_at):
-        row = (
-            entry.ticket, p.first_name, p.last_name, entry.phone, entry.email, entry.postcode,
-            entry.departement, entry.area, entry.entered_at.isoformat(timespec="seconds"),
-            ",".join(sorted(p.actions)), ",".join(sorted(p.availability)),
-            "oui" if p.has_consented(ConsentKind.NEWS_EMAIL) else "non",
-            "oui" if p.has_consented(ConsentKind.NEWS_SMS) else "non",
-            p.question, entry.excluded_reason,
-        )  # fmt: skip
-        writer.writerow([neutralised(str(value)) if value is not None else "" for value in row])
-    return "\ufeff".encode() + out.getvalue().encode()
+    if row is None:
+        writer.writerow(EXPORT_COLUMNS)
+        return out.getvalue()
+    values = (
+        row.ticket, row.first_name, row.last_name, row.phone, row.email, row.postcode,
+        row.departement, row.area, row.entered_at.isoformat(timespec="seconds"),
+        ",".join(sorted(row.actions)), ",".join(sorted(row.availability)),
+        "oui" if row.news_email else "non", "oui" if row.news_sms else "non",
+        row.question, row.excluded_reason,
+    )  # fmt: skip
+    writer.writerow([neutralised(str(value)) if value is not None else "" for value in values])
+    return out.getvalue()
+
+
+def export_row(p: Participant) -> ExportRow | None:
+    entry = p.entry
+    if entry is None:
+        return None
+    return ExportRow(
+        entry.ticket, p.first_name, p.last_name, entry.phone, entry.email, entry.postcode,
+        entry.departement, str(entry.area), entry.entered_at, frozenset(map(str, p.actions)),
+        frozenset(map(str, p.availability)), p.has_consented(ConsentKind.NEWS_EMAIL),
+        p.has_consented(ConsentKind.NEWS_SMS), p.question, entry.excluded_reason,
+    )  # fmt: skip
+
+
+def export_csv(people: list[Participant]) -> bytes:
+    """Confirmed participants, oldest entry first (the shell streams the same lines)."""
+    rows = sorted(
+        (row for row in map(export_row, people) if row is not None), key=lambda r: r.entered_at
+    )
+    return (EXPORT_START + export_line(None) + "".join(map(export_line, rows))).encode()
 
 
 def questions(people: list[Participant]) -> list[tuple[str, str]]:

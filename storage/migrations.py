@@ -1,17 +1,45 @@
 """The schema, as ordered, described steps. Each runs in one transaction; never edit a
-released step, add a new one. SQL here is meant to run on SQLite and PostgreSQL alike."""
+released step, add a new one. SQL here runs on SQLite and PostgreSQL alike, except where a
+step gives each dialect its own form (`PerDialect`); every index and constraint is named the
+same on both, so that errors are recognised by name (storage/constraints.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from storage.database import Dialect
+
+
+@dataclass(frozen=True)
+class PerDialect:
+    """One statement written for each backend."""
+
+    sqlite: str
+    postgresql: str
+
+    def text(self, dialect: Dialect) -> str:
+        return self.sqlite if dialect is Dialect.SQLITE else self.postgresql
 
 
 @dataclass(frozen=True)
 class Migration:
     version: int
     description: str
-    statements: tuple[str, ...]
+    statements: tuple[str | PerDialect, ...]
 
+    def sql(self, dialect: Dialect) -> list[str]:
+        """The step's statements as the backend runs them."""
+        return [s if isinstance(s, str) else s.text(dialect) for s in self.statements]
+
+
+_ENTRIES_FROM_SIGNUPS = """INSERT INTO entries SELECT p.user_id, p.ticket, p.confirmed_email,
+    p.phone, p.postcode, p.departement, p.area,
+    {consents} FROM consents AS c WHERE c.user_id = p.user_id
+        AND c.kind IN ('adult', 'draw') AND c.withdrawn_at IS NULL),
+    p.confirmed_at, p.excluded_reason, p.updated_at
+FROM participants AS p
+WHERE p.ticket IS NOT NULL AND p.confirmed_email IS NOT NULL
+    AND p.phone IS NOT NULL AND p.postcode IS NOT NULL AND p.area IS NOT NULL"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -194,17 +222,17 @@ MIGRATIONS += (
             "CREATE UNIQUE INDEX entries_ticket_key ON entries (ticket)",
             "CREATE UNIQUE INDEX entries_email_key ON entries (lower(email))",
             # Existing confirmed signups become entries, with the signup consents they gave.
-            # (json_group_array is SQLite's; the only databases before this step are SQLite.)
-            """INSERT INTO entries SELECT p.user_id, p.ticket, p.confirmed_email, p.phone,
-                p.postcode, p.departement, p.area,
-                (SELECT json_group_array(json_object(
-                    'kind', c.kind, 'version', c.version, 'given_at', c.given_at))
-                 FROM consents AS c WHERE c.user_id = p.user_id AND c.kind IN ('adult', 'draw')
-                 AND c.withdrawn_at IS NULL),
-                p.confirmed_at, p.excluded_reason, p.updated_at
-            FROM participants AS p
-            WHERE p.ticket IS NOT NULL AND p.confirmed_email IS NOT NULL
-                AND p.phone IS NOT NULL AND p.postcode IS NOT NULL AND p.area IS NOT NULL""",
+            PerDialect(
+                sqlite=_ENTRIES_FROM_SIGNUPS.format(
+                    consents="(SELECT json_group_array(json_object("
+                    "'kind', c.kind, 'version', c.version, 'given_at', c.given_at))"
+                ),
+                # The same JSON text as SQLite's, '[]' when there are none.
+                postgresql=_ENTRIES_FROM_SIGNUPS.format(
+                    consents="(SELECT COALESCE(json_agg(json_build_object("
+                    "'kind', c.kind, 'version', c.version, 'given_at', c.given_at))::text, '[]')"
+                ),
+            ),
             "ALTER TABLE participants ADD COLUMN confirmation_address TEXT",
             "UPDATE participants SET confirmation_address = email"
             " WHERE confirmation_token_hash IS NOT NULL",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from conversations.model import Effect, Participant
+
+# Re-exported: the stores' callers name them from here.
+from conversations.outgoing import TelegramKind as TelegramKind
+from conversations.outgoing import TelegramMessage as TelegramMessage
 from conversations.phases import OperationState
 
 
@@ -69,6 +74,11 @@ class Outbox(Protocol):
 
 
 class ParticipantStore(Protocol):
+    def serving(self, user_id: int) -> AbstractAsyncContextManager[ParticipantStore]:
+        """This store within one person's turn: whoever else serves them, in this process or
+        another, waits until the block commits."""
+        ...
+
     async def load(self, user_id: int) -> Participant | None: ...
 
     async def operation(self) -> OperationState:
@@ -103,14 +113,6 @@ class ParticipantStore(Protocol):
         ...
 
 
-class TelegramKind(StrEnum):
-    """What a message queued for a person's chat is about."""
-
-    DRAW_RESULT = "draw-result"
-    DEADLINE_REMINDER = "deadline-reminder"
-    ANNOUNCEMENT = "announcement"
-
-
 class TelegramStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
@@ -121,27 +123,6 @@ class TelegramStatus(StrEnum):
     # The bot stopped while sending it: it may have been delivered, so it is not sent again.
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class TelegramMessage:
-    """A message for one person's chat, kept as a catalogue key and the values it needs: the
-    text is rendered when it is sent, in the wording staff have then."""
-
-    # Names the message for its purpose, e.g. `draw-result:{ticket}`: queued twice, sent once.
-    key: str
-    user_id: int
-    kind: TelegramKind
-    language: str
-    text_key: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    # Each (catalogue key of the label, callback data) pair is a button on its own row.
-    buttons: tuple[tuple[str, str], ...] = ()
-    # Campaign messages wait out electoral silence; direct answers to a person do not.
-    campaign: bool = False
-    not_before: datetime | None = None
-    # Groups messages for progress counts and cancelling, e.g. 'draw-result' or 'announce:17'.
-    batch: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The Telegram outbox on SQLite, sharing the participant store's connection.
+"""The Telegram outbox, on any Database.
 
 Each message changes state in its own small transaction, and at most one is 'sending' at a
 time: a crash leaves at most one message in doubt, which is then given up rather than sent
@@ -11,6 +11,9 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
+from storage.database import Database, Statement
+from storage.outbox import claimed
+from storage.participants import _parse_time, _time
 from storage.ports import (
     QueuedTelegram,
     StaleWrite,
@@ -18,13 +21,15 @@ from storage.ports import (
     TelegramMessage,
     TelegramStatus,
 )
-from storage.sqlite import SqliteStore, Statement, _parse_time, _time
+
+# The channel on which a commit that queued messages tells every process's sender to look.
+TELEGRAM_CHANNEL = "coffeebot_telegram"
 
 # Queued only for a person still stored: an erased person is told nothing.
 _QUEUE = (
     "INSERT INTO telegram_outbox (idempotency_key, user_id, kind, language, text_key, params,"
     " buttons, campaign, status, attempts, not_before, batch, created_at)"
-    " SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?"
+    " SELECT ?, CAST(? AS BIGINT), ?, ?, ?, ?, ?, CAST(? AS SMALLINT), 'pending', 0, ?, ?, ?"
     " WHERE EXISTS (SELECT 1 FROM participants WHERE user_id = ?)"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
@@ -38,9 +43,9 @@ _DUE = (
 _DONE = "status = ?, attempts = ?, last_error = ?, params = NULL"
 
 
-class SqliteTelegramOutbox:
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
+class TelegramQueue:
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     def queue_statements(
         self, messages: Iterable[TelegramMessage], now: datetime
@@ -48,7 +53,7 @@ class SqliteTelegramOutbox:
         """The statements queueing these messages, for the caller's own transaction; a message
         whose key is already queued (or sent) is left as it is."""
         at = _time(now)
-        return [
+        queued: list[Statement] = [
             (
                 _QUEUE,
                 (
@@ -68,6 +73,12 @@ class SqliteTelegramOutbox:
             )
             for message in messages
         ]
+        return [*queued, *self.queued()] if queued else []
+
+    def queued(self) -> list[Statement]:
+        """Tells other processes' senders, at commit, that a message is waiting."""
+        notify = self._database.notify(TELEGRAM_CHANNEL)
+        return [notify] if notify is not None else []
 
     def not_drawn_statement(self, text_key: str, batch: str, now: datetime) -> Statement:
         """Queue `text_key` for every entrant with a ticket in the draw but no place in it, in
@@ -89,11 +100,11 @@ class SqliteTelegramOutbox:
     async def queue(self, messages: Iterable[TelegramMessage], now: datetime) -> None:
         statements = self.queue_statements(messages, now)
         if statements:
-            await self._store.write(statements)
+            await self._database.run(statements)
 
     async def due(self, now: datetime, limit: int, hold_campaign: bool) -> list[QueuedTelegram]:
         highest_campaign = 0 if hold_campaign else 1
-        rows = await self._store.fetch(_DUE, (_time(now), highest_campaign, limit))
+        rows = await self._database.fetch(_DUE, (_time(now), highest_campaign, limit))
         return [
             QueuedTelegram(
                 TelegramMessage(
@@ -116,17 +127,17 @@ class SqliteTelegramOutbox:
     async def start_sending(self, key: str) -> bool:
         leaving = (
             "UPDATE telegram_outbox SET status = 'sending'"
-            " WHERE idempotency_key = ? AND status = 'pending'",
+            f" WHERE {claimed(self._database, 'telegram_outbox')}",
             (key,),
         )
         try:
-            await self._store.write([leaving], guarded=0)
+            await self._database.run([leaving], guarded=0)
         except StaleWrite:
             return False
         return True
 
     async def mark_sent(self, key: str, now: datetime) -> None:
-        await self._store.write(
+        await self._database.run(
             [
                 (
                     "UPDATE telegram_outbox SET status = 'sent', sent_at = ?,"
@@ -141,7 +152,7 @@ class SqliteTelegramOutbox:
         await self._done(key, TelegramStatus.BLOCKED, attempts, "Forbidden")
 
     async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None:
-        await self._store.write(
+        await self._database.run(
             [
                 (
                     "UPDATE telegram_outbox SET status = 'pending', attempts = ?, not_before = ?,"
@@ -155,7 +166,7 @@ class SqliteTelegramOutbox:
         await self._done(key, TelegramStatus.FAILED, attempts, error)
 
     async def _done(self, key: str, status: TelegramStatus, attempts: int, error: str) -> None:
-        await self._store.write(
+        await self._database.run(
             [
                 (
                     f"UPDATE telegram_outbox SET {_DONE} WHERE idempotency_key = ?",
@@ -167,10 +178,10 @@ class SqliteTelegramOutbox:
     async def mark_interrupted(self) -> int:
         """At start, before the sender runs: give up the messages a crash left leaving. They
         may have been delivered, and sending them again could tell a person twice."""
-        rows = await self._store.fetch(
+        rows = await self._database.fetch(
             "SELECT COUNT(*) FROM telegram_outbox WHERE status = 'sending'"
         )
-        await self._store.write(
+        await self._database.run(
             [
                 (
                     "UPDATE telegram_outbox SET status = 'interrupted', params = NULL,"
@@ -183,7 +194,7 @@ class SqliteTelegramOutbox:
 
     async def cancel_batch(self, batch: str) -> None:
         """The batch's messages not yet sent are not sent; those already sent stay as they are."""
-        await self._store.write(
+        await self._database.run(
             [
                 (
                     "UPDATE telegram_outbox SET status = 'cancelled', params = NULL"
@@ -194,7 +205,7 @@ class SqliteTelegramOutbox:
         )
 
     async def progress(self, batch: str) -> dict[TelegramStatus, int]:
-        rows = await self._store.fetch(
+        rows = await self._database.fetch(
             "SELECT status, COUNT(*) FROM telegram_outbox WHERE batch = ? GROUP BY status",
             (batch,),
         )

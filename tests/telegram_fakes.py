@@ -17,8 +17,8 @@ from telegram import Update
 from telegram.ext import Application
 from telegram.request import BaseRequest, RequestData
 
-from bot.app import build_application
 from bot.settings import Settings
+from bot.telegram.application import build_application
 
 BOT_ID = 7000000001
 BOT_USERNAME = "coffee_test_bot"

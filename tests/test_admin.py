@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import hashlib
 import io
 import json
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bot.app import open_migrated_store, utc_now
+from bot.bootstrap import open_migrated_storage, utc_now
 from bot.settings import Settings
 from conversations.draw import (
     BeaconSource,
@@ -26,7 +24,7 @@ from conversations.draw import (
 )
 from conversations.ledger import record_hash
 from conversations.model import Area, RecordConsent
-from tests.conftest import NOW
+from tests.conftest import NOW, dump, run_sql
 from tests.factories import entered
 from tests.fake_beacon import FakeDrand, running_drand
 from tests.telegram_fakes import BotHarness, FakeBotApi, Updates, running_bot
@@ -39,14 +37,16 @@ AREAS = [Area.PROVINCE, Area.PARIS, Area.CORSICA, Area.OVERSEAS, Area.ILE_DE_FRA
 
 async def seed(settings: Settings, count: int) -> list[int]:
     """Confirmed participants with tickets, written straight to the database."""
-    store = await open_migrated_store(settings, Clock())
+    store = await open_migrated_storage(settings, Clock())
     try:
         for n in range(1, count + 1):
             person = entered(
                 n, first_name=f"Prénom{n}", last_name="Nom", phone=f"+336123400{n:02d}",
                 area=AREAS[n % len(AREAS)], ticket=f"TK{n:08d}", question=f"Question {n} ?",
             )  # fmt: skip
-            await store.save(person, 0, [RecordConsent(c) for c in person.consents], None, NOW)
+            await store.participants.save(
+                person, 0, [RecordConsent(c) for c in person.consents], None, NOW
+            )
     finally:
         await store.close()
     return list(range(1, count + 1))
@@ -277,11 +277,11 @@ async def test_figures_lists_and_exclusion(settings: Settings, tmp_path: Path) -
 
 async def set_excluded_reason(settings: Settings, ticket: str, reason: str) -> None:
     """An exclusion as version 3 wrote it: free text."""
-    database = settings.database_url.removeprefix("sqlite:///")
-    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
-        connection.execute(
-            "UPDATE entries SET excluded_reason = ? WHERE ticket = ?", (reason, ticket)
-        )
+    # Ticket and reason are the test's own plain words.
+    await run_sql(
+        settings.database_url,
+        f"UPDATE entries SET excluded_reason = '{reason}' WHERE ticket = '{ticket}'",
+    )
 
 
 async def test_exclusions_are_public_and_end_at_the_freeze(
@@ -333,9 +333,7 @@ async def test_nobody_reading_the_database_before_the_beacon_can_foresee_the_ord
             assert "attend le hasard public drand" in api.texts_to(ADMIN)[-1]
             await asyncio.sleep(0.1)  # ticks: still no round, no draw
             assert certificates(api) == [] and drand.signatures == {}
-            database = settings.database_url.removeprefix("sqlite:///")
-            with sqlite3.connect(database) as connection:
-                dump = "\n".join(connection.iterdump())
+            stored = await dump(settings.database_url)
             await bot.feed(updates.press(admin, "admin.draw.cancel"))
             assert "Trop tard pour annuler" in api.texts_to(ADMIN)[-1]
             clock.advance(30)
@@ -344,8 +342,8 @@ async def test_nobody_reading_the_database_before_the_beacon_can_foresee_the_ord
     tickets = [f"TK{n:08d}" for n in range(1, 41)]
     assert verify(certificate, tickets) == []
     # The dump holds the secret and the list, but not the beacon, so not the seed nor the order.
-    assert certificate["secret"] in dump
-    assert certificate["beacon"]["value"] not in dump and certificate["seed"] not in dump
+    assert certificate["secret"] in stored
+    assert certificate["beacon"]["value"] not in stored and certificate["seed"] not in stored
     secret, digest = bytes.fromhex(certificate["secret"]), tickets_sha256(tickets)
     drawn = certificate["winners"] + certificate["reserves"]
     for guess in ("", "0" * 64, certificate["commitment"]):

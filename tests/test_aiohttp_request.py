@@ -11,9 +11,9 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.error import NetworkError, TimedOut
 from telegram.request import HTTPXRequest
 
-from bot.aiohttp_request import AiohttpRequest, Timeouts
-from bot.app import telegram_request
 from bot.settings import HttpClient, Settings, SettingsError
+from bot.telegram.application import telegram_request
+from bot.telegram.request import AiohttpRequest, Timeouts
 from tests.bot_api_server import LocalBotApi
 from tests.smtp_server import free_port
 

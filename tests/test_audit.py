@@ -3,33 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.app import open_migrated_store
+from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings
 from conversations.ledger import verify_audit_chain
-from storage.sqlite_admin import SqliteAdminStore
-from tests.conftest import NOW
+from tests.conftest import NOW, run_sql
 from tests.test_console import coffeebot
 from tests.test_mail import Clock
 
 
 async def write_log(settings: Settings, count: int) -> str:
     """`count` entries, two of them written at once; returns the chain's head."""
-    store = await open_migrated_store(settings, Clock())
+    store = await open_migrated_storage(settings, Clock())
     try:
-        admin = SqliteAdminStore(store)
+        admin = store.audit
         for n in range(count - 2):
             await admin.log(900, "exclude", f"TK{n:08d} staff", NOW + timedelta(minutes=n))
         await asyncio.gather(
             admin.log(901, "stats", "", NOW), admin.log(902, "export", "4 rows", NOW)
         )
-        assert verify_audit_chain(await admin.audit_chain()) == []
-        return await admin.audit_head()
+        assert verify_audit_chain(await admin.chain()) == []
+        return await admin.head()
     finally:
         await store.close()
 
@@ -62,17 +60,16 @@ async def test_tampering_with_the_audit_log_is_detected(
     settings: Settings, tmp_path: Path, tampering: str, found: str
 ) -> None:
     await write_log(settings, 6)
-    with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as connection:
-        connection.executescript(tampering)
+    await run_sql(settings.database_url, *tampering.split("; "))
     code, output = audit_verify(settings, tmp_path)
     assert code == 1 and found in output, output
 
 
 async def test_an_entry_moved_with_its_hash_breaks_the_chain_after_it(settings: Settings) -> None:
     await write_log(settings, 5)
-    store = await open_migrated_store(settings, Clock())
+    store = await open_migrated_storage(settings, Clock())
     try:
-        entries = await SqliteAdminStore(store).audit_chain()
+        entries = await store.audit.chain()
     finally:
         await store.close()
     moved = [entries[0], entries[2], entries[1], *entries[3:]]

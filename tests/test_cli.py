@@ -12,7 +12,7 @@ import pytest
 from bot.cli import build_parser, main
 from tests.test_console import coffeebot
 
-SUBCOMMANDS = {"run", "console", "migrate", "draw", "export", "audit", "webhook"}
+SUBCOMMANDS = {"run", "console", "migrate", "draw", "export", "audit", "copy-db", "webhook"}
 
 
 def every_parser() -> list[argparse.ArgumentParser]:
@@ -66,10 +66,18 @@ def test_draw_verify_refuses_a_file_that_is_no_certificate_in_one_line(tmp_path:
 
 
 def test_an_unsupported_database_url_is_one_line(tmp_path: Path) -> None:
-    url = {"DATABASE_URL": "postgresql://cafe:s3cret@db.example/cafe"}
+    url = {"DATABASE_URL": "mysql://cafe:s3cret@db.example/cafe"}
     result = coffeebot(tmp_path, "migrate", env=url)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("coffeebot: DATABASE_URL postgresql://… is not supported")
+    assert result.stderr.startswith("coffeebot: DATABASE_URL mysql://… is not supported")
+    assert "s3cret" not in result.stderr
+
+
+def test_an_unreachable_database_server_is_one_line(tmp_path: Path) -> None:
+    url = {"DATABASE_URL": "postgresql://cafe:s3cret@127.0.0.1:1/cafe"}
+    result = coffeebot(tmp_path, "migrate", env=url)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("coffeebot: cannot reach PostgreSQL cafe on 127.0.0.1:1")
     assert "s3cret" not in result.stderr
 
 

@@ -303,7 +303,7 @@ def test_the_calendar_file_is_valid_icalendar() -> None:
 
 
 def test_the_bots_parallel_ordering_is_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot import drawing
+    from bot.admin import drawing
 
     monkeypatch.setattr(drawing, "PARALLEL_FROM", 100)
     monkeypatch.setattr(drawing.os, "cpu_count", lambda: 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.app import open_migrated_store
+from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings
 from conversations.model import Area, RecordConsent
 from tests.conftest import NOW
@@ -17,7 +17,7 @@ from tests.test_mail import Clock
 
 
 async def seed_areas(settings: Settings, areas: list[Area]) -> list[int]:
-    store = await open_migrated_store(settings, Clock())
+    store = await open_migrated_storage(settings, Clock())
     try:
         for n, area in enumerate(areas, 1):
             postcode, departement = ("75011", "75") if area == Area.PARIS else ("69003", "69")
@@ -25,7 +25,9 @@ async def seed_areas(settings: Settings, areas: list[Area]) -> list[int]:
                 n, phone=f"+336123400{n:02d}", area=area, postcode=postcode,
                 departement=departement, ticket=f"TK{n:08d}",
             )  # fmt: skip
-            await store.save(person, 0, [RecordConsent(c) for c in person.consents], None, NOW)
+            await store.participants.save(
+                person, 0, [RecordConsent(c) for c in person.consents], None, NOW
+            )
     finally:
         await store.close()
     return list(range(1, len(areas) + 1))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from telegram import Update
 
-from bot.app import open_migrated_store
-from bot.draw_flow import DrawFlow
+from bot.admin.draw_flow import DrawFlow
+from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings
 from conversations.confirmation import digest
 from conversations.model import (
@@ -27,7 +27,7 @@ from conversations.model import (
 from conversations.phases import OperationState
 from conversations.policy import Context, Travel
 from conversations.signup import step
-from storage.sqlite_admin import SqliteAdminStore
+from storage.draws import DrawStore
 from tests.conftest import NOW
 from tests.factories import entered
 from tests.fake_beacon import running_drand
@@ -65,12 +65,12 @@ def test_no_friend_is_invited_to_join_once_entries_are_closed(ctx: Context) -> N
 
 
 async def _chain_of_three_then(settings: Settings, *statements: tuple[str, tuple]) -> None:
-    store = await open_migrated_store(settings, Clock())
+    store = await open_migrated_storage(settings, Clock())
     try:
-        admin = SqliteAdminStore(store)
+        admin = store.audit
         for n in range(3):
             await admin.log(ADMIN, "exclude", f"TK{n} staff", NOW + timedelta(minutes=n))
-        await store.write(list(statements))
+        await store.database.run(list(statements))
     finally:
         await store.close()
 
@@ -104,7 +104,7 @@ async def test_a_ticket_given_while_the_preview_reads_the_list_makes_the_preview
     async with running_drand(clock) as drand:
         settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
         await seed_areas(settings, [Area.PROVINCE] * 3)
-        store = await open_migrated_store(settings, clock)
+        store = await open_migrated_storage(settings, clock)
         try:
             late = entered(LATE_ID, phone="+33612349999", entry=None, step=Step.COMPLETE)
             late = replace(
@@ -113,16 +113,18 @@ async def test_a_ticket_given_while_the_preview_reads_the_list_makes_the_preview
                     late.email or "", digest(LATE_TOKEN), digest("111111"), NOW + timedelta(days=1)
                 ),
             )
-            await store.save(late, 0, [RecordConsent(c) for c in late.consents], None, NOW)
+            await store.participants.save(
+                late, 0, [RecordConsent(c) for c in late.consents], None, NOW
+            )
         finally:
             await store.close()
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
         async with running_bot(settings, api, clock) as bot:
-            real_entries = SqliteAdminStore.entries
+            real_entries = DrawStore.entries
             calls = 0
 
-            async def entries_then_a_confirmation(self: SqliteAdminStore) -> object:
+            async def entries_then_a_confirmation(self: DrawStore) -> object:
                 nonlocal calls
                 calls += 1
                 read = await real_entries(self)
@@ -132,7 +134,7 @@ async def test_a_ticket_given_while_the_preview_reads_the_list_makes_the_preview
                     await bot.application.process_update(Update.de_json(link, bot.application.bot))
                 return read
 
-            monkeypatch.setattr(SqliteAdminStore, "entries", entries_then_a_confirmation)
+            monkeypatch.setattr(DrawStore, "entries", entries_then_a_confirmation)
             await bot.feed(updates.text(admin, "/draw 2"))
             assert "pendant la préparation" in api.texts_to(ADMIN)[-1]
             await draw_at(bot, clock, api, "/draw 2")
@@ -203,16 +205,16 @@ async def test_a_crash_just_after_the_draw_commits_still_gets_the_certificate_to
         await seed_areas(settings, [Area.PROVINCE] * 3)
         api, updates = FakeBotApi(), Updates()
         admin = Updates.user(ADMIN)
-        real_finish = SqliteAdminStore.finish
+        real_finish = DrawStore.finish
 
-        async def finish_then_die(self: SqliteAdminStore, *args: object) -> bool:
+        async def finish_then_die(self: DrawStore, *args: object) -> bool:
             await real_finish(self, *args)  # type: ignore[arg-type]
             raise asyncio.CancelledError
 
         async def dead(self: DrawFlow) -> None:
             """The process is gone: nothing after the commit runs in it."""
 
-        monkeypatch.setattr(SqliteAdminStore, "finish", finish_then_die)
+        monkeypatch.setattr(DrawStore, "finish", finish_then_die)
         monkeypatch.setattr(DrawFlow, "after_draw", dead)
         async with running_bot(settings, api, clock) as bot:
             await bot.feed(

@@ -7,7 +7,7 @@ from email.message import Message
 
 import pytest
 
-from bot.emails import EmailRenderer
+from bot.mail.emails import EmailRenderer
 from bot.settings import Settings
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue

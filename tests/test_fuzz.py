@@ -153,7 +153,7 @@ async def test_hostile_updates_at_any_step(
     database = tmp_path / f"fuzz-{time.monotonic_ns()}.db"
     settings = settings.replace(database_url=f"sqlite:///{database}")
     escaped = _Escaped()
-    logging.getLogger("bot.app").addHandler(escaped)
+    logging.getLogger("bot.telegram.application").addHandler(escaped)
     starts = refusal_starts(settings)
     api, builder = FakeBotApi(), Updates()
     user = Updates.user(USER)
@@ -175,5 +175,5 @@ async def test_hostile_updates_at_any_step(
             await bot.feed(builder.text(user, "/statut"))
             assert len(api.texts_to(USER)) == sent + 1
     finally:
-        logging.getLogger("bot.app").removeHandler(escaped)
+        logging.getLogger("bot.telegram.application").removeHandler(escaped)
     assert escaped.records == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.processor import FloodGuard, UserLocks, Verdict
+from bot.telegram.processor import FloodGuard, UserLocks, Verdict
 
 
 def test_flood_guard_warns_once_then_drops_until_the_mute_ends() -> None:

@@ -11,7 +11,7 @@ import pytest
 from telegram import Message
 
 from bot.settings import Settings
-from bot.telegram import send_text
+from bot.telegram.handlers import send_text
 from conversations.model import Reply
 from tests.telegram_fakes import BOT_ID, FakeBotApi, Updates, running_bot
 from tests.test_telegram import signup_updates

@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.model import QueueEmail
-from storage.sqlite import SqliteStore
+from storage import Storage
 from tests.conftest import NOW
 from tests.smtp_server import smtp_server
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
@@ -24,7 +24,7 @@ def winner_email(user_id: int) -> QueueEmail:
 
 
 async def test_during_silence_only_confirmations_leave_and_the_rest_waits(
-    settings: Settings, store: SqliteStore, texts: Catalogue
+    settings: Settings, store: Storage, texts: Catalogue
 ) -> None:
     silence = f"{NOW.isoformat()}/{(NOW + timedelta(hours=2)).isoformat()}"
     settings = settings.replace(silence_periods=silence)
@@ -37,7 +37,7 @@ async def test_during_silence_only_confirmations_leave_and_the_rest_waits(
         assert [m["To"] for m in inbox.messages] == ["zoe@orange.fr"]
         clock.advance(3600)
         assert await mailer.send_due() == 0
-        assert await store.outbox_counts() == {"sent": 1, "pending": 1}
+        assert await store.outbox.counts() == {"sent": 1, "pending": 1}
         clock.advance(3600)  # the silence is over
         assert await mailer.send_due() == 1
         assert [m["To"] for m in inbox.messages] == ["zoe@orange.fr", "p2@free.fr"]

@@ -239,14 +239,13 @@ async def test_a_locked_database_at_start_is_one_line(
 async def test_an_unsupported_database_url_is_one_line_before_any_network(
     tmp_path: Path, bots: list[Bot]
 ) -> None:
-    bot = Bot(tmp_path, "http://127.0.0.1:9/bot", DATABASE_URL="postgresql://cafe:pw@db/cafe")
+    bot = Bot(tmp_path, "http://127.0.0.1:9/bot", DATABASE_URL="mysql://cafe:pw@db/cafe")
     bots.append(bot)
     await bot.start("run")
     assert await bot.exit_status(30) == EXIT_CONFIGURATION
     assert bot.output.strip() == (
-        "coffeebot: DATABASE_URL postgresql://… is not supported: use sqlite:///relative.db,"
-        " sqlite:////absolute.db or sqlite:///:memory: (PostgreSQL is planned behind the same"
-        " interface, not available yet)"
+        "coffeebot: DATABASE_URL mysql://… is not supported: use sqlite:///relative.db,"
+        " sqlite:////absolute.db, sqlite:///:memory: or postgresql://user@host:5432/database"
     )
     assert "pw" not in bot.output
     bot.clean()

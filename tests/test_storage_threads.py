@@ -8,7 +8,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from storage import open_store
+from storage import DatabaseOptions, open_storage
+from storage.migrator import migrate
 from tests.conftest import NOW
 from tests.test_storage import participant
 
@@ -21,20 +22,26 @@ def checkpointed_participants(path: Path) -> int:
 
 async def test_wal_checkpoints_run_off_the_commits_every_so_many(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    store = await open_store(f"sqlite:///{path}", checkpoint_every_commits=3)
+    store = await open_storage(f"sqlite:///{path}", DatabaseOptions(checkpoint_every_commits=3))
     try:
-        await store.migrate(NOW)
-        checkpointer = store._checkpointer
+        await migrate(store.database, NOW)
+        checkpointer = store.database._checkpointer
         assert checkpointer is not None
         # The migrations' commits may have started one: let it end, and count from here.
         if checkpointer._running is not None:
             await asyncio.wait([checkpointer._running])
         checkpointer._commits = 0
-        await store.save(participant(1, phone="+33600000001", email="a@x.fr"), 0, [], 1, NOW)
-        await store.save(participant(2, phone="+33600000002", email="b@x.fr"), 0, [], 2, NOW)
+        await store.participants.save(
+            participant(1, phone="+33600000001", email="a@x.fr"), 0, [], 1, NOW
+        )
+        await store.participants.save(
+            participant(2, phone="+33600000002", email="b@x.fr"), 0, [], 2, NOW
+        )
         # Committed, but the commits themselves did not copy the WAL into the database.
         assert checkpointed_participants(path) == 0
-        await store.save(participant(3, phone="+33600000003", email="c@x.fr"), 0, [], 3, NOW)
+        await store.participants.save(
+            participant(3, phone="+33600000003", email="c@x.fr"), 0, [], 3, NOW
+        )
         assert checkpointer._running is not None
         await asyncio.wait([checkpointer._running])
         assert checkpointed_participants(path) == 3
@@ -43,10 +50,10 @@ async def test_wal_checkpoints_run_off_the_commits_every_so_many(tmp_path: Path)
 
 
 async def test_bulk_reads_run_off_the_loop_thread(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = await open_storage(f"sqlite:///{tmp_path / 'store.db'}")
     try:
-        store._db.create_function("thread_id", 0, threading.get_ident)
-        [row] = await store.fetch("SELECT thread_id()")
+        store.database._db.create_function("thread_id", 0, threading.get_ident)
+        [row] = await store.database.fetch("SELECT thread_id()")
         assert row[0] != threading.get_ident()
     finally:
         await store.close()

@@ -9,30 +9,31 @@ from pathlib import Path
 import pytest
 
 from conversations.model import ErasePersonalData, Participant
-from storage import open_store
+from storage import Storage, open_storage
+from storage.migrator import migrate
 from storage.ports import QueuedTelegram, TelegramKind, TelegramMessage, TelegramStatus
-from storage.sqlite import SqliteStore
-from storage.telegram_outbox import SqliteTelegramOutbox
+from storage.telegram_outbox import TelegramQueue
 from tests.conftest import NOW
+from tests.test_storage import BACKENDS, backend_url
 
 
-@pytest.fixture(params=["file", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "file" else "sqlite:///:memory:"
-    opened = await open_store(url)
-    await opened.migrate(NOW)
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    url = backend_url(request, tmp_path)
+    opened = await open_storage(url)
+    await migrate(opened.database, NOW)
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-def outbox(store: SqliteStore) -> SqliteTelegramOutbox:
-    return SqliteTelegramOutbox(store)
+def outbox(store: Storage) -> TelegramQueue:
+    return TelegramQueue(store.database)
 
 
-async def person(store: SqliteStore, user_id: int) -> Participant:
+async def person(store: Storage, user_id: int) -> Participant:
     state = Participant(user_id=user_id, language="fr", created_at=NOW)
-    await store.save(state, 0, [], None, NOW)
+    await store.participants.save(state, 0, [], None, NOW)
     return state
 
 
@@ -49,13 +50,15 @@ def result(user_id: int, **changes: object) -> TelegramMessage:
     return TelegramMessage(**fields)  # type: ignore[arg-type]
 
 
-async def row(store: SqliteStore, key: str) -> dict[str, object]:
-    rows = await store.fetch("SELECT * FROM telegram_outbox WHERE idempotency_key = ?", (key,))
+async def row(store: Storage, key: str) -> dict[str, object]:
+    rows = await store.database.fetch(
+        "SELECT * FROM telegram_outbox WHERE idempotency_key = ?", (key,)
+    )
     return dict(rows[0]) if rows else {}
 
 
 async def test_a_queued_message_comes_back_due_as_it_was_queued(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     await person(store, 1)
     winner = result(
@@ -73,7 +76,7 @@ async def test_a_queued_message_comes_back_due_as_it_was_queued(
 
 
 async def test_the_same_key_queued_twice_is_one_message(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     await person(store, 1)
     await outbox.queue([result(1)], NOW)
@@ -88,29 +91,29 @@ async def test_the_same_key_queued_twice_is_one_message(
 
 
 async def test_queue_statements_join_the_callers_transaction(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     await person(store, 1)
     await person(store, 2)
     statements = outbox.queue_statements([result(1), result(2)], NOW)
     failing = ("INSERT INTO no_such_table VALUES (1)", ())
     with pytest.raises(Exception, match="no_such_table"):
-        await store.write([*statements, failing])
+        await store.database.run([*statements, failing])
     assert await outbox.progress("draw-result") == {}
 
-    await store.write(statements)
+    await store.database.run(statements)
     assert await outbox.progress("draw-result") == {TelegramStatus.PENDING: 2}
 
 
 async def test_a_message_for_someone_not_stored_is_not_queued(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     await outbox.queue([result(404)], NOW)
     assert await outbox.progress("draw-result") == {}
 
 
 async def test_due_respects_not_before_order_limit_and_campaign_hold(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     for user_id in (1, 2, 3, 4):
         await person(store, user_id)
@@ -140,7 +143,7 @@ async def test_due_respects_not_before_order_limit_and_campaign_hold(
 
 
 async def test_start_sending_takes_a_pending_message_once(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     await person(store, 1)
     await outbox.queue([result(1)], NOW)
@@ -151,7 +154,7 @@ async def test_start_sending_takes_a_pending_message_once(
 
 
 async def test_each_end_state_is_recorded_and_erases_the_values(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     for user_id in (1, 2, 3):
         await person(store, user_id)
@@ -174,7 +177,7 @@ async def test_each_end_state_is_recorded_and_erases_the_values(
 
 
 async def test_retry_later_makes_the_message_due_at_that_time(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     await person(store, 1)
     await outbox.queue([result(1)], NOW)
@@ -189,7 +192,7 @@ async def test_retry_later_makes_the_message_due_at_that_time(
 
 
 async def test_messages_left_sending_by_a_crash_are_interrupted_and_counted(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     for user_id in (1, 2):
         await person(store, user_id)
@@ -208,7 +211,7 @@ async def test_messages_left_sending_by_a_crash_are_interrupted_and_counted(
 
 
 async def test_cancel_batch_cancels_only_its_pending_messages(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     for user_id in (1, 2, 3):
         await person(store, user_id)
@@ -234,13 +237,13 @@ async def test_cancel_batch_cancels_only_its_pending_messages(
 
 
 async def test_erasing_a_person_deletes_their_messages(
-    store: SqliteStore, outbox: SqliteTelegramOutbox
+    store: Storage, outbox: TelegramQueue
 ) -> None:
     erased = await person(store, 1)
     await person(store, 2)
     await outbox.queue([result(1), result(2)], NOW)
 
-    await store.save(erased, 1, [ErasePersonalData()], None, NOW)
+    await store.participants.save(erased, 1, [ErasePersonalData()], None, NOW)
 
     assert await row(store, "draw-result:T1") == {}
     [due] = await outbox.due(NOW, 10, hold_campaign=False)

@@ -13,9 +13,10 @@ import pytest
 from aiohttp import web
 
 from conversations.model import Participant
-from storage import open_store
+from storage import open_storage
+from storage.migrator import migrate
 from storage.ports import TelegramKind, TelegramMessage
-from storage.telegram_outbox import SqliteTelegramOutbox
+from storage.telegram_outbox import TelegramQueue
 from tests.bot_api_server import LocalBotApi
 from tests.live import BotProcess
 
@@ -49,11 +50,11 @@ async def api() -> AsyncIterator[LocalBotApi]:
 async def queue_results(workdir: Path, user_ids: range) -> None:
     """The database as the draw leaves it: everyone's result waiting in the outbox."""
     now = datetime.now(UTC)
-    store = await open_store(f"sqlite:///{workdir / 'live.db'}")
+    store = await open_storage(f"sqlite:///{workdir / 'live.db'}")
     try:
-        await store.migrate(now)
+        await migrate(store.database, now)
         for user_id in user_ids:
-            await store.save(Participant(user_id, "fr", now), 0, [], None, now)
+            await store.participants.save(Participant(user_id, "fr", now), 0, [], None, now)
         messages = [
             TelegramMessage(
                 key=f"draw-result:T{user_id}",
@@ -66,7 +67,7 @@ async def queue_results(workdir: Path, user_ids: range) -> None:
             )
             for user_id in user_ids
         ]
-        await SqliteTelegramOutbox(store).queue(messages, now)
+        await TelegramQueue(store.database).queue(messages, now)
     finally:
         await store.close()
 

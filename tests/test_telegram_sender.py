@@ -17,14 +17,14 @@ from telegram.error import TimedOut
 from telegram.request import RequestData
 
 from bot.settings import Settings, SettingsError
-from bot.telegram import TelegramMessenger
-from bot.telegram_outbox import TelegramOutboxSender
+from bot.telegram.handlers import TelegramMessenger
+from bot.telegram.sender import TelegramOutboxSender
 from conversations.catalogue import Catalogue
 from conversations.model import ErasePersonalData, Participant
-from storage import open_store
+from storage import Storage, open_storage
+from storage.migrator import migrate
 from storage.ports import QueuedTelegram, TelegramKind, TelegramMessage, TelegramStatus
-from storage.sqlite import SqliteStore
-from storage.telegram_outbox import SqliteTelegramOutbox
+from storage.telegram_outbox import TelegramQueue
 from tests.conftest import NOW
 from tests.telegram_fakes import FakeBotApi, running_bot
 
@@ -100,8 +100,8 @@ class Clock:
 
 @dataclass
 class Rig:
-    store: SqliteStore
-    outbox: SqliteTelegramOutbox
+    store: Storage
+    outbox: TelegramQueue
     api: RefusingBotApi
     bot: Bot
     clock: Clock
@@ -125,10 +125,10 @@ class Rig:
     async def people(self, *user_ids: int) -> None:
         for user_id in user_ids:
             state = Participant(user_id=user_id, language="fr", created_at=NOW)
-            await self.store.save(state, 0, [], None, NOW)
+            await self.store.participants.save(state, 0, [], None, NOW)
 
     async def status(self, key: str) -> tuple[str, int, str | None]:
-        rows = await self.store.fetch(
+        rows = await self.store.database.fetch(
             "SELECT status, attempts, last_error FROM telegram_outbox WHERE idempotency_key = ?",
             (key,),
         )
@@ -143,12 +143,12 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    store = await open_store("sqlite:///:memory:")
-    await store.migrate(NOW)
+    store = await open_storage("sqlite:///:memory:")
+    await migrate(store.database, NOW)
     api = RefusingBotApi()
     bot = Bot("123456:TEST", request=api, get_updates_request=api)
     async with bot:
-        yield Rig(store, SqliteTelegramOutbox(store), api, bot, Clock())
+        yield Rig(store, TelegramQueue(store.database), api, bot, Clock())
     await store.close()
 
 
@@ -310,18 +310,24 @@ async def test_an_erased_persons_messages_are_not_sent(
 ) -> None:
     await rig.people(1, 2, 3)
     await rig.outbox.queue([not_drawn(1), not_drawn(2), not_drawn(3)], NOW)
-    await rig.store.save(Participant(1, "fr", NOW), 1, [ErasePersonalData()], None, NOW)
+    await rig.store.participants.save(
+        Participant(1, "fr", NOW), 1, [ErasePersonalData()], None, NOW
+    )
 
-    class ErasedMidBatch(SqliteTelegramOutbox):
+    class ErasedMidBatch(TelegramQueue):
         """Person 3 is erased after the batch was read, before their turn."""
 
         async def due(self, now: datetime, limit: int, hold: bool) -> list[QueuedTelegram]:
             batch = await super().due(now, limit, hold)
-            await rig.store.save(Participant(3, "fr", NOW), 1, [ErasePersonalData()], None, NOW)
+            await rig.store.participants.save(
+                Participant(3, "fr", NOW), 1, [ErasePersonalData()], None, NOW
+            )
             return batch
 
     messenger = TelegramMessenger(rig.bot)
-    sender = TelegramOutboxSender(ErasedMidBatch(rig.store), messenger, texts, settings, rig.clock)
+    sender = TelegramOutboxSender(
+        ErasedMidBatch(rig.store.database), messenger, texts, settings, rig.clock
+    )
     await sender.send_due()
 
     assert rig.api.tries_to(1) == 0 and rig.api.tries_to(3) == 0
@@ -348,11 +354,11 @@ async def test_messages_leave_at_the_set_pace(
 async def test_the_bot_sends_the_outbox_and_gives_up_what_a_crash_left_sending(
     settings: Settings, texts: Catalogue
 ) -> None:
-    store = await open_store(settings.database_url)
-    await store.migrate(NOW)
-    outbox = SqliteTelegramOutbox(store)
+    store = await open_storage(settings.database_url)
+    await migrate(store.database, NOW)
+    outbox = TelegramQueue(store.database)
     for user_id in (1, 2):
-        await store.save(Participant(user_id, "fr", NOW), 0, [], None, NOW)
+        await store.participants.save(Participant(user_id, "fr", NOW), 0, [], None, NOW)
     await outbox.queue([not_drawn(1), not_drawn(2)], NOW)
     assert await outbox.start_sending("draw-result:T1")  # as a killed process leaves it
     await store.close()
@@ -366,9 +372,9 @@ async def test_the_bot_sends_the_outbox_and_gives_up_what_a_crash_left_sending(
 
     assert api.texts_to(1) == []
     assert api.texts_to(2) == [texts.render("fr", "ticket.not_drawn", ticket="T2")]
-    store = await open_store(settings.database_url)
+    store = await open_storage(settings.database_url)
     try:
-        progress = await SqliteTelegramOutbox(store).progress("draw-result")
+        progress = await TelegramQueue(store.database).progress("draw-result")
     finally:
         await store.close()
     assert progress == {TelegramStatus.INTERRUPTED: 1, TelegramStatus.SENT: 1}

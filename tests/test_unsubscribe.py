@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.app import build_application, build_mailer, open_migrated_store
+from bot.bootstrap import build_mailer, open_migrated_storage
+from bot.mail.unsubscribe import OneClickLinks
 from bot.settings import Settings
+from bot.telegram.application import build_application
+from bot.telegram.webhook import STORE, HttpServer, http_app
 from bot.texts import load_catalogue
-from bot.unsubscribe import OneClickLinks
-from bot.webhook import STORE, HttpServer, http_app
 from conversations.model import Consent, ConsentKind, InviteFriends, Participant, RecordConsent
-from storage.sqlite import SqliteStore
+from storage import Storage
 from tests.conftest import NOW
 from tests.smtp_server import body, free_port, smtp_server
 from tests.test_mail import Clock, confirmation
@@ -28,14 +29,14 @@ def public(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def store(public: Settings) -> AsyncIterator[SqliteStore]:
-    opened = await open_migrated_store(public, Clock())
+async def store(public: Settings) -> AsyncIterator[Storage]:
+    opened = await open_migrated_storage(public, Clock())
     yield opened
     await opened.close()
 
 
 @pytest.fixture
-async def server(public: Settings, store: SqliteStore) -> AsyncIterator[str]:
+async def server(public: Settings, store: Storage) -> AsyncIterator[str]:
     """The small server that runs beside polling: no webhook, only these pages and health."""
     application = build_application(public)
     application.bot_data[STORE] = store
@@ -45,12 +46,14 @@ async def server(public: Settings, store: SqliteStore) -> AsyncIterator[str]:
     await running.stop()
 
 
-async def subscribed(store: SqliteStore, user_id: int) -> Participant:
+async def subscribed(store: Storage, user_id: int) -> Participant:
     consents = tuple(Consent(kind, "v1", NOW) for kind in ConsentKind)
     person = Participant(user_id, "fr", created_at=NOW, first_name="Zoé", consents=consents)
     email = confirmation(user_id, f"p{user_id}@free.fr")
     invite = InviteFriends(("ami@free.fr",), "Zoé", "REFzoe", "fr")
-    await store.save(person, 0, [*map(RecordConsent, consents), email, invite], None, NOW)
+    await store.participants.save(
+        person, 0, [*map(RecordConsent, consents), email, invite], None, NOW
+    )
     return person
 
 
@@ -62,7 +65,7 @@ def one_click_path(message: object) -> str:
 
 
 async def test_every_email_carries_a_one_click_link_and_the_bot_link_stays_in_the_body(
-    public: Settings, store: SqliteStore, server: str
+    public: Settings, store: Storage, server: str
 ) -> None:
     await subscribed(store, 1)
     texts = load_catalogue(public)
@@ -83,7 +86,7 @@ async def test_every_email_carries_a_one_click_link_and_the_bot_link_stays_in_th
 
 
 async def test_without_public_url_only_the_deep_link(settings: Settings) -> None:
-    opened = await open_migrated_store(settings, Clock())
+    opened = await open_migrated_storage(settings, Clock())
     try:
         await subscribed(opened, 1)
         with smtp_server() as (inbox, port):
@@ -102,8 +105,8 @@ async def test_without_public_url_only_the_deep_link(settings: Settings) -> None
     assert confirmation_email["List-Unsubscribe-Post"] is None
 
 
-async def news_consents(store: SqliteStore, user_id: int) -> set[ConsentKind]:
-    person = await store.load(user_id)
+async def news_consents(store: Storage, user_id: int) -> set[ConsentKind]:
+    person = await store.participants.load(user_id)
     assert person is not None
     return {
         c.kind for c in person.consents if c.kind in (ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS)
@@ -111,10 +114,10 @@ async def news_consents(store: SqliteStore, user_id: int) -> set[ConsentKind]:
 
 
 async def test_a_get_shows_one_button_and_changes_nothing_then_the_post_withdraws(
-    store: SqliteStore, server: str
+    store: Storage, server: str
 ) -> None:
     await subscribed(store, 1)
-    path = OneClickLinks(PUBLIC, store.address_hash).url(
+    path = OneClickLinks(PUBLIC, store.participants.address_hash).url(
         "confirmation:1:" + "Tok3n-for_the-tests-22"
     )
     path = path.removeprefix(PUBLIC)
@@ -134,18 +137,18 @@ async def test_a_get_shows_one_button_and_changes_nothing_then_the_post_withdraw
     assert await news_consents(store, 1) == {ConsentKind.NEWS_SMS}
 
 
-async def test_an_invited_address_is_never_invited_again(store: SqliteStore, server: str) -> None:
+async def test_an_invited_address_is_never_invited_again(store: Storage, server: str) -> None:
     await subscribed(store, 1)
-    hashed = store.address_hash("ami@free.fr")
-    path = OneClickLinks(PUBLIC, store.address_hash).url(f"invitation:{hashed}")
+    hashed = store.participants.address_hash("ami@free.fr")
+    path = OneClickLinks(PUBLIC, store.participants.address_hash).url(f"invitation:{hashed}")
     async with (
         aiohttp.ClientSession() as http,
         http.post(server + path.removeprefix(PUBLIC)) as done,
     ):
         assert done.status == 200 and "ne recevra plus" in await done.text()
-    rows = await store.fetch("SELECT reason FROM address_hashes WHERE hash = ?", (hashed,))
+    rows = await store.database.fetch("SELECT reason FROM address_hashes WHERE hash = ?", (hashed,))
     assert {row[0] for row in rows} == {"invited", "unsubscribed"}
-    assert await store.outbox_counts() == {"pending": 1, "cancelled": 1}
+    assert await store.outbox.counts() == {"pending": 1, "cancelled": 1}
     assert await news_consents(store, 1) == {ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS}
 
 
@@ -159,10 +162,12 @@ async def test_an_invited_address_is_never_invited_again(store: SqliteStore, ser
     ],
 )
 async def test_a_forged_or_damaged_link_withdraws_nothing(
-    store: SqliteStore, server: str, tamper: object
+    store: Storage, server: str, tamper: object
 ) -> None:
     await subscribed(store, 1)
-    token = OneClickLinks(PUBLIC, store.address_hash).url("confirmation:1:Tok3n-for_the-tests-22")
+    token = OneClickLinks(PUBLIC, store.participants.address_hash).url(
+        "confirmation:1:Tok3n-for_the-tests-22"
+    )
     forged = tamper(token.rsplit("/", 1)[1])  # type: ignore[operator]
     async with (
         aiohttp.ClientSession() as http,
@@ -173,13 +178,15 @@ async def test_a_forged_or_damaged_link_withdraws_nothing(
     assert await news_consents(store, 1) == {ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_SMS}
 
 
-async def test_the_page_escapes_what_staff_wrote(public: Settings, store: SqliteStore) -> None:
+async def test_the_page_escapes_what_staff_wrote(public: Settings, store: Storage) -> None:
     hostile = public.replace(candidate_name="<script>alert(1)</script>")
     application = build_application(hostile)
     application.bot_data[STORE] = store
     running = HttpServer(http_app(application, hostile, Clock(), webhook=False), hostile)
     await subscribed(store, 1)
-    path = OneClickLinks(PUBLIC, store.address_hash).url("confirmation:1:Tok3n-for_the-tests-22")
+    path = OneClickLinks(PUBLIC, store.participants.address_hash).url(
+        "confirmation:1:Tok3n-for_the-tests-22"
+    )
     await running.start()
     try:
         async with (

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot.verify_page import page_html
+from bot.admin.verify_page import page_html
 from conversations.addenda import ReplacementReason, next_addendum, standing
 from conversations.draw import (
     ALGORITHM_V1,

@@ -13,11 +13,12 @@ import aiohttp
 import pytest
 from telegram.error import NetworkError
 
-from bot.app import build_application, utc_now
+from bot.bootstrap import utc_now
 from bot.settings import Settings, SettingsError
-from bot.telegram import TelegramOutbound
-from bot.webhook import SECRET_HEADER, STORE, checked_secret, serve_webhook
-from storage.sqlite import SqliteStore
+from bot.telegram.application import build_application
+from bot.telegram.handlers import TelegramOutbound
+from bot.telegram.webhook import SECRET_HEADER, STORE, checked_secret, serve_webhook
+from storage import Storage
 from tests.bot_api_server import LocalBotApi
 from tests.live import Person
 from tests.smtp_server import free_port
@@ -29,7 +30,7 @@ SECRET = "s3cr3t-for-the-webhook-tests_0123456789abcdefXYZ"
 class Served:
     api: LocalBotApi
     url: str
-    store: SqliteStore
+    store: Storage
     stopping: asyncio.Event
     task: asyncio.Task[None]
 
@@ -44,7 +45,9 @@ class Served:
             return answer.status
 
     async def processed(self) -> int:
-        return int((await self.store.fetch("SELECT COUNT(*) FROM processed_updates"))[0][0])
+        return int(
+            (await self.store.database.fetch("SELECT COUNT(*) FROM processed_updates"))[0][0]
+        )
 
 
 @pytest.fixture
@@ -113,8 +116,8 @@ async def test_a_failure_before_the_commit_is_500_and_the_retry_acts_once(
     assert await served.post(person.text("/start")) == 200
     welcomed = len(served.api.sent[42])
     update = person.press("welcome.join")
-    save = served.store.save
-    monkeypatch.setattr(served.store, "save", _fails(save, times=1))
+    save = served.store.participants.save
+    monkeypatch.setattr(served.store.participants, "save", _fails(save, times=1))
     assert await served.post(update) == 500
     assert await served.processed() == 1 and len(served.api.sent[42]) == welcomed
     assert await served.post(update) == 200  # Telegram's retry
@@ -152,7 +155,8 @@ async def test_health_answers_while_the_database_does(
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{served.url}/healthz") as healthy:
             assert healthy.status == 200
-        monkeypatch.setattr(served.store, "fetch", _fails(served.store.fetch, times=1))
+        database = served.store.database
+        monkeypatch.setattr(database, "fetch", _fails(database.fetch, times=1))
         async with http.get(f"{served.url}/healthz") as down:
             assert down.status == 503
 

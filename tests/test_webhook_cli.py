@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import ALLOWED_UPDATES
 from bot.cli import main
+from bot.telegram.application import ALLOWED_UPDATES
 from tests.bot_api_server import LocalBotApi
 from tests.test_console import coffeebot
 from tests.test_webhook import SECRET

@@ -102,10 +102,10 @@ class PerUserProcessor(BaseUpdateProcessor):
         self._clock = clock
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        user = update.effective_user if isinstance(update, Update) else None
-        if user is None:
+        if not isinstance(update, Update) or update.effective_user is None:
             await coroutine
             return
+        user = update.effective_user
         # Judged on arrival, and the lock asked for before any await, so that a user's
         # updates queue up in the order they came.
         verdict = self._flood.admit(user.id, self._clock())

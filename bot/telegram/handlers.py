@@ -19,7 +19,7 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.admin import ADMIN_COMMANDS, AdminService
+from bot.admin.service import ADMIN_COMMANDS, AdminService
 from bot.service import ConversationService, Incoming
 from conversations.catalogue import Catalogue
 from conversations.model import (
@@ -226,9 +226,8 @@ class TelegramHandlers:
         """Points a group to a private chat with the bot, storing nothing."""
         assert update.effective_message
         link = f"https://t.me/{context.bot.username}"
-        language = self._texts.language_for(
-            update.effective_user and update.effective_user.language_code
-        )
+        user = update.effective_user
+        language = self._texts.language_for(user.language_code if user else None)
         await update.effective_message.reply_text(
             self._texts.render(language, "group.private_only", link=link)
         )

@@ -1,21 +1,22 @@
-"""What the admin tools keep, on the participant store's SQLite connection: the draw and its
-places and addenda, the meeting, the audit log as a hash chain. Each change of the draw's status
-is guarded by the status it comes from, so that two admins tapping at once make one draw."""
+"""The draw and its places and addenda, on any Database. Each change of the draw's status is
+guarded by the status it comes from, so that two admins tapping at once make one draw. The
+tickets are read as plain strings by one query: the draw never loads the participants."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from conversations.draw import ExclusionReason, why_ineligible
-from conversations.ledger import GENESIS, audit_entry, record_hash
-from conversations.model import Area, QueueEmail, Travel
-from conversations.phases import OperationState
+from conversations.draw import ExclusionReason
+from conversations.model import Area, ConsentKind, Travel
+from conversations.winners import Place, PlaceStatus, Role
+from storage.database import Database, Dialect, Statement
+from storage.participants import _parse_time, _time
 from storage.ports import StaleWrite
-from storage.sqlite import SqliteStore, Statement, _parse_time, _time
 
 DRAW = "main"
 
@@ -49,34 +50,11 @@ class DrawRecord:
 
 
 @dataclass(frozen=True)
-class Place:
-    ticket: str
-    rank: int
-    role: str  # winner, reserve
-    status: str  # waiting, notified, accepted, declined, expired, replaced
-    user_id: int | None
-    deadline: datetime | None
-    # The entry's area class and what it entitled to when the draw was made: later edits of the
-    # postcode or of the settings change neither.
-    area: Area | None = None
-    travel: Travel | None = None
-
-
-@dataclass(frozen=True)
-class Meeting:
-    starts_at: datetime
-    details: str
-    reminded_at: datetime | None
-
-
-@dataclass(frozen=True)
 class Entries:
     """What the draw reads from the signups: the eligible tickets, and the excluded ones."""
 
     tickets: list[str]
     excluded: list[tuple[str, str]]
-    owners: dict[str, int]
-    areas: dict[str, Area]
 
 
 _NOT_FROZEN = (
@@ -92,9 +70,9 @@ _CANCEL_INVITATIONS: Statement = (
 )
 
 
-def _answered(place: Place, status: str) -> list[Statement]:
+def _answered(place: Place, status: PlaceStatus) -> list[Statement]:
     """A winner who answered, or whose place ended, needs no reminder of the deadline."""
-    if place.status != "notified" or status == "notified":
+    if place.status != PlaceStatus.NOTIFIED or status == PlaceStatus.NOTIFIED:
         return []
     return [
         (
@@ -105,40 +83,82 @@ def _answered(place: Place, status: str) -> list[Statement]:
     ]
 
 
-class SqliteAdminStore:
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a ticket, and the area class of their entry."""
+
+    user_id: int
+    area: Area
+
+
+def _consented(dialect: Dialect, kind: ConsentKind) -> str:
+    """The condition that an entry's consents (a JSON list) hold one of `kind`."""
+    if dialect is Dialect.POSTGRESQL:
+        return f"""e.consents::jsonb @> '[{{"kind": "{kind}"}}]'"""
+    return (
+        "EXISTS (SELECT 1 FROM json_each(e.consents)"
+        f" WHERE json_extract(json_each.value, '$.kind') = '{kind}')"
+    )
+
+
+def signup_consents(dialect: Dialect) -> str:
+    """The condition that an entry's consents let it into the draw, as
+    `conversations.model.signup_consents_given` says: the adult tick, and the rules and the
+    processing, apart or (before they were separated) in the one "draw" tick."""
+    rules_and_processing = (
+        f"{_consented(dialect, ConsentKind.RULES)}"
+        f" AND {_consented(dialect, ConsentKind.PROCESSING)}"
+    )
+    return (
+        f"{_consented(dialect, ConsentKind.ADULT)}"
+        f" AND (({rules_and_processing}) OR {_consented(dialect, ConsentKind.DRAW)})"
+    )
+
+
+class DrawStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def _guarded(self, statements: list[Statement], guarded: int = 0) -> bool:
         try:
-            await self._store.write(statements, guarded)
+            await self._database.run(statements, guarded)
         except StaleWrite:
             return False
         return True
 
     async def entries(self) -> Entries:
-        """The one place the draw gets its tickets from: swap it to read another source."""
-        people = await self._store.all_participants()
-        entered = [(p, p.entry) for p in people if p.entry is not None and p.entry.ticket]
+        """The one place the draw gets its tickets from: the eligible ones sorted, as strings
+        (never the participants), and the excluded ones with their reason's category."""
+        dialect = self._database.dialect
+        eligible = (
+            "SELECT e.ticket FROM entries AS e WHERE e.ticket IS NOT NULL"
+            f" AND e.excluded_reason IS NULL AND {signup_consents(dialect)}"
+        )
+        tickets = [row[0] async for row in self._database.stream(eligible)]
+        # Sorted here, by code point: a database's collation may order text otherwise.
+        tickets.sort()
+        rows = await self._database.fetch(
+            "SELECT ticket, excluded_reason FROM entries"
+            " WHERE ticket IS NOT NULL AND excluded_reason IS NOT NULL"
+        )
         # Reasons typed freely before categories existed may name people: never made public.
         categories = set(ExclusionReason)
-        excluded = [
-            (e.ticket, e.excluded_reason if e.excluded_reason in categories else "other")
-            for _, e in entered
-            if e.ticket and e.excluded_reason
-        ]
-        return Entries(
-            sorted(e.ticket for p, e in entered if e.ticket and why_ineligible(p) is None),
-            sorted(excluded),
-            {e.ticket: p.user_id for p, e in entered if e.ticket},
-            {e.ticket: e.area for _, e in entered if e.ticket},
-        )
+        excluded = sorted((t, r if r in categories else "other") for t, r in rows)
+        return Entries(tickets, excluded)
 
-    async def operation(self) -> OperationState:
-        return await self._store.operation()
+    async def holders(self, tickets: list[str]) -> dict[str, Holder]:
+        """Who holds each of these tickets (the draw's places: a few)."""
+        if not tickets:
+            return {}
+        rows = await self._database.fetch(
+            "SELECT ticket, user_id, area FROM entries"
+            f" WHERE ticket IN ({', '.join('?' * len(tickets))})",
+            tickets,
+        )
+        return {ticket: Holder(user_id, Area(area)) for ticket, user_id, area in rows}
 
     async def draw(self) -> DrawRecord | None:
-        rows = await self._store.fetch("SELECT * FROM draws WHERE name = ?", (DRAW,))
+        rows = await self._database.fetch("SELECT * FROM draws WHERE name = ?", (DRAW,))
         if not rows:
             return None
         row = rows[0]
@@ -278,13 +298,13 @@ class SqliteAdminStore:
         return await self._guarded([*statements, *announcements])
 
     async def places(self) -> list[Place]:
-        rows = await self._store.fetch("SELECT * FROM draw_places ORDER BY rank")
+        rows = await self._database.fetch("SELECT * FROM draw_places ORDER BY rank")
         return [
             Place(
                 r["ticket"],
                 r["rank"],
-                r["role"],
-                r["status"],
+                Role(r["role"]),
+                PlaceStatus(r["status"]),
                 r["user_id"],
                 _parse_time(r["deadline"]),
                 Area(r["area"]) if r["area"] else None,
@@ -296,9 +316,9 @@ class SqliteAdminStore:
     def _place_change(
         self,
         place: Place,
-        status: str,
+        status: PlaceStatus,
         now: datetime,
-        role: str | None = None,
+        role: Role | None = None,
         deadline: datetime | None = None,
     ) -> Statement:
         return (
@@ -311,9 +331,9 @@ class SqliteAdminStore:
     async def update_place(
         self,
         place: Place,
-        status: str,
+        status: PlaceStatus,
         now: datetime,
-        role: str | None = None,
+        role: Role | None = None,
         deadline: datetime | None = None,
     ) -> bool:
         """Change a place, unless someone else changed it since it was read."""
@@ -324,27 +344,31 @@ class SqliteAdminStore:
     async def replace_winner(
         self,
         place: Place,
-        status: str,
+        status: PlaceStatus,
         promoted: Place | None,
         deadline: datetime,
         addendum: dict[str, Any],
         now: datetime,
+        notice: Sequence[Statement] = (),
     ) -> bool:
-        """In one transaction: the winner's place ends, the reserve becomes a winner, and the
-        public addendum saying so is appended. Refused if the winner's place changed meanwhile."""
+        """In one transaction: the winner's place ends, the reserve becomes a winner, the
+        public addendum saying so is appended, and the new winner's messages and email are
+        queued (`notice`). Refused if the winner's place changed meanwhile."""
         statements = [self._place_change(place, status, now), *_answered(place, status)]
         if promoted is not None:
-            statements.append(self._place_change(promoted, "notified", now, "winner", deadline))
+            statements.append(
+                self._place_change(promoted, PlaceStatus.NOTIFIED, now, Role.WINNER, deadline)
+            )
         statements.append(
             (
                 "INSERT INTO draw_addenda VALUES (?, ?, ?)",
                 (addendum["seq"], json.dumps(addendum), _time(now)),
             )
         )
-        return await self._guarded(statements)
+        return await self._guarded([*statements, *notice])
 
     async def addenda(self) -> list[dict[str, Any]]:
-        rows = await self._store.fetch("SELECT record FROM draw_addenda ORDER BY seq")
+        rows = await self._database.fetch("SELECT record FROM draw_addenda ORDER BY seq")
         return [json.loads(row[0]) for row in rows]
 
     async def exclude(self, ticket: str, reason: str) -> bool:
@@ -358,107 +382,3 @@ class SqliteAdminStore:
                 )
             ]
         )
-
-    async def meeting(self) -> Meeting | None:
-        rows = await self._store.fetch("SELECT * FROM meetings WHERE name = ?", (DRAW,))
-        if not rows:
-            return None
-        row = rows[0]
-        return Meeting(
-            datetime.fromisoformat(row["starts_at"]),
-            row["details"],
-            _parse_time(row["reminded_at"]),
-        )
-
-    async def set_meeting(self, starts_at: datetime, details: str, now: datetime) -> None:
-        await self._store.write(
-            [
-                (
-                    "INSERT INTO meetings VALUES (?, ?, ?, ?, NULL)"
-                    " ON CONFLICT (name) DO UPDATE SET starts_at = excluded.starts_at,"
-                    " details = excluded.details, updated_at = excluded.updated_at,"
-                    " reminded_at = NULL",
-                    (DRAW, _time(starts_at), details, _time(now)),
-                )
-            ]
-        )
-
-    async def mark_reminded(self, now: datetime) -> bool:
-        return await self._guarded(
-            [
-                (
-                    "UPDATE meetings SET reminded_at = ? WHERE name = ? AND reminded_at IS NULL",
-                    (_time(now), DRAW),
-                )
-            ]
-        )
-
-    async def log(self, admin_id: int, action: str, details: str, now: datetime) -> None:
-        """Append an entry chained to the last one; a concurrent append makes this one retry."""
-        while True:
-            seq, prev = await self._head()
-            entry = audit_entry(seq + 1, now, admin_id, action, details, prev)
-            if await self._guarded(
-                [
-                    (
-                        "INSERT INTO audit_log (at, admin_id, action, details, seq, prev_hash,"
-                        " hash) SELECT ?, ?, ?, ?, ?, ?, ?"
-                        " WHERE COALESCE((SELECT MAX(seq) FROM audit_log), 0) = ?",
-                        (_time(now), admin_id, action, details, seq + 1, prev,
-                         record_hash(entry), seq),
-                    )
-                ]
-            ):  # fmt: skip
-                return
-
-    async def _head(self) -> tuple[int, str]:
-        rows = await self._store.fetch(
-            "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
-        )
-        return (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
-
-    async def audit_head(self) -> str:
-        return (await self._head())[1]
-
-    async def audit_chain(self) -> list[dict[str, Any]]:
-        """The chained entries as stored, in order, each with its stored hash."""
-        rows = await self._store.fetch(
-            "SELECT seq, at, admin_id, action, details, prev_hash, hash FROM audit_log"
-            " WHERE seq IS NOT NULL ORDER BY seq"
-        )
-        return [
-            {
-                **audit_entry(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5]),
-                "hash": r[6],
-            }
-            for r in rows
-        ]
-
-    async def logged(self, action: str) -> bool:
-        rows = await self._store.fetch(
-            "SELECT 1 FROM audit_log WHERE action = ? LIMIT 1", (action,)
-        )
-        return bool(rows)
-
-    async def unchained_after(self) -> int:
-        """Entries without a place in the chain, dated after it began: none was written so."""
-        rows = await self._store.fetch(
-            "SELECT COUNT(*) FROM audit_log WHERE seq IS NULL"
-            " AND at >= (SELECT MIN(at) FROM audit_log WHERE seq IS NOT NULL)"
-        )
-        return int(rows[0][0])
-
-    async def unchained_entries(self) -> int:
-        rows = await self._store.fetch("SELECT COUNT(*) FROM audit_log WHERE seq IS NULL")
-        return int(rows[0][0])
-
-    async def journal(self, limit: int) -> list[tuple[datetime, int, str, str]]:
-        rows = await self._store.fetch(
-            "SELECT at, admin_id, action, details FROM audit_log ORDER BY at DESC, seq DESC"
-            " LIMIT ?",
-            (limit,),
-        )
-        return [(datetime.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows]
-
-    async def queue_email(self, email: QueueEmail, user_id: int, now: datetime) -> None:
-        await self._store.write(self._store.effect_statements(user_id, email, now))

@@ -25,10 +25,10 @@ from aiohttp import web
 from telegram import Update
 from telegram.ext import Application, CallbackContext
 
+from bot.mail.unsubscribe import UnsubscribePages, public_url
 from bot.settings import Settings, SettingsError
 from bot.texts import load_catalogue
-from bot.unsubscribe import UnsubscribePages
-from storage.sqlite import SqliteStore
+from storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _SECRET_DISTINCT_CHARACTERS = 12
 SECRET_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 # The application's bot_data entry where the composition root puts the open store.
 STORE = "store"
-StoreGetter = Callable[[], "SqliteStore | None"]
+StoreGetter = Callable[[], "Storage | None"]
 STORE_KEY: web.AppKey[StoreGetter] = web.AppKey("store")
 
 
@@ -66,18 +66,6 @@ def listen_address(settings: Settings) -> tuple[str, int]:
         f"WEBHOOK_LISTEN has an invalid value: {settings.webhook_listen!r}"
         " (write host:port, e.g. 127.0.0.1:8080)"
     )
-
-
-def public_url(settings: Settings) -> str | None:
-    """PUBLIC_URL without its trailing slash; SettingsError unless it is https."""
-    if settings.public_url is None:
-        return None
-    if not settings.public_url.startswith("https://"):
-        raise SettingsError(
-            f"PUBLIC_URL must start with https:// (mailboxes only follow https unsubscribe"
-            f" links): {settings.public_url!r}"
-        )
-    return settings.public_url.rstrip("/")
 
 
 def webhook_path(settings: Settings) -> str:
@@ -140,10 +128,10 @@ class WebhookEndpoint:
 
 async def health(request: web.Request) -> web.Response:
     """200 when the database answers, for the load balancer; 503 otherwise."""
-    store: SqliteStore | None = request.app[STORE_KEY]()
+    store: Storage | None = request.app[STORE_KEY]()
     try:
         if store is not None:
-            await store.fetch("SELECT 1")
+            await store.database.fetch("SELECT 1")
             return web.Response(text="ok")
     except Exception as error:
         log.warning("health check: the database does not answer: %s", type(error).__name__)
@@ -160,8 +148,8 @@ def http_app(
     """The routes: the webhook when asked, /healthz, and the unsubscribe pages if PUBLIC_URL."""
     app = web.Application(client_max_size=settings.webhook_max_body_bytes)
 
-    def store() -> SqliteStore | None:
-        found: SqliteStore | None = application.bot_data.get(STORE)
+    def store() -> Storage | None:
+        found: Storage | None = application.bot_data.get(STORE)
         return found
 
     app[STORE_KEY] = store

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from bot.mailer import PermanentMailError, TransientMailError
+from bot.mail.sender import PermanentMailError, TransientMailError
 
 
 class SmtpTransport:

@@ -7,24 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bot.bootstrap import migrated_storage
 from bot.settings import Settings
 from conversations.ledger import verify_audit_chain
 
 
 async def _read_chain(settings: Settings) -> tuple[list[dict[str, Any]], int, int]:
-    from bot.app import open_migrated_store, utc_now
-    from storage.sqlite_admin import SqliteAdminStore
-
-    store = await open_migrated_store(settings, utc_now)
-    try:
-        admin = SqliteAdminStore(store)
-        return (
-            await admin.audit_chain(),
-            await admin.unchained_entries(),
-            await admin.unchained_after(),
-        )
-    finally:
-        await store.close()
+    async with migrated_storage(settings) as storage:
+        audit = storage.audit
+        return await audit.chain(), await audit.unchained_entries(), await audit.unchained_after()
 
 
 def verify_audit(settings: Settings, certificate_path: str | None) -> int:

@@ -27,7 +27,7 @@ def page_html(language: str, embedded: dict[str, Any] | None) -> str:
         for key in texts.texts[language]
         if key.startswith("page.")
     }
-    template = (resources.files("bot") / "verify_page.html").read_text(encoding="utf-8")
+    template = (resources.files("bot.admin") / "verify_page.html").read_text(encoding="utf-8")
     return (
         template.replace("__LANGUAGE__", language)
         .replace("__TEXTS__", _script_json(wording))

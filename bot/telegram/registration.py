@@ -9,8 +9,9 @@ from typing import TextIO
 
 from telegram import Bot
 
+from bot.mail.unsubscribe import public_url
 from bot.settings import Settings, SettingsError
-from bot.webhook import checked_secret, public_url, webhook_path
+from bot.telegram.webhook import checked_secret, webhook_path
 
 # Telegram's bounds for setWebhook's max_connections.
 MAX_CONNECTIONS = range(1, 101)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from email.message import Message
 from typing import Protocol
 
-from bot.emails import EmailRenderer
+from bot.mail.emails import EmailRenderer
 from bot.settings import Settings
 from storage.ports import Outbox, OutboxEmail
 

@@ -9,25 +9,38 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
-from bot.draw_flow import CERTIFICATE_FILE, DrawFlow, DrawTools
-from bot.draw_results import BATCH, DrawResults
+from bot.admin.draw_flow import CERTIFICATE_FILE, DrawFlow, DrawTools
+from bot.admin.draw_results import DrawResults
+from bot.admin.exports import gzipped, write_export
 from bot.settings import Settings
-from conversations.addenda import BY_HAND, ReplacementReason, next_addendum
-from conversations.admin import calendar_file, export_csv, parse_meeting, questions, statistics
+from conversations.addenda import BY_HAND, ReplacementReason
+from conversations.admin import calendar_file, parse_meeting
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
 from conversations.draw import ExclusionReason
 from conversations.ledger import record_hash
 from conversations.model import Participant, Reply, Travel
+from conversations.winners import (
+    BATCH,
+    Place,
+    PlaceChange,
+    PlaceStatus,
+    Refused,
+    Role,
+    answer,
+    overdue,
+    replaceable,
+    replacement,
+)
+from storage import Storage
+from storage.draws import FROZEN
 from storage.ports import TelegramStatus
-from storage.sqlite import SqliteStore
-from storage.sqlite_admin import FROZEN, Place, SqliteAdminStore
-from storage.telegram_outbox import SqliteTelegramOutbox
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +80,7 @@ class Messenger(Protocol):
 class AdminService:
     def __init__(
         self,
-        store: SqliteStore,
+        storage: Storage,
         texts: Catalogue,
         settings: Settings,
         clock: Callable[[], datetime],
@@ -75,8 +88,10 @@ class AdminService:
         mail_queued: Callable[[], None],
         telegram_queued: Callable[[], None],
     ) -> None:
-        self._store = store
-        self._admin = SqliteAdminStore(store)
+        self._storage = storage
+        self._store = storage.participants
+        self._admin = storage.draws
+        self._meetings = storage.meetings
         self._texts = texts
         self._settings = settings
         self._clock = clock
@@ -84,8 +99,8 @@ class AdminService:
         self._mail_queued = mail_queued
         self._telegram_queued = telegram_queued
         self._zone = settings.zone
-        self._results = DrawResults(store, texts, settings, clock)
-        self._telegram_outbox = SqliteTelegramOutbox(store)
+        self._results = DrawResults(storage, texts, settings, clock)
+        self._telegram_outbox = storage.telegram
         # Replacements one at a time: each addendum names the one before it.
         self._replacing = asyncio.Lock()
         tools = DrawTools(
@@ -93,7 +108,7 @@ class AdminService:
             self._local, self._drawn,
         )  # fmt: skip
         self._draw_flow = DrawFlow(
-            self._admin, settings, clock, tools, texts.default_language, self._results
+            storage, settings, clock, tools, texts.default_language, self._results
         )
 
     def is_admin(self, user_id: int) -> bool:
@@ -110,7 +125,7 @@ class AdminService:
             await self._reply(admin_id, self._texts.default_language, key, **params)
 
     async def _audit(self, admin_id: int, action: str, details: str) -> None:
-        await self._admin.log(admin_id, action, details, self._clock())
+        await self._storage.audit.log(admin_id, action, details, self._clock())
 
     def _local(self, moment: datetime, language: str | None = None) -> str:
         """A moment in full, in the meeting's zone, naming it."""
@@ -155,10 +170,9 @@ class AdminService:
         return person is not None and person.entry is not None
 
     async def _result_text(self, language: str, places: list[Place]) -> str:
-        people = {p.user_id: p for p in await self._store.all_participants()}
         lines = [self._say(language, "admin.draw.result")]
         for place in places:
-            person = people.get(place.user_id) if place.user_id else None
+            person = await self._store.load(place.user_id) if place.user_id else None
             lines.append(self._place_line(language, place, person))
         return "\n".join(lines)
 
@@ -177,75 +191,63 @@ class AdminService:
 
     # Winners.
 
-    async def _notify_winner(self, place: Place) -> None:
-        """Tells a promoted reserve, by Telegram and by email, with a deadline to answer."""
-        person = await self._store.load(place.user_id) if place.user_id else None
-        if person is None or person.entry is None:
-            if await self._replace_winner(place, "replaced", ReplacementReason.ERASED):
-                await self._tell_admins("admin.winner_gone", ticket=place.ticket)
-            return
-        await self._store.write(self._results.winner_statements(place, person, self._clock()))
-        self._telegram_queued()
-        self._mail_queued()
-
-    async def _replace_winner(self, place: Place, status: str, reason: ReplacementReason) -> bool:
-        """Ends a winner's place and promotes the next reserve, with the public addendum saying
-        so; False when the place changed meanwhile."""
+    async def _replace_winner(self, ended: PlaceChange, reason: ReplacementReason) -> bool:
+        """Ends a winner's place and promotes the next reserve, in one transaction with the
+        public addendum and the messages and email telling the new winner; False when the
+        place changed meanwhile. A promoted reserve erased since is replaced in turn."""
         async with self._replacing:
             record = await self._admin.draw()
             if record is None or record.certificate is None:
                 return False
-            places = await self._admin.places()
-            promoted = next(
-                (p for p in places if p.role == "reserve" and p.status == "waiting"), None
-            )
             now = self._clock()
-            addendum = next_addendum(
+            change = replacement(
+                ended,
+                reason,
+                await self._admin.places(),
                 record.certificate,
                 await self._admin.addenda(),
-                place.ticket,
-                reason,
-                promoted.ticket if promoted else None,
+                self._results.respond_by(now),
                 now,
             )
-            deadline = self._results.respond_by(now)
+            promoted = change.promoted
+            notice = await self._results.promotion_statements(promoted, now) if promoted else []
             if not await self._admin.replace_winner(
-                place, status, promoted, deadline, addendum, now
+                ended.place,
+                ended.status,
+                change.reserve,
+                promoted.deadline if promoted and promoted.deadline else now,
+                change.addendum,
+                now,
+                notice or [],
             ):
                 return False
         if promoted is None:
             await self._tell_admins("admin.no_reserve_left")
             return True
         await self._tell_admins("admin.promoted", ticket=promoted.ticket, rank=str(promoted.rank))
-        await self._notify_winner(
-            replace(promoted, role="winner", status="notified", deadline=deadline)
-        )
+        if notice is None:
+            if await self._replace_winner(
+                PlaceChange(promoted, PlaceStatus.REPLACED), ReplacementReason.ERASED
+            ):
+                await self._tell_admins("admin.winner_gone", ticket=promoted.ticket)
+            return True
+        self._telegram_queued()
+        self._mail_queued()
         return True
 
     async def winner_answer(self, user_id: int, key: str) -> None:
         """Records a winner's acceptance or refusal; a refusal promotes the next reserve."""
         person = await self._store.load(user_id)
         language = person.language if person else self._texts.default_language
-        now = self._clock()
-        mine = [
-            p for p in await self._admin.places() if p.user_id == user_id and p.role == "winner"
-        ]
-        pending = [p for p in mine if p.status == "notified"]
-        late = any(p.status == "expired" for p in mine) or any(
-            p.deadline and now > p.deadline for p in pending
-        )
-        if late:
-            await self._reply(user_id, language, "winner.too_late")
+        decided = answer(await self._admin.places(), user_id, key, self._clock())
+        if isinstance(decided, Refused):
+            await self._reply(user_id, language, decided.text_key)
             return
-        if not pending or key not in ("win.accept", "win.decline"):
-            await self._reply(user_id, language, "winner.no_answer_expected")
-            return
-        place = pending[0]
-        accepted = key == "win.accept"
+        place, accepted = decided.place, decided.status == PlaceStatus.ACCEPTED
         if accepted:
-            changed = await self._admin.update_place(place, "accepted", now)
+            changed = await self._admin.update_place(place, decided.status, self._clock())
         else:
-            changed = await self._replace_winner(place, "declined", ReplacementReason.DECLINED)
+            changed = await self._replace_winner(decided, ReplacementReason.DECLINED)
         if not changed:
             await self._reply(user_id, language, "winner.no_answer_expected")
             return
@@ -254,7 +256,7 @@ class AdminService:
         )
         if accepted:
             await self._reply(user_id, language, "winner.accepted")
-            meeting = await self._admin.meeting()
+            meeting = await self._meetings.meeting()
             if meeting:
                 await self._send_meeting(
                     user_id, language, meeting.starts_at, meeting.details, "winner.meeting"
@@ -268,25 +270,26 @@ class AdminService:
         await self._draw_flow.try_to_draw(None, self._texts.default_language)
         now = self._clock()
         for place in await self._admin.places():
-            if place.role != "winner" or place.status not in ("notified", "accepted"):
+            if place.role != Role.WINNER or place.status not in (
+                PlaceStatus.NOTIFIED,
+                PlaceStatus.ACCEPTED,
+            ):
                 continue
-            if not await self._still_entered(place):
-                # Erased: the next reserve need not wait for a deadline nobody will meet.
-                if await self._replace_winner(place, "replaced", ReplacementReason.ERASED):
-                    await self._tell_admins("admin.winner_gone", ticket=place.ticket)
-                continue
-            overdue = (
-                place.status == "notified" and place.deadline is not None and now > place.deadline
-            )
-            if overdue and await self._replace_winner(place, "expired", ReplacementReason.EXPIRED):
-                await self._tell_admins("admin.expired", ticket=place.ticket)
-        meeting = await self._admin.meeting()
+            # Erased: the next reserve need not wait for a deadline nobody will meet.
+            if not await self._still_entered(place) and await self._replace_winner(
+                PlaceChange(place, PlaceStatus.REPLACED), ReplacementReason.ERASED
+            ):
+                await self._tell_admins("admin.winner_gone", ticket=place.ticket)
+        for expired in overdue(await self._admin.places(), now):
+            if await self._replace_winner(expired, ReplacementReason.EXPIRED):
+                await self._tell_admins("admin.expired", ticket=expired.place.ticket)
+        meeting = await self._meetings.meeting()
         if (
             meeting
             and not self._settings.calendar.silent(now)
             and meeting.reminded_at is None
             and meeting.starts_at - timedelta(days=1) <= now < meeting.starts_at
-            and await self._admin.mark_reminded(now)
+            and await self._meetings.mark_reminded(now)
         ):
             await self._send_to_accepted(meeting.starts_at, meeting.details, "winner.reminder")
 
@@ -304,7 +307,7 @@ class AdminService:
     async def _send_to_accepted(self, starts_at: datetime, details: str, key: str) -> int:
         sent = 0
         for place in await self._admin.places():
-            if place.status == "accepted" and place.user_id:
+            if place.status == PlaceStatus.ACCEPTED and place.user_id:
                 person = await self._store.load(place.user_id)
                 if person:
                     await self._send_meeting(
@@ -323,13 +326,13 @@ class AdminService:
                 language, BY_HAND, "replacement"))  # fmt: skip
             return
         place = next((p for p in await self._admin.places() if p.ticket == ticket.upper()), None)
-        if place is not None and place.role == "reserve":
-            await self._reply(admin_id, language, "admin.replace.reserve", ticket=place.ticket)
+        refusal = replaceable(place)
+        if refusal is not None or place is None:
+            shown = place.ticket if place is not None else ticket
+            await self._reply(admin_id, language, refusal or "", ticket=shown)
             return
-        if place is None or place.status not in ("notified", "accepted"):
-            await self._reply(admin_id, language, "admin.replace.not_a_winner", ticket=ticket)
-            return
-        if await self._replace_winner(place, "replaced", ReplacementReason(reason)):
+        ended = PlaceChange(place, PlaceStatus.REPLACED)
+        if await self._replace_winner(ended, ReplacementReason(reason)):
             await self._audit(admin_id, "winner.replace", f"{place.ticket} {reason} {details}")
             await self._reply(admin_id, language, "admin.replace.done", ticket=place.ticket)
 
@@ -347,7 +350,7 @@ class AdminService:
     async def _meeting(self, admin_id: int, language: str, argument: str) -> None:
         """Sets or changes the coffee's date, time and details; accepted winners are told."""
         if not argument:
-            meeting = await self._admin.meeting()
+            meeting = await self._meetings.meeting()
             key, when = (
                 ("admin.meeting.current", self._local(meeting.starts_at))
                 if meeting
@@ -368,8 +371,8 @@ class AdminService:
             await self._reply(admin_id, language, "admin.meeting.silence", until=until)
             return
         starts_at, details = parsed
-        changed = await self._admin.meeting() is not None
-        await self._admin.set_meeting(starts_at, details, self._clock())
+        changed = await self._meetings.meeting() is not None
+        await self._meetings.set_meeting(starts_at, details, self._clock())
         await self._audit(admin_id, "meeting.set", f"{starts_at.isoformat()} {details}")
         key = "winner.meeting_changed" if changed else "winner.meeting"
         told = await self._send_to_accepted(starts_at, details, key)
@@ -410,7 +413,7 @@ class AdminService:
             )  # fmt: skip
         if addenda:
             text += "\n" + self._say(language, "admin.addenda.head", hash=record_hash(addenda[-1]))
-        meeting = await self._admin.meeting()
+        meeting = await self._meetings.meeting()
         if meeting:
             text += "\n\n" + self._say(
                 language,
@@ -435,8 +438,8 @@ class AdminService:
     async def _stats(self, admin_id: int, language: str, argument: str) -> None:
         """Sends the funnel, engagement, areas, départements, emails, and a chart."""
         await self._audit(admin_id, "stats", "")
-        stats = statistics(await self._store.all_participants())
-        emails = await self._store.outbox_counts()
+        stats = await self._storage.reports.statistics()
+        emails = await self._storage.outbox.counts()
         erased = await self._store.count("erased.complete") + await self._store.count(
             "erased.incomplete"
         )
@@ -461,7 +464,7 @@ class AdminService:
         )  # fmt: skip
         await self._messenger.send(admin_id, Reply(text))
         # matplotlib takes a second to import: only when a chart is asked for.
-        from bot.charts import stats_chart
+        from bot.admin.charts import stats_chart
 
         titles = (
             self._say(language, "admin.chart.per_day"),
@@ -474,24 +477,28 @@ class AdminService:
         await self._messenger.send_photo(admin_id, stats_chart(stats, titles, labels), titles[1])
 
     async def _export(self, admin_id: int, language: str, argument: str) -> None:
-        """Sends the confirmed participants as a CSV file."""
-        content = export_csv(await self._store.all_participants())
-        rows = content.count(b"\n") - 1
-        await self._audit(admin_id, "export", f"{rows} rows")
-        await self._messenger.send_document(
-            admin_id, "participants.csv", content, self._say(language, "admin.export")
-        )
+        """Sends the confirmed participants as a CSV file, written row by row to a temporary
+        file (gzipped when larger than Telegram takes), so memory stays flat."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "participants.csv"
+            rows = await write_export(self._storage, path)
+            await self._audit(admin_id, "export", f"{rows} rows")
+            if path.stat().st_size > self._settings.export_document_max_bytes:
+                path = gzipped(path)
+            await self._messenger.send_document(
+                admin_id, path.name, path.read_bytes(), self._say(language, "admin.export")
+            )
 
     async def _questions(self, admin_id: int, language: str, argument: str) -> None:
         """Lists the questions for the candidate, newest first, with postcodes."""
-        asked = questions(await self._store.all_participants())[: self._settings.admin_list_limit]
+        asked = await self._storage.reports.questions(self._settings.admin_list_limit)
         await self._audit(admin_id, "questions", f"{len(asked)} shown")
         lines = [f"• {postcode} — {question}" for postcode, question in asked]
         await self._send_lines(admin_id, language, "admin.questions", lines)
 
     async def _journal(self, admin_id: int, language: str, argument: str) -> None:
         """Lists the latest admin actions."""
-        entries = await self._admin.journal(self._settings.admin_list_limit)
+        entries = await self._storage.audit.journal(self._settings.admin_list_limit)
         lines = [
             f"{self._local(at)} — {who} — {action} {details}".rstrip()
             for at, who, action, details in entries

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.beacon import BeaconUnavailable, fetch_drand
-from bot.draw_results import DrawResults
-from bot.drawing import draw_off_loop
+from bot.admin.beacon import BeaconUnavailable, fetch_drand
+from bot.admin.draw_results import DrawResults
+from bot.admin.drawing import draw_off_loop
 from bot.settings import Settings
 from conversations.draw import Beacon, BeaconSource, FrozenDraw, commitment_of, tickets_sha256
 from conversations.model import Button, Reply, Travel
 from conversations.phases import Phase, phase_at
-from storage.sqlite_admin import DrawRecord, DrawStatus, Place, SqliteAdminStore
+from conversations.winners import Place, PlaceStatus, Role
+from storage import Storage
+from storage.draws import DrawRecord, DrawStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +49,15 @@ class DrawTools:
 class DrawFlow:
     def __init__(
         self,
-        admin: SqliteAdminStore,
+        storage: Storage,
         settings: Settings,
         clock: Callable[[], datetime],
         tools: DrawTools,
         default_language: str,
         results: DrawResults,
     ) -> None:
-        self._admin = admin
+        self._admin = storage.draws
+        self._storage = storage
         self._results = results
         self._settings = settings
         self._clock = clock
@@ -128,7 +131,8 @@ class DrawFlow:
         winners = min(self._settings.winners, len(entries.tickets))
         places = (winners, min(reserves, len(entries.tickets) - winners))
         was_open = (
-            phase_at(self._settings.calendar, await self._admin.operation(), now) == Phase.OPEN
+            phase_at(self._settings.calendar, await self._storage.participants.operation(), now)
+            == Phase.OPEN
         )
         # Whole seconds, as the drand round is computed the same way by the page's JavaScript.
         not_before = now + timedelta(seconds=self._settings.beacon_delay_seconds)
@@ -333,22 +337,26 @@ class DrawFlow:
             record.excluded,
         )
         now = self._clock()
-        head = await self._admin.audit_head()
+        head = await self._storage.audit.head()
         certificate = await draw_off_loop(frozen, beacon, now, head)
-        entries = await self._admin.entries()
+        holders = await self._admin.holders([*certificate.winners, *certificate.reserves])
         deadline = self._results.respond_by(now)
 
-        def place(ticket: str, rank: int, role: str, status: str, by: datetime | None) -> Place:
+        def place(
+            ticket: str, rank: int, role: Role, status: PlaceStatus, by: datetime | None
+        ) -> Place:
             # The entitlement is frozen here: later edits of postcode or settings change nothing.
-            area = entries.areas.get(ticket)
+            holder = holders.get(ticket)
+            area = holder.area if holder else None
             travel = self._settings.travel.get(area, Travel.NONE) if area else None
-            return Place(ticket, rank, role, status, entries.owners.get(ticket), by, area, travel)
+            user_id = holder.user_id if holder else None
+            return Place(ticket, rank, role, status, user_id, by, area, travel)
 
         places = [
-            place(ticket, rank, "winner", "notified", deadline)
+            place(ticket, rank, Role.WINNER, PlaceStatus.NOTIFIED, deadline)
             for rank, ticket in enumerate(certificate.winners, 1)
         ] + [
-            place(ticket, rank, "reserve", "waiting", None)
+            place(ticket, rank, Role.RESERVE, PlaceStatus.WAITING, None)
             for rank, ticket in enumerate(certificate.reserves, len(certificate.winners) + 1)
         ]
         announcements = await self._results.statements(places, now)
@@ -362,7 +370,7 @@ class DrawFlow:
         record = await self._admin.draw()
         if record is None or record.status != DrawStatus.DONE or record.certificate is None:
             return
-        if await self._admin.logged("draw.done"):
+        if await self._storage.audit.logged("draw.done"):
             return
         certificate = record.certificate
         await self._tools.audit(

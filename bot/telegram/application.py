@@ -1,4 +1,5 @@
-"""The composition root: builds the Telegram application, the console and what they share."""
+"""The Telegram adapter's composition root: the application around what bot/bootstrap.py
+builds."""
 
 from __future__ import annotations
 
@@ -7,60 +8,29 @@ import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from telegram import Update
 from telegram.error import NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackContext
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.admin import AdminService
-from bot.aiohttp_request import AiohttpRequest, Timeouts
-from bot.emails import EmailRenderer
-from bot.eml import EmlFileTransport
-from bot.kept_replies import KeptReplies
-from bot.mailer import OutboxSender, Transport
-from bot.outage import ApiOutage
-from bot.processor import FloodGuard, PerUserProcessor
-from bot.service import ConversationService
+from bot.admin.service import AdminService
+from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
 from bot.settings import HttpClient, Settings
-from bot.smtp import SmtpTransport
-from bot.telegram import TelegramHandlers, TelegramMessenger, command_menu
-from bot.telegram_outbox import TelegramOutboxSender
+from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
+from bot.telegram.outage import ApiOutage
+from bot.telegram.processor import FloodGuard, PerUserProcessor
+from bot.telegram.request import AiohttpRequest, Timeouts
+from bot.telegram.sender import TelegramOutboxSender
+from bot.telegram.webhook import STORE
 from bot.texts import load_catalogue
-from bot.unsubscribe import OneClickLinks
-from bot.webhook import STORE, public_url
 from conversations.catalogue import Catalogue
-from storage import open_store
-from storage.sqlite import SqliteStore
-from storage.telegram_outbox import SqliteTelegramOutbox
+from storage import Storage
+from storage.participants import MAIL_CHANNEL
+from storage.telegram_outbox import TELEGRAM_CHANNEL
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def open_migrated_store(settings: Settings, clock: Callable[[], datetime]) -> SqliteStore:
-    store = await open_store(
-        settings.database_url,
-        settings.sqlite_busy_timeout_ms,
-        settings.sqlite_checkpoint_every_commits,
-    )
-    try:
-        for applied in await store.migrate(clock()):
-            log.info("migrated the database: %s", applied)
-        await store.use_address_key(settings.address_hash_key)
-        interrupted = await store.mark_interrupted()
-        if interrupted:
-            log.warning(
-                "%d emails were being sent when the bot stopped: not sent again", interrupted
-            )
-    except BaseException:
-        await store.close()
-        raise
-    return store
 
 
 def tune_gc(settings: Settings) -> None:
@@ -71,24 +41,6 @@ def tune_gc(settings: Settings) -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(settings.gc_young_threshold, middle, old)
-
-
-def build_mailer(
-    settings: Settings,
-    store: SqliteStore,
-    texts: Catalogue,
-    bot_username: str,
-    clock: Callable[[], datetime],
-) -> OutboxSender:
-    transport: Transport
-    if settings.smtp_url:
-        transport = SmtpTransport(settings.smtp_url, settings.smtp_timeout_seconds)
-    else:
-        transport = EmlFileTransport(settings.mail_outbox_dir)
-    base = public_url(settings)
-    one_click = OneClickLinks(base, store.address_hash).url if base else None
-    renderer = EmailRenderer(texts, settings.mail_from, bot_username, one_click)
-    return OutboxSender(store, transport, renderer, settings, clock)
 
 
 def build_application(
@@ -112,25 +64,24 @@ def build_application(
         ),
         handlers.flood,
     )
-    stores: list[SqliteStore] = []
+    stores: list[Storage] = []
     tasks: list[asyncio.Task[None]] = []
 
     async def start(application: Application) -> None:  # type: ignore[type-arg]
-        store = await open_migrated_store(settings, clock)
-        stores.append(store)
-        forgotten = await store.forget_processed_before(
+        storage = await open_migrated_storage(settings, clock)
+        stores.append(storage)
+        forgotten = await storage.participants.forget_processed_before(
             clock() - timedelta(hours=settings.update_dedup_hours)
         )
         log.info("forgot %d processed update ids", forgotten)
         username = settings.telegram_bot_username or application.bot.username
-        mailer = build_mailer(settings, store, texts, username, clock)
+        mailer = build_mailer(settings, storage, texts, username, clock)
         tasks.append(asyncio.create_task(mailer.run(), name="outbox sender"))
-        handlers.service = ConversationService(
-            store, texts, settings, clock, username, mailer.wake, KeptReplies(store)
+        handlers.service = build_conversation(
+            settings, storage, texts, username, clock, mailer.wake, keep_replies=True
         )
-        application.bot_data[STORE] = store
-        telegram_outbox = SqliteTelegramOutbox(store)
-        interrupted = await telegram_outbox.mark_interrupted()
+        application.bot_data[STORE] = storage
+        interrupted = await storage.telegram.mark_interrupted()
         if interrupted:
             log.warning(
                 "%d Telegram messages were being sent when the bot stopped: not sent again",
@@ -138,11 +89,14 @@ def build_application(
             )
         messenger = TelegramMessenger(application.bot)
         telegram_sender = TelegramOutboxSender(
-            telegram_outbox, messenger, texts, settings, clock, settings.calendar.silent
+            storage.telegram, messenger, texts, settings, clock, settings.calendar.silent
         )
+        # Other processes sharing a PostgreSQL database wake these senders too.
+        await storage.database.on_change(MAIL_CHANNEL, mailer.wake)
+        await storage.database.on_change(TELEGRAM_CHANNEL, telegram_sender.wake)
         tasks.append(asyncio.create_task(telegram_sender.run(), name="telegram outbox sender"))
         admin = AdminService(
-            store, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
+            storage, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
         )
         handlers.admin = admin
         tasks.append(

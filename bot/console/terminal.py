@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from bot.app import build_mailer, open_migrated_store
-from bot.service import ConversationService, Incoming
+from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage
+from bot.service import Incoming
 from bot.settings import Settings
 from bot.texts import load_catalogue
 from conversations.model import Button, Command, Input, Press, Profile, Reply, SharedContact, Text
 from conversations.policy import Context, Secrets
 from conversations.prompts import prompt
-from storage import sqlite_path
+from storage import described
 
 # Links in emails written from the console point here unless TELEGRAM_BOT_USERNAME is set.
 CONSOLE_BOT_USERNAME = "coffeebot"
@@ -83,15 +83,15 @@ async def run_console(
     clock: Callable[[], datetime],
 ) -> None:
     """Runs the conversation for one user until the end of input."""
-    store = await open_migrated_store(settings, clock)
+    storage = await open_migrated_storage(settings, clock)
     try:
         texts = load_catalogue(settings)
         username = settings.telegram_bot_username or CONSOLE_BOT_USERNAME
-        mailer = build_mailer(settings, store, texts, username, clock)
-        service = ConversationService(store, texts, settings, clock, username, mailer.wake)
+        mailer = build_mailer(settings, storage, texts, username, clock)
+        service = build_conversation(settings, storage, texts, username, clock, mailer.wake)
         outbound = ConsoleOutbound(stdout)
         stdout.write(banner(settings) + "\n\n")
-        state = await store.load(user_id)
+        state = await storage.participants.load(user_id)
         if state is not None:
             # Where the last session stopped: its question and numbered choices hold again.
             # A prompt only shows the step; no secret is drawn from the context here.
@@ -110,7 +110,7 @@ async def run_console(
                     stdout.write(note + "\n\n")
                 stdout.flush()
     finally:
-        await store.close()
+        await storage.close()
 
 
 NO_SECRETS = Secrets(token="", code="", referral_code="", ticket="")
@@ -118,7 +118,7 @@ NO_SECRETS = Secrets(token="", code="", referral_code="", ticket="")
 
 def banner(settings: Settings) -> str:
     return (
-        f"coffeebot console: database {sqlite_path(settings.database_url)},"
+        f"coffeebot console: database {described(settings.database_url)},"
         f" emails {MailWatch(settings).where}.\n"
         "Type /start to begin; a number or a label chooses a button, /contact +33612345678"
         " shares a phone number, /help lists the commands, Ctrl-D quits."

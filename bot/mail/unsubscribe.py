@@ -20,9 +20,10 @@ from html import escape
 
 from aiohttp import web
 
+from bot.settings import Settings, SettingsError
 from conversations.catalogue import Catalogue
 from conversations.model import ConsentKind, SuppressAddress, WithdrawConsent
-from storage.sqlite import SqliteStore
+from storage import Storage
 
 PATH = "/unsubscribe/{token}"
 _INVITATION = "invitation:"
@@ -65,12 +66,12 @@ class Subject:
 class Unsubscriptions:
     """The two withdrawals, as the steps' own effects, written on the store's connection."""
 
-    def __init__(self, store: SqliteStore, default_language: str) -> None:
-        self._store = store
+    def __init__(self, storage: Storage, default_language: str) -> None:
+        self._storage = storage
         self._default_language = default_language
 
     async def subject(self, email_key: str) -> Subject | None:
-        rows = await self._store.fetch(
+        rows = await self._storage.database.fetch(
             "SELECT user_id, language FROM outbox WHERE idempotency_key = ?", (email_key,)
         )
         language = rows[0][1] if rows else self._default_language
@@ -86,7 +87,8 @@ class Unsubscriptions:
         else:
             effect = WithdrawConsent(ConsentKind.NEWS_EMAIL, now)
         user_id = subject.user_id or 0  # an address's suppression belongs to nobody
-        await self._store.write(self._store.effect_statements(user_id, effect, now))
+        participants = self._storage.participants
+        await self._storage.database.run(participants.effect_statements(user_id, effect, now))
 
 
 class UnsubscribePages:
@@ -96,7 +98,7 @@ class UnsubscribePages:
         self,
         public_url: str,
         texts: Catalogue,
-        store: Callable[[], SqliteStore | None],
+        store: Callable[[], Storage | None],
         clock: Callable[[], datetime],
     ) -> None:
         self._public_url = public_url
@@ -113,7 +115,7 @@ class UnsubscribePages:
         if store is None:
             raise web.HTTPServiceUnavailable(text="starting")
         unsubscriptions = Unsubscriptions(store, self._texts.default_language)
-        links = OneClickLinks(self._public_url, store.address_hash)
+        links = OneClickLinks(self._public_url, store.participants.address_hash)
         key = links.email_key(request.match_info["token"])
         subject = None if key is None else await unsubscriptions.subject(key)
         return unsubscriptions, subject
@@ -161,3 +163,15 @@ class UnsubscribePages:
         # No referrer: the page's address is the token.
         headers = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
         return web.Response(text=page, content_type="text/html", status=status, headers=headers)
+
+
+def public_url(settings: Settings) -> str | None:
+    """PUBLIC_URL without its trailing slash; SettingsError unless it is https."""
+    if settings.public_url is None:
+        return None
+    if not settings.public_url.startswith("https://"):
+        raise SettingsError(
+            f"PUBLIC_URL must start with https:// (mailboxes only follow https unsubscribe"
+            f" links): {settings.public_url!r}"
+        )
+    return settings.public_url.rstrip("/")

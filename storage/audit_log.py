@@ -1,0 +1,83 @@
+"""What admins did, as a hash chain: each entry names the hash of the one before it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from conversations.ledger import GENESIS, audit_entry, record_hash
+from storage.database import Database
+from storage.participants import _time
+
+
+class AuditLog:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def log(self, admin_id: int, action: str, details: str, now: datetime) -> None:
+        """Append an entry chained to the last one; a concurrent append makes this one retry."""
+        while True:
+            seq, prev = await self._head()
+            entry = audit_entry(seq + 1, now, admin_id, action, details, prev)
+            appended = await self._database.run(
+                [
+                    (
+                        "INSERT INTO audit_log (at, admin_id, action, details, seq, prev_hash,"
+                        " hash) SELECT ?, CAST(? AS BIGINT), ?, ?, CAST(? AS INTEGER), ?, ?"
+                        " WHERE COALESCE((SELECT MAX(seq) FROM audit_log), 0) = ?",
+                        (_time(now), admin_id, action, details, seq + 1, prev,
+                         record_hash(entry), seq),
+                    )
+                ]
+            )  # fmt: skip
+            if appended[0] == 1:
+                return
+
+    async def _head(self) -> tuple[int, str]:
+        rows = await self._database.fetch(
+            "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        )
+        return (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
+
+    async def head(self) -> str:
+        return (await self._head())[1]
+
+    async def chain(self) -> list[dict[str, Any]]:
+        """The chained entries as stored, in order, each with its stored hash."""
+        rows = await self._database.fetch(
+            "SELECT seq, at, admin_id, action, details, prev_hash, hash FROM audit_log"
+            " WHERE seq IS NOT NULL ORDER BY seq"
+        )
+        return [
+            {
+                **audit_entry(r[0], datetime.fromisoformat(r[1]), r[2], r[3], r[4], r[5]),
+                "hash": r[6],
+            }
+            for r in rows
+        ]
+
+    async def logged(self, action: str) -> bool:
+        rows = await self._database.fetch(
+            "SELECT 1 FROM audit_log WHERE action = ? LIMIT 1", (action,)
+        )
+        return bool(rows)
+
+    async def unchained_after(self) -> int:
+        """Entries without a place in the chain, dated after it began: none was written so."""
+        rows = await self._database.fetch(
+            "SELECT COUNT(*) FROM audit_log WHERE seq IS NULL"
+            " AND at >= (SELECT MIN(at) FROM audit_log WHERE seq IS NOT NULL)"
+        )
+        return int(rows[0][0])
+
+    async def unchained_entries(self) -> int:
+        rows = await self._database.fetch("SELECT COUNT(*) FROM audit_log WHERE seq IS NULL")
+        return int(rows[0][0])
+
+    async def journal(self, limit: int) -> list[tuple[datetime, int, str, str]]:
+        rows = await self._database.fetch(
+            "SELECT at, admin_id, action, details FROM audit_log ORDER BY at DESC, seq DESC"
+            " LIMIT ?",
+            (limit,),
+        )
+        return [(datetime.fromisoformat(r[0]), r[1], r[2], r[3]) for r in rows]

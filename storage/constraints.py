@@ -1,0 +1,24 @@
+"""Which domain error each named constraint stands for. Every index and constraint has the same
+name on every backend (PostgreSQL's names; the SQLite layer works them out from its messages),
+so a violation is recognised by its name, never by an error message's wording."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from storage.ports import ContactTaken, DuplicateUpdate, StaleWrite
+
+CONSTRAINTS: dict[str, Callable[[], Exception]] = {
+    "processed_updates_pkey": DuplicateUpdate,
+    "participants_phone_key": lambda: ContactTaken("phone"),
+    "participants_email_key": lambda: ContactTaken("email"),
+    "entries_email_key": lambda: ContactTaken("email"),
+    # A first save racing another for the same new person: the loser reloads.
+    "participants_pkey": StaleWrite,
+}
+
+
+def violation(name: str, error: Exception) -> Exception:
+    """The domain's exception for a violated constraint, or the error itself if unnamed here."""
+    make = CONSTRAINTS.get(name)
+    return make() if make is not None else error

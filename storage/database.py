@@ -1,0 +1,77 @@
+"""One database API whatever the backend: transactions of statements sent together, reads,
+streamed reads. Errors are raised, never returned; constraint violations come out as the
+domain's exceptions (storage/constraints.py). SQL is written once, with `?` placeholders."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from enum import StrEnum
+from typing import Any
+
+Statement = tuple[str, Sequence[Any]]
+# sqlite3.Row and asyncpg.Record alike: by name, by position, iterable over the values.
+Row = Any
+
+
+class Dialect(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+class Database(ABC):
+    dialect: Dialect
+
+    @abstractmethod
+    async def run(
+        self,
+        statements: Sequence[Statement],
+        guarded: int | None = None,
+        user_id: int | None = None,
+    ) -> list[int]:
+        """Run statements in one transaction and return each one's row count. The `guarded`
+        one must change exactly one row, else StaleWrite and nothing is written. `user_id`
+        serialises the transaction with every other one about that person, in any process."""
+
+    @abstractmethod
+    async def read(self, queries: Sequence[Statement]) -> list[list[Row]]:
+        """A few small reads sent together, e.g. one person's rows."""
+
+    @abstractmethod
+    async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[Row]:
+        """A read of any size, off the event loop's thread where the backend blocks."""
+
+    @abstractmethod
+    def stream(self, sql: str, parameters: Sequence[Any] = ()) -> AsyncIterator[Row]:
+        """A read row by row, holding only a batch in memory."""
+
+    @abstractmethod
+    def serving(self, user_id: int) -> AbstractAsyncContextManager[Database]:
+        """One person's inputs in turn, across processes: within the block, the database it
+        yields reads and writes under that person's lock, and everything commits at its end."""
+
+    @abstractmethod
+    def exclusive(self) -> AbstractAsyncContextManager[Database]:
+        """The whole database for one process at a time (migrations): the block's database
+        runs every statement while the lock is held."""
+
+    @abstractmethod
+    async def on_change(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` when another process says `channel` has news (see `notify`); a
+        backend without such signals ignores this and callers keep looking periodically."""
+
+    @abstractmethod
+    def notify(self, channel: str) -> Statement | None:
+        """A statement to append to a transaction so that listeners hear of it at commit."""
+
+    @abstractmethod
+    async def tables(self) -> dict[str, list[tuple[str, str, bool]]]:
+        """Each table's columns as (name, type, not null), for checks and copies."""
+
+    @abstractmethod
+    async def indexes(self) -> dict[str, tuple[str, bool]]:
+        """Each named index or unique constraint: (table, unique)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...

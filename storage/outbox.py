@@ -1,0 +1,118 @@
+"""The emails waiting to be sent, written by the same transactions as the steps. Each email
+changes state in its own small transaction; on PostgreSQL several senders may share the queue,
+each claiming rows the others have not locked (FOR UPDATE SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from datetime import UTC, datetime
+
+from storage.database import Database, Dialect, Statement
+from storage.ports import OutboxEmail, StaleWrite
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _sent(key: str, now: datetime) -> Statement:
+    return (
+        "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+        " recipient = NULL, params = NULL, last_error = NULL WHERE idempotency_key = ?",
+        (_time(now), key),
+    )
+
+
+def claimed(database: Database, table: str) -> str:
+    """The condition that claims one waiting row by its key. On PostgreSQL a row another
+    sender is claiming is skipped rather than waited for (FOR UPDATE SKIP LOCKED); either way
+    the claim changes one row or none, so each message leaves once."""
+    if database.dialect is Dialect.POSTGRESQL:
+        return (
+            f"idempotency_key = (SELECT idempotency_key FROM {table} WHERE idempotency_key = ?"
+            " AND status = 'pending' FOR UPDATE SKIP LOCKED)"
+        )
+    return "idempotency_key = ? AND status = 'pending'"
+
+
+class EmailOutbox:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def due(
+        self, now: datetime, limit: int, only_kinds: Collection[str] | None = None
+    ) -> list[OutboxEmail]:
+        kinds = "" if only_kinds is None else f" AND kind IN ({', '.join('?' * len(only_kinds))})"
+        # Rows another process is sending are skipped, not waited for; `start_sending`
+        # then settles who sends each one.
+        claim = " FOR UPDATE SKIP LOCKED" if self._database.dialect is Dialect.POSTGRESQL else ""
+        rows = await self._database.fetch(
+            "SELECT idempotency_key, kind, recipient, language, params, attempts"
+            f" FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?{kinds}"
+            f" ORDER BY next_attempt_at LIMIT ?{claim}",
+            (_time(now), *(only_kinds or ()), limit),
+        )
+        return [
+            OutboxEmail(
+                row["idempotency_key"],
+                row["kind"],
+                row["recipient"],
+                row["language"],
+                json.loads(row["params"]),
+                row["attempts"],
+            )
+            for row in rows
+        ]
+
+    async def start_sending(self, key: str, now: datetime, sent_before: str | None) -> bool:
+        statements: list[Statement] = []
+        if sent_before is not None:
+            statements.append(_sent(sent_before, now))
+        statements.append(
+            (
+                f"UPDATE outbox SET status = 'sending' WHERE {claimed(self._database, 'outbox')}",
+                (key,),
+            )
+        )
+        try:
+            await self._database.run(statements, guarded=len(statements) - 1)
+        except StaleWrite:
+            return False
+        return True
+
+    async def mark_sent(self, key: str, now: datetime) -> None:
+        await self._database.run([_sent(key, now)])
+
+    async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None:
+        await self._database.run(
+            [
+                (
+                    "UPDATE outbox SET status = 'pending', attempts = ?, next_attempt_at = ?,"
+                    " last_error = ? WHERE idempotency_key = ?",
+                    (attempts, _time(at), error[:500], key),
+                )
+            ]
+        )
+
+    async def mark_failed(self, key: str, attempts: int, error: str) -> None:
+        await self._database.run(
+            [
+                (
+                    "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ?,"
+                    " recipient = NULL, params = NULL WHERE idempotency_key = ?",
+                    (attempts, error[:500], key),
+                )
+            ]
+        )
+
+    async def mark_interrupted(self) -> int:
+        interrupted = (
+            "UPDATE outbox SET status = 'interrupted', recipient = NULL, params = NULL,"
+            " last_error = 'the bot stopped while sending' WHERE status = 'sending'"
+        )
+        return (await self._database.run([(interrupted, ())]))[0]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._database.fetch("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        return {status: count for status, count in rows}
