@@ -65,7 +65,7 @@ class PostgresDatabase(Database):
 
     async def close(self) -> None:
         if self._listener is not None:
-            await self._pool.release(self._listener)
+            await self._listener.close()
         await self._pool.close()
 
     @asynccontextmanager
