@@ -188,14 +188,13 @@ async def test_a_campaign_moves_from_sqlite_to_postgresql(
     await source.close()
     counts = await copy_database(source_url, postgres_url, NOW)
     assert counts["participants"] == 5 and counts["entries"] == 5 and counts["audit_log"] == 1
-    target = await opened(postgres_url)
+    target, again = await opened(postgres_url), await opened(source_url)
     try:
         assert (await target.draws.entries()).tickets == [f"TK{n}" for n in range(1, 6)]
-        assert await target.participants.load(3) == await (
-            await opened(source_url)
-        ).participants.load(3)
+        assert await target.participants.load(3) == await again.participants.load(3)
     finally:
         await target.close()
+        await again.close()
     with pytest.raises(CopyRefused, match="not empty"):
         await copy_database(source_url, postgres_url, NOW)
 
