@@ -128,6 +128,7 @@ class ConversationService:
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:
         """Steps the person's conversation, commits it, then replies and carries out effects."""
         # In the person's turn: another process serving them waits until this one commits.
+        redelivered = False
         async with self._store.serving(incoming.user_id) as store:
             ctx = self._context(incoming.profile, await store.operation())
             for attempt in range(1, _SAVE_ATTEMPTS + 1):
@@ -142,12 +143,16 @@ class ConversationService:
                     break
                 except DuplicateUpdate:
                     log.info("update %s already processed: not acted on again", incoming.update_id)
-                    await self._send_kept(incoming, outbound, ctx)
-                    return
+                    redelivered = True
+                    break
                 except StaleWrite:
                     log.warning("stale write for user %s (attempt %d)", incoming.user_id, attempt)
                     if attempt == _SAVE_ATTEMPTS:
                         raise
+        if redelivered:
+            # Out of the person's turn: what it kept back is read and advanced on its own.
+            await self._send_kept(incoming, outbound, ctx)
+            return
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in outcome.effects):
             self._mail_queued()
         await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)

@@ -108,7 +108,7 @@ def script(person: Person) -> list[tuple[str, list[dict[str, Any]]]]:
     return [
         ("", [person.text("/start")]),
         ("Prenez un café", [person.press("welcome.join")]),
-        (consent, [person.press(key) for key in ("consent.adult", "consent.draw")]),
+        (consent, [person.press(f"consent.{kind}") for kind in ("adult", "processing", "rules")]),
         (consent, [person.press("consent.continue")]),
         ("votre prénom", burst),
         ("Vous pouvez inviter", [person.press("friends.done")]),
