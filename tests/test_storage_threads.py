@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 from storage import DatabaseOptions, open_storage
@@ -16,7 +17,7 @@ from tests.test_storage import participant
 
 def checkpointed_participants(path: Path) -> int:
     """Participants in the database file itself, ignoring what is still only in the WAL."""
-    with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as reader:
+    with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as reader:
         return int(reader.execute("SELECT COUNT(*) FROM participants").fetchone()[0])
 
 

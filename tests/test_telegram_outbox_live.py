@@ -6,6 +6,7 @@ import asyncio
 import random
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,7 +74,8 @@ async def queue_results(workdir: Path, user_ids: range) -> None:
 
 
 def statuses(workdir: Path) -> dict[int, str]:
-    with sqlite3.connect(workdir / "live.db") as db:
+    # closing(): a connection's `with` ends the transaction but leaves it open.
+    with closing(sqlite3.connect(workdir / "live.db")) as db:
         return dict(db.execute("SELECT user_id, status FROM telegram_outbox").fetchall())
 
 
