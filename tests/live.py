@@ -23,6 +23,12 @@ class BotProcess:
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
 
+    # What `coffeebot` runs, and the settings it runs with besides the common ones.
+    command = "run"
+
+    def settings(self) -> dict[str, str]:
+        return {}
+
     async def start(self) -> None:
         polls = self.api.calls["getUpdates"]
         environment = {
@@ -35,6 +41,7 @@ class BotProcess:
             "MAIL_OUTBOX_DIR": str(self.workdir / "outbox"),
             "COFFEEBOT_ENV_FILE": str(self.workdir / "none.env"),
             "OUTBOX_POLL_SECONDS": "0.2",
+            **self.settings(),
             **self.env,
         }
         self.starts += 1
@@ -42,10 +49,14 @@ class BotProcess:
             self.api.bots.append(self)
         log = self._log_file()
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "run", env=environment, cwd=self.workdir,
+            sys.executable, "-m", "bot.cli", self.command, env=environment, cwd=self.workdir,
             stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
+        await self.ready(polls)
+
+    async def ready(self, polls: int) -> None:
+        """Until the bot polls again (`polls` were made before it started)."""
         await self.api.wait_for(lambda: self.api.calls["getUpdates"] > polls, seconds=30)
 
     def _log_file(self) -> BinaryIO:

@@ -9,7 +9,6 @@ import random
 import re
 import signal
 import sqlite3
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -42,30 +41,12 @@ class WebhookBot(BotProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "SMTP_"))
-        }
-        environment |= {
-            "TELEGRAM_BOT_TOKEN": "123456:LIVE",
-            "TELEGRAM_API_BASE_URL": self.api.base_url,
-            "DATABASE_URL": f"sqlite:///{self.workdir / 'live.db'}",
-            "MAIL_OUTBOX_DIR": str(self.workdir / "outbox"),
-            "COFFEEBOT_ENV_FILE": str(self.workdir / "none.env"),
-            "OUTBOX_POLL_SECONDS": "0.2",
-            "WEBHOOK_LISTEN": f"127.0.0.1:{self.port}",
-            "WEBHOOK_SECRET": SECRET,
-            **self.env,
-        }
-        self.starts += 1
-        if self not in self.api.bots:
-            self.api.bots.append(self)
-        log = self._log_file()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "webhook", env=environment, cwd=self.workdir,
-            stdout=log, stderr=log,
-        )  # fmt: skip
-        log.close()
+    command = "webhook"
+
+    def settings(self) -> dict[str, str]:
+        return {"WEBHOOK_LISTEN": f"127.0.0.1:{self.port}", "WEBHOOK_SECRET": SECRET}
+
+    async def ready(self, polls: int) -> None:
         await self._healthy()
 
     async def _healthy(self) -> None:
