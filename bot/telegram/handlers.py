@@ -19,7 +19,7 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.admin.service import ADMIN_COMMANDS, AdminService
+from bot.admin.service import AdminService
 from bot.service import ConversationService, Incoming
 from conversations.catalogue import Catalogue
 from conversations.model import (
@@ -178,7 +178,7 @@ class TelegramHandlers:
         assert update.message and update.message.text and update.effective_user
         command = command_of(update.message.text)
         admin = self._admin_for(update)
-        if admin and command.name in ADMIN_COMMANDS:
+        if admin and admin.handles(command.name):
             language = self._texts.language_for(update.effective_user.language_code)
             await admin.command(update.effective_user.id, language, command.name, command.argument)
             return
