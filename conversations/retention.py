@@ -6,11 +6,11 @@ person. `retention_text` writes the notice's lines from the same settings, so th
 disagree.
 
 - Signups never completed (no confirmed address, so no entry): erased after
-  RETENTION_INCOMPLETE_DAYS.
-- RETENTION_AFTER_END_DAYS after OPERATION_ENDS_AT, everything, except: a person who agreed to
-  news keeps only the contact that news reaches them by, and those consents, until they
-  withdraw; the draw and the audit log keep tickets, linked to nobody; expenses keep the
-  mandataire's lines for EXPENSES_RETENTION_YEARS.
+  RETENTION_INCOMPLETE_DAYS without activity.
+- RETENTION_AFTER_END_DAYS after OPERATION_ENDS_AT, everything, finished or not, except: a
+  person who agreed to news keeps only the contact that news reaches them by, and those
+  consents, until they withdraw; the draw and the audit log keep tickets, linked to nobody;
+  expenses keep the mandataire's lines for EXPENSES_RETENTION_YEARS.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class Category(StrEnum):
     EXPENSE_LINES = "expense_lines"
     # Keyed hashes of invited addresses that asked never to be invited again.
     SUPPRESSED_ADDRESSES = "suppressed_addresses"
+    # Keyed hashes of the addresses invited, kept so that nobody is invited twice: once the
+    # operation is over, nobody is invited again.
+    INVITED_ADDRESSES = "invited_addresses"
 
 
 class Treatment(StrEnum):
@@ -74,8 +77,8 @@ class Treatment(StrEnum):
 class PurgeRule:
     category: Category
     treatment: Treatment
-    # The rule reaches rows made (or last paid, for expense lines) before this moment; None:
-    # every row of the category.
+    # The rule reaches rows last active (or last paid, for expense lines) before this moment;
+    # None: every row of the category.
     before: datetime | None = None
 
 
@@ -115,8 +118,9 @@ def purge_plan(policy: RetentionPolicy, ends_at: datetime | None, now: datetime)
     erase_at = erase_all_at(policy, ends_at)
     if erase_at is None or now < erase_at:
         return PurgePlan(now, (incomplete,), erase_at)
+    # Everyone without a news consent goes, signup finished or not: the incomplete signups'
+    # rule would only reach some of the same people.
     rules = (
-        incomplete,
         PurgeRule(Category.PARTICIPANTS, Treatment.DELETE),
         PurgeRule(Category.NEWS_CONTACTS, Treatment.KEEP_NEWS_CONTACT),
         PurgeRule(Category.OUTBOXES, Treatment.DELETE),
@@ -127,6 +131,7 @@ def purge_plan(policy: RetentionPolicy, ends_at: datetime | None, now: datetime)
             Category.EXPENSE_LINES, Treatment.DELETE, years_before(now, policy.expenses_years)
         ),
         PurgeRule(Category.SUPPRESSED_ADDRESSES, Treatment.KEEP),
+        PurgeRule(Category.INVITED_ADDRESSES, Treatment.DELETE),
     )
     return PurgePlan(now, rules, erase_at)
 
@@ -141,14 +146,15 @@ def news_consents(person: Participant) -> tuple[Consent, ...]:
     return tuple(consent for consent in person.consents if consent.kind in NEWS_CONSENTS)
 
 
-def fate(person: Participant, plan: PurgePlan) -> Fate:
+def fate(person: Participant, plan: PurgePlan, last_active: datetime | None = None) -> Fate:
     """What the plan does to this person's data; once everything is erased, a person who has
-    since withdrawn every news consent goes too."""
+    since withdrawn every news consent goes too. `last_active` is when the person last did
+    anything (the store's last save of them); their signup's start when not given."""
     if plan.operation_erased:
         return Fate.KEEP_NEWS_CONTACT if news_consents(person) else Fate.DELETE
     rule = plan.rule(Category.INCOMPLETE_SIGNUPS)
     before = rule.before if rule else None
-    stale = before is not None and person.created_at < before
+    stale = before is not None and (last_active or person.created_at) < before
     return Fate.DELETE if person.entry is None and stale else Fate.KEEP
 
 

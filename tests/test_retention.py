@@ -52,7 +52,6 @@ def test_after_the_end_and_its_days_everything_goes_but_what_the_law_or_consent_
     plan = purge_plan(POLICY, ENDS, ERASED)
     treatments = {rule.category: rule.treatment for rule in plan.rules}
     assert treatments == {
-        Category.INCOMPLETE_SIGNUPS: Treatment.DELETE,
         Category.PARTICIPANTS: Treatment.DELETE,
         Category.NEWS_CONTACTS: Treatment.KEEP_NEWS_CONTACT,
         Category.OUTBOXES: Treatment.DELETE,
@@ -61,6 +60,7 @@ def test_after_the_end_and_its_days_everything_goes_but_what_the_law_or_consent_
         Category.EXPENSE_CLAIMS: Treatment.DELETE,
         Category.EXPENSE_LINES: Treatment.DELETE,
         Category.SUPPRESSED_ADDRESSES: Treatment.KEEP,
+        Category.INVITED_ADDRESSES: Treatment.DELETE,
     }
     lines = plan.rule(Category.EXPENSE_LINES)
     assert lines is not None and lines.before == years_before(ERASED, 10)
@@ -103,6 +103,13 @@ OLD = NOW - timedelta(days=31)
 )
 def test_each_person_is_kept_or_erased(person: Participant, now: datetime, expected: Fate) -> None:
     assert fate(person, purge_plan(POLICY, ENDS, now)) == expected
+
+
+def test_an_unfinished_signup_still_in_progress_is_kept() -> None:
+    started_long_ago = entered(8, entry=None, created_at=OLD)
+    plan = purge_plan(POLICY, ENDS, NOW)
+    assert fate(started_long_ago, plan, last_active=NOW - timedelta(days=1)) == Fate.KEEP
+    assert fate(started_long_ago, plan, last_active=OLD) == Fate.DELETE
 
 
 def test_news_consents_keep_only_the_contact_they_reach_until_withdrawn() -> None:
