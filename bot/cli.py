@@ -159,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("source", metavar="SOURCE_URL", help="the database to copy from")
     copy.add_argument("target", metavar="TARGET_URL", help="an empty database to copy into")
+    purge = commands.add_parser(
+        "purge",
+        help="erase what the retention settings say is due (the bot does it every day)",
+        description="Erase what the privacy notice says is due: signups unfinished for "
+        "RETENTION_INCOMPLETE_DAYS, and RETENTION_AFTER_END_DAYS after OPERATION_ENDS_AT "
+        "everything but news contacts, tickets and the mandataire's expense lines. Prints the "
+        "rows per rule and table, and logs them in the audit log.",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="only count the rows due; change nothing"
+    )
     audit = commands.add_parser(
         "audit",
         help="check the admins' audit log",
@@ -268,6 +279,10 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
         return copy_db(arguments.source, arguments.target)
     if command == "export":
         asyncio.run(export(settings, arguments.output))
+        return 0
+    if command == "purge":
+        for line in asyncio.run(purge(settings, arguments.dry_run)):
+            print(line)
         return 0
     if command == "draw":
         content = asyncio.run(ticket_file(settings))
@@ -509,6 +524,15 @@ async def export(settings: Settings, output: str | None) -> None:
         else:
             await export_into(storage, sys.stdout)
             sys.stdout.flush()
+
+
+async def purge(settings: Settings, dry_run: bool) -> list[str]:
+    from bot.admin.purge import Purge
+    from bot.bootstrap import migrated_storage, utc_now
+
+    async with migrated_storage(settings) as storage:
+        report = await Purge(storage, settings, utc_now).run(dry_run)
+    return report.lines()
 
 
 def copy_db(source: str, target: str) -> int:

@@ -15,6 +15,7 @@ from conversations.draw import BeaconSource
 from conversations.model import Area, Travel
 from conversations.phases import Calendar, SilencePeriod
 from conversations.policy import DEFAULT_TRAVEL, Limits
+from conversations.retention import RetentionPolicy
 from conversations.validators import TAG_IGNORING_PROVIDERS
 
 
@@ -174,6 +175,13 @@ class Settings:
     # without activity, everything else this many days after OPERATION_ENDS_AT.
     retention_incomplete_days: int = 30
     retention_after_end_days: int = 90
+    # The mandataire's expense lines are accounting records of the campaign account (Code
+    # électoral, art. L52-12): kept ten years, the period of Code de commerce art. L123-22 for
+    # accounting records and their vouchers; the campaign's accountant may set another.
+    expenses_retention_years: int = 10
+    # How often the bot purges what the retention settings say is due (`coffeebot purge` does
+    # it by hand); a restart starts the wait again.
+    purge_every_hours: float = 24.0
     # The names as English texts show them; unset: CANDIDATE_NAME and CAMPAIGN_NAME.
     candidate_name_en: str | None = None
     campaign_name_en: str | None = None
@@ -254,6 +262,14 @@ class Settings:
             confirmation_valid_for=timedelta(days=self.confirmation_valid_days),
             confirmation_sends_per_hour=self.confirmation_sends_per_hour,
             code_attempts_per_hour=self.code_attempts_per_hour,
+        )
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            incomplete_days=self.retention_incomplete_days,
+            after_end_days=self.retention_after_end_days,
+            expenses_years=self.expenses_retention_years,
         )
 
     @property

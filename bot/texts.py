@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
+from conversations.retention import retention_text
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -54,4 +55,10 @@ def load_catalogue(settings: Settings) -> Catalogue:
     }
     english = {"candidate": settings.candidate_name_en, "campaign": settings.campaign_name_en}
     localised = {"en": {name: value for name, value in english.items() if value}}
+    catalogue = Catalogue(texts, settings.default_language, constants, localised)
+    # The notice's retention lines, written from the settings the purge follows.
+    for language in texts:
+        localised.setdefault(language, {})["retention"] = retention_text(
+            settings.retention, settings.calendar.ends_at, catalogue, language, settings.zone
+        )
     return Catalogue(texts, settings.default_language, constants, localised)

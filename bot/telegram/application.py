@@ -15,6 +15,7 @@ from telegram.error import NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackContext
 from telegram.request import BaseRequest, HTTPXRequest
 
+from bot.admin.purge import Purge
 from bot.admin.service import AdminService
 from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
 from bot.settings import HttpClient, Settings
@@ -101,6 +102,10 @@ def build_application(
         handlers.admin = admin
         tasks.append(
             asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
+        )
+        purge = Purge(storage, settings, clock)
+        tasks.append(
+            asyncio.create_task(_every(settings.purge_every_hours * 3600, purge.due), name="purge")
         )
         await _set_commands(application, texts)
 

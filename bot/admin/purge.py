@@ -1,0 +1,70 @@
+"""The purge the privacy notice promises, run by the bot every PURGE_EVERY_HOURS and by
+`coffeebot purge [--dry-run]`: the plan from the retention settings and the time
+(conversations/retention.py), carried out table by table (storage/purge.py), its counts printed
+and, when anything changed, written in the audit log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.settings import Settings
+from conversations.retention import PurgePlan, describe, purge_plan
+from storage import Storage
+from storage.purge import PurgeCount, Purger
+
+log = logging.getLogger(__name__)
+
+# The audit log's admin id for what the bot does by itself.
+SYSTEM = 0
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    plan: PurgePlan
+    counts: list[PurgeCount]
+    dry_run: bool
+
+    @property
+    def changed(self) -> int:
+        return 0 if self.dry_run else sum(count.rows for count in self.counts)
+
+    def lines(self) -> list[str]:
+        """Each rule with its rows, then each table's under it."""
+        sums = {rule.category: 0 for rule in self.plan.rules}
+        for count in self.counts:
+            sums[count.category] += count.rows
+        described = describe(self.plan, sums)
+        lines = ["dry run: nothing changed, these rows are due" if self.dry_run else "purged"]
+        for rule, line in zip(self.plan.rules, described, strict=False):
+            lines.append(line)
+            lines += [f"  {c.table}: {c.rows}" for c in self.counts if c.category == rule.category]
+        return lines + described[len(self.plan.rules) :]
+
+
+class Purge:
+    def __init__(self, storage: Storage, settings: Settings, clock: Callable[[], datetime]) -> None:
+        self._storage = storage
+        self._settings = settings
+        self._clock = clock
+
+    async def run(self, dry_run: bool = False) -> PurgeReport:
+        """Counts what is due (a read); unless a dry run, and only when something is due,
+        erases it in one transaction and logs the counts in the audit log."""
+        now = self._clock()
+        plan = purge_plan(self._settings.retention, self._settings.calendar.ends_at, now)
+        purger = Purger(self._storage.database)
+        counts = await purger.count(plan)
+        if dry_run or not any(count.rows for count in counts):
+            return PurgeReport(plan, counts, dry_run)
+        report = PurgeReport(plan, await purger.run(plan), dry_run=False)
+        details = ", ".join(f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows)
+        await self._storage.audit.log(SYSTEM, "purge", details, now)
+        log.info("purged %d rows: %s", report.changed, details)
+        return report
+
+    async def due(self) -> None:
+        """The bot's periodic job."""
+        await self.run()

@@ -1,0 +1,230 @@
+"""The purge, table by table: the steps that carry out a retention plan
+(conversations/retention.py) on the database.
+
+`PURGE_STEPS` is the registry: each table holding personal data has its step(s) here, under the
+category of rows whose rule decides them; `KEPT` names each other table and why it stays. A new
+table adds one entry to either (tests/test_purge.py fails for a table in neither).
+
+Each step reaches its rows by a WHERE clause that earlier steps do not change (a category's
+children before its parent; the whole-table steps first), so that counting every step before
+anything changes (a dry run) gives the counts the run itself then makes. The run is one
+transaction: a crash leaves everything as it was, and the next run does it all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+
+from conversations.model import NEWS_CONSENTS, ConsentKind
+from conversations.retention import Category, PurgePlan, PurgeRule, Treatment
+from storage.database import Database, Statement
+
+
+def _kinds(kinds: Sequence[ConsentKind]) -> str:
+    # Enum values, never input: written into the SQL as literals.
+    return ", ".join(f"'{kind}'" for kind in kinds)
+
+
+def _consented(kinds: Sequence[ConsentKind], user: str = "participants.user_id") -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM consents AS c WHERE c.user_id = {user}"
+        f" AND c.kind IN ({_kinds(kinds)}) AND c.withdrawn_at IS NULL)"
+    )
+
+
+# People: the rows of `participants` each person category reaches.
+_INCOMPLETE = (
+    "SELECT p.user_id FROM participants AS p WHERE p.updated_at < ?"
+    " AND NOT EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = p.user_id)"
+)
+_NEWS = f"SELECT p.user_id FROM participants AS p WHERE {_consented(NEWS_CONSENTS, 'p.user_id')}"
+_NOT_NEWS = (
+    f"SELECT p.user_id FROM participants AS p WHERE NOT {_consented(NEWS_CONSENTS, 'p.user_id')}"
+)
+_ENTRY_EMAIL = "(SELECT e.email FROM entries AS e WHERE e.user_id = participants.user_id)"
+# A news contact keeps its Telegram id, language, news consents, the confirmed address their
+# email consent reaches and the phone their SMS consent reaches; everything else is emptied,
+# and the step goes back to the start, as for someone who never signed up (the operation is
+# over: nobody can enter).
+_STRIPPED = {
+    "first_name": "NULL", "last_name": "NULL", "pending_email": "NULL", "postcode": "NULL",
+    "departement": "NULL", "area": "NULL", "question": "NULL", "referrer": "NULL",
+    "completed_at": "NULL", "confirmation_token_hash": "NULL", "confirmation_code_hash": "NULL",
+    "confirmation_expires_at": "NULL", "confirmation_address": "NULL", "code_failures": "''",
+    "confirmation_sends": "''", "referral_code": "NULL", "friends_invited": "0",
+    "actions": "''", "availability": "''", "consent_ticks": "''", "step": "'welcome'",
+    "paused": "0", "editing": "0",
+}  # fmt: skip
+_NEWS_EMAIL = _consented((ConsentKind.NEWS_EMAIL,))
+_NEWS_SMS = _consented((ConsentKind.NEWS_SMS,))
+_STRIP = ", ".join(
+    [
+        *(f"{column} = {value}" for column, value in _STRIPPED.items()),
+        f"email = CASE WHEN {_NEWS_EMAIL} THEN COALESCE({_ENTRY_EMAIL}, email) END",
+        # The profile's phone, unique among profiles (an entry's phone is not unique).
+        f"phone = CASE WHEN {_NEWS_SMS} THEN phone END",
+        # An update in flight from before the purge is refused (StaleWrite), not written over.
+        "version = version + 1",
+    ]
+)
+_NOT_YET_STRIPPED = " OR ".join(
+    [
+        *(f"{column} <> {value}" for column, value in _STRIPPED.items() if value != "NULL"),
+        *(f"{column} IS NOT NULL" for column, value in _STRIPPED.items() if value == "NULL"),
+        "EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = participants.user_id)",
+        f"(email IS NOT NULL AND NOT {_NEWS_EMAIL})",
+        f"(phone IS NOT NULL AND NOT {_NEWS_SMS})",
+    ]
+)
+# Before an address moves from the entry into the profile, a different address typed since
+# (and never confirmed) leaves the profile: it might be another person's confirmed one.
+_SET_ASIDE = (
+    "email = NULL",
+    "EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = participants.user_id"
+    " AND lower(e.email) <> lower(participants.email))",
+)
+
+
+@dataclass(frozen=True)
+class PurgeStep:
+    """One table's share of a category: the rows its rule reaches, and what becomes of them."""
+
+    category: Category
+    table: str
+    # The rows reached; each `?` is bound to the rule's cut-off.
+    where: str
+    # None: the rows are deleted; else the SET clause that keeps each row, stripped.
+    strip: str | None = None
+    # (SET, extra condition) run first on the same rows, its count not reported.
+    prepare: tuple[str, str] | None = None
+
+    def count(self, rule: PurgeRule) -> Statement:
+        return f"SELECT COUNT(*) FROM {self.table} WHERE {self.where}", self._bound(rule)
+
+    def statements(self, rule: PurgeRule) -> list[Statement]:
+        """The statements of the step; the last one's row count is the step's."""
+        bound = self._bound(rule)
+        done: list[Statement] = []
+        if self.prepare is not None:
+            change, condition = self.prepare
+            done.append(
+                (f"UPDATE {self.table} SET {change} WHERE ({self.where}) AND {condition}", bound)
+            )
+        if self.strip is None:
+            done.append((f"DELETE FROM {self.table} WHERE {self.where}", bound))
+        else:
+            done.append((f"UPDATE {self.table} SET {self.strip} WHERE {self.where}", bound))
+        return done
+
+    def _bound(self, rule: PurgeRule) -> tuple[str | None, ...]:
+        before = rule.before.astimezone(UTC).isoformat() if rule.before else None
+        return (before,) * self.where.count("?")
+
+
+def _people(category: Category, people: str, *tables: str) -> tuple[PurgeStep, ...]:
+    """Each of these tables' rows about the people a category reaches."""
+    return tuple(PurgeStep(category, table, f"user_id IN ({people})") for table in tables)
+
+
+_EVERY_ROW = "1 = 1"
+
+PURGE_STEPS: tuple[PurgeStep, ...] = (
+    # Whole tables first: their counts do not depend on who is erased after them.
+    PurgeStep(Category.OUTBOXES, "outbox", _EVERY_ROW),
+    PurgeStep(Category.OUTBOXES, "telegram_outbox", _EVERY_ROW),
+    # Each processed update keeps the replies it sent, the person's own words among them.
+    PurgeStep(Category.OUTBOXES, "processed_updates", _EVERY_ROW),
+    PurgeStep(Category.DRAW, "draw_places", "user_id IS NOT NULL", strip="user_id = NULL"),
+    PurgeStep(Category.DRAW, "meetings", _EVERY_ROW),
+    PurgeStep(Category.INVITED_ADDRESSES, "address_hashes", "reason = 'invited'"),
+    # Unfinished signups (before the end; after it, PARTICIPANTS reaches them).
+    *_people(
+        Category.INCOMPLETE_SIGNUPS,
+        _INCOMPLETE,
+        "friends",
+        "consents",
+        "outbox",
+        "telegram_outbox",
+    ),
+    PurgeStep(Category.INCOMPLETE_SIGNUPS, "participants", f"user_id IN ({_INCOMPLETE})"),
+    # Everyone without a news consent.
+    *_people(Category.PARTICIPANTS, _NOT_NEWS, "friends", "consents", "entries"),
+    PurgeStep(Category.PARTICIPANTS, "participants", f"user_id IN ({_NOT_NEWS})"),
+    # News contacts: the contact and the news consents stay.
+    *_people(Category.NEWS_CONTACTS, _NEWS, "friends"),
+    PurgeStep(
+        Category.NEWS_CONTACTS,
+        "consents",
+        f"user_id IN ({_NEWS}) AND NOT (kind IN ({_kinds(NEWS_CONSENTS)})"
+        " AND withdrawn_at IS NULL)",
+    ),
+    # Stripped while the entry, whose confirmed address it keeps, is still there.
+    PurgeStep(
+        Category.NEWS_CONTACTS,
+        "participants",
+        f"user_id IN ({_NEWS}) AND ({_NOT_YET_STRIPPED})",
+        strip=_STRIP,
+        prepare=_SET_ASIDE,
+    ),
+    *_people(Category.NEWS_CONTACTS, _NEWS, "entries"),
+)
+
+# Tables no step touches, and why.
+KEPT: dict[str, str] = {
+    "anonymous_counts": "counts linked to nobody",
+    "secrets": "the keys the kept hashes and the draw's proofs were made with",
+    "draws": "the certificate: tickets, hashes and the admins who confirmed, linked to nobody",
+    "draw_addenda": "the replacements, by ticket and public reason",
+    "audit_log": "tickets and admins' ids by construction; a hash chain that must stay whole",
+    "operation": "when entries closed",
+    "schema_migrations": "the schema's version",
+}
+
+
+@dataclass(frozen=True)
+class PurgeCount:
+    category: Category
+    treatment: Treatment
+    table: str
+    rows: int
+
+    def __str__(self) -> str:
+        return f"{self.category} {self.table}: {self.treatment}: {self.rows}"
+
+
+class Purger:
+    def __init__(self, database: Database, steps: Sequence[PurgeStep] = PURGE_STEPS) -> None:
+        self._database = database
+        self._steps = steps
+
+    def _planned(self, plan: PurgePlan) -> list[tuple[PurgeStep, PurgeRule]]:
+        return [
+            (step, rule)
+            for step in self._steps
+            if (rule := plan.rule(step.category)) is not None and rule.treatment != Treatment.KEEP
+        ]
+
+    async def count(self, plan: PurgePlan) -> list[PurgeCount]:
+        """The rows each step would change, changing nothing (a read, off the loop on SQLite)."""
+        counts = []
+        for step, rule in self._planned(plan):
+            sql, parameters = step.count(rule)
+            rows = await self._database.fetch(sql, parameters)
+            counts.append(PurgeCount(step.category, rule.treatment, step.table, int(rows[0][0])))
+        return counts
+
+    async def run(self, plan: PurgePlan) -> list[PurgeCount]:
+        """Every step, in one transaction; the rows each changed."""
+        planned = self._planned(plan)
+        statements: list[Statement] = []
+        ends: list[int] = []
+        for step, rule in planned:
+            statements += step.statements(rule)
+            ends.append(len(statements) - 1)
+        changed = await self._database.run(statements) if statements else []
+        return [
+            PurgeCount(step.category, rule.treatment, step.table, changed[end])
+            for (step, rule), end in zip(planned, ends, strict=True)
+        ]

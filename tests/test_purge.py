@@ -1,0 +1,337 @@
+"""The purge on every backend: what goes and what stays, table by table, before the end of the
+operation and once its days have passed; a dry run that changes nothing and counts what the run
+then does; a second run that finds nothing; every table accounted for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.bootstrap import open_migrated_storage
+from bot.settings import Settings
+from conversations.ledger import verify_audit_chain
+from conversations.model import (
+    Consent,
+    ConsentKind,
+    Effect,
+    Participant,
+    QueueEmail,
+    RecordConsent,
+)
+from conversations.retention import Category, RetentionPolicy, purge_plan
+from storage import Storage, open_storage
+from storage.migrator import migrate
+from storage.ports import TelegramKind, TelegramMessage
+from storage.purge import KEPT, PURGE_STEPS, PurgeCount, Purger
+from tests.conftest import NOW
+from tests.factories import entered
+from tests.telegram_fakes import FakeBotApi, Updates, running_bot
+from tests.test_console import coffeebot
+from tests.test_mail import Clock
+from tests.test_storage import BACKENDS, backend_url
+
+POLICY = RetentionPolicy()
+ENDS = NOW + timedelta(days=10)
+BEFORE_THE_END = NOW + timedelta(days=1)
+ERASED = ENDS + timedelta(days=90)
+OLD = NOW - timedelta(days=40)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    url = backend_url(request, tmp_path)
+    opened = await open_storage(url)
+    await migrate(opened.database, NOW)
+    yield opened
+    await opened.close()
+
+
+def news(*kinds: ConsentKind) -> tuple[Consent, ...]:
+    return tuple(Consent(kind, "fr-news", NOW) for kind in kinds)
+
+
+async def save(
+    store: Storage,
+    person: Participant,
+    at: Any = NOW,
+    extra: tuple[Effect, ...] = (),
+    update_id: int | None = None,
+) -> None:
+    effects = [RecordConsent(consent) for consent in person.consents]
+    await store.participants.save(person, 0, [*effects, *extra], update_id, at)
+
+
+def email_to(user_id: int, address: str) -> QueueEmail:
+    return QueueEmail("confirmation", address, "fr", (("code", "123456"),), f"c:{user_id}")
+
+
+async def campaign(store: Storage) -> None:
+    """People at every stage, and every table the purge looks at, filled."""
+    unfinished = entered(1, entry=None, completed_at=None, friends=("ami@free.fr",))
+    await save(store, unfinished, OLD, (email_to(1, "p1@free.fr"),), update_id=11)
+    await save(store, entered(2, entry=None, completed_at=None), NOW - timedelta(days=5))
+    await save(store, entered(3, question="Et l’école ?", friends=("x@free.fr",)), OLD)
+    base = entered(4, question="Ma question", referrer="abc")
+    subscriber = replace(base, consents=(*base.consents, *news(ConsentKind.NEWS_EMAIL,
+                         ConsentKind.NEWS_TELEGRAM)), friends=("y@free.fr",))  # fmt: skip
+    await save(store, subscriber, OLD, (email_to(4, "p4@free.fr"),), update_id=12)
+    by_sms = entered(5)
+    # Typed since the confirmation, never confirmed: the entry keeps the confirmed one.
+    by_sms = replace(by_sms, email="new5@free.fr", consents=(*by_sms.consents,
+                     *news(ConsentKind.NEWS_SMS)))  # fmt: skip
+    await save(store, by_sms)
+    withdrawn = entered(6)
+    await save(store, replace(withdrawn, consents=(*withdrawn.consents,
+               *news(ConsentKind.NEWS_EMAIL))))  # fmt: skip
+    await store.database.run(
+        [("UPDATE consents SET withdrawn_at = ? WHERE user_id = 6", (NOW.isoformat(),))]
+    )
+    moved = entered(7)
+    moved = replace(moved, email="typed7@free.fr", consents=(*moved.consents,
+                    *news(ConsentKind.NEWS_EMAIL)))  # fmt: skip
+    await save(store, moved)
+    message = TelegramMessage(
+        key="draw-result:TICKET0004", user_id=4, kind=TelegramKind.DRAW_RESULT, language="fr",
+        text_key="draw.result.reserve", params={"ticket": "TICKET0004"},
+    )  # fmt: skip
+    await store.telegram.queue([message], NOW)
+    at = NOW.isoformat()
+    await store.database.run(
+        [
+            ("INSERT INTO draws (name, status, certificate, tickets, created_at, updated_at)"
+             " VALUES ('draw', 'done', '{\"seed\": \"ab\"}', 'TICKET0003', ?, ?)", (at, at)),
+            ("INSERT INTO draw_places (ticket, rank, role, status, user_id, updated_at, area,"
+             " travel) VALUES ('TICKET0004', 1, 'winner', 'accepted', 4, ?, 'province', 'train')",
+             (at,)),
+            ("INSERT INTO draw_places (ticket, rank, role, status, user_id, updated_at)"
+             " VALUES ('TICKET0003', 2, 'reserve', 'waiting', 3, ?)", (at,)),
+            ("INSERT INTO address_hashes VALUES ('h-invited', 'invited', ?)", (at,)),
+            ("INSERT INTO address_hashes VALUES ('h-refused', 'unsubscribed', ?)", (at,)),
+            ("INSERT INTO anonymous_counts VALUES ('erased.complete', 2)", ()),
+        ]
+    )  # fmt: skip
+    await store.meetings.set_meeting(ENDS, "Café de la Gare, Lyon", NOW)
+    await store.audit.log(900, "exclude", "TICKET0002 duplicate", NOW)
+
+
+async def table(store: Storage, name: str, columns: str, order: str = "1") -> list[tuple[Any, ...]]:
+    rows = await store.database.fetch(f"SELECT {columns} FROM {name} ORDER BY {order}")
+    return [tuple(row) for row in rows]
+
+
+async def snapshot(store: Storage) -> dict[str, list[str]]:
+    tables = await store.database.tables()
+    return {name: sorted(map(repr, await table(store, name, "*"))) for name in tables}
+
+
+def by_table(counts: list[PurgeCount]) -> dict[str, int]:
+    """Rows per category and table, where any."""
+    return {f"{c.category}.{c.table}": c.rows for c in counts if c.rows}
+
+
+async def dry_then_run(store: Storage, now: Any) -> dict[str, int]:
+    """The dry run changes nothing and counts exactly what the run then changes."""
+    plan = purge_plan(POLICY, ENDS, now)
+    purger = Purger(store.database)
+    before = await snapshot(store)
+    counted = await purger.count(plan)
+    assert await snapshot(store) == before
+    done = await purger.run(plan)
+    assert done == counted
+    return by_table(done)
+
+
+async def test_before_the_end_only_unfinished_signups_left_a_month_go(store: Storage) -> None:
+    await campaign(store)
+    assert await dry_then_run(store, BEFORE_THE_END) == {
+        "incomplete_signups.friends": 1,
+        "incomplete_signups.consents": 3,
+        "incomplete_signups.outbox": 1,
+        "incomplete_signups.participants": 1,
+    }
+    assert await table(store, "participants", "user_id") == [(n,) for n in range(2, 8)]
+    assert await table(store, "friends", "user_id") == [(3,), (4,)]
+    assert {user for (user,) in await table(store, "consents", "user_id")} == {2, 3, 4, 5, 6, 7}
+    assert await table(store, "outbox", "user_id") == [(4,)]
+    # The rest is untouched until the end.
+    assert len(await table(store, "entries", "user_id")) == 5
+    assert await table(store, "processed_updates", "update_id") == [(11,), (12,)]
+    assert len(await table(store, "address_hashes", "hash")) == 2
+
+
+async def test_after_the_end_only_news_contacts_tickets_and_what_the_law_keeps_remain(
+    store: Storage,
+) -> None:
+    await campaign(store)
+    chain = await store.audit.chain()
+    assert await dry_then_run(store, ERASED) == {
+        "outboxes.outbox": 2,
+        "outboxes.telegram_outbox": 1,
+        "outboxes.processed_updates": 2,
+        "draw.draw_places": 2,
+        "draw.meetings": 1,
+        "invited_addresses.address_hashes": 1,
+        "participants.friends": 2,
+        "participants.consents": 3 * 3 + 4,
+        "participants.entries": 2,
+        "participants.participants": 4,
+        "news_contacts.friends": 1,
+        "news_contacts.consents": 3 * 3,
+        "news_contacts.participants": 3,
+        "news_contacts.entries": 3,
+    }
+    # News contacts: the Telegram id, the language, the confirmed address their email consent
+    # reaches (not one typed since), the phone their SMS consent reaches; nothing else.
+    assert await table(
+        store, "participants",
+        "user_id, language, step, email, phone, first_name, last_name, postcode, departement,"
+        " area, question, referrer, completed_at, referral_code, actions, confirmation_address",
+        "user_id",
+    ) == [
+        (4, "fr", "welcome", "p4@free.fr", None, *[None] * 9, "", None),
+        (5, "fr", "welcome", None, "+33612340005", *[None] * 9, "", None),
+        (7, "fr", "welcome", "p7@free.fr", None, *[None] * 9, "", None),
+    ]  # fmt: skip
+    assert await table(store, "consents", "user_id, kind", "user_id, kind") == [
+        (4, "news_email"), (4, "news_telegram"), (5, "news_sms"), (7, "news_email"),
+    ]  # fmt: skip
+    for emptied in ("entries", "friends", "outbox", "telegram_outbox", "processed_updates",
+                    "meetings"):  # fmt: skip
+        assert await table(store, emptied, "*") == [], emptied
+    # The draw keeps its tickets, linked to nobody; the audit log stays whole.
+    assert await table(store, "draw_places", "ticket, role, status, user_id", "rank") == [
+        ("TICKET0004", "winner", "accepted", None),
+        ("TICKET0003", "reserve", "waiting", None),
+    ]
+    assert await table(store, "draws", "certificate, tickets") == [('{"seed": "ab"}', "TICKET0003")]
+    assert await store.audit.chain() == chain and verify_audit_chain(chain) == []
+    assert await table(store, "address_hashes", "hash") == [("h-refused",)]
+    assert await table(store, "anonymous_counts", "name, value") == [("erased.complete", 2)]
+    # Whoever loads a news contact finds a person at the start, with their news consents.
+    kept = await store.participants.load(4)
+    assert kept is not None and kept.entry is None and kept.first_name is None
+    assert {c.kind for c in kept.consents} == {ConsentKind.NEWS_EMAIL, ConsentKind.NEWS_TELEGRAM}
+
+
+async def test_a_second_run_finds_nothing_and_a_later_withdrawal_is_purged(
+    store: Storage,
+) -> None:
+    await campaign(store)
+    await dry_then_run(store, ERASED)
+    after = await snapshot(store)
+    assert await dry_then_run(store, ERASED + timedelta(days=1)) == {}
+    assert await snapshot(store) == after
+    await store.database.run(
+        [("UPDATE consents SET withdrawn_at = ? WHERE user_id = 4", (ERASED.isoformat(),))]
+    )
+    assert await dry_then_run(store, ERASED + timedelta(days=2)) == {
+        "participants.consents": 2,
+        "participants.participants": 1,
+    }
+    assert await table(store, "participants", "user_id") == [(5,), (7,)]
+
+
+async def test_without_an_end_date_nothing_but_unfinished_signups_is_ever_due(
+    store: Storage,
+) -> None:
+    await campaign(store)
+    plan = purge_plan(POLICY, None, ERASED + timedelta(days=3650))
+    counts = await Purger(store.database).count(plan)
+    assert {c.category for c in counts} == {Category.INCOMPLETE_SIGNUPS}
+
+
+async def test_every_table_is_purged_or_kept_for_a_stated_reason(store: Storage) -> None:
+    tables = set(await store.database.tables())
+    purged = {step.table for step in PURGE_STEPS}
+    forgotten = tables - purged - set(KEPT)
+    assert not forgotten, f"no purge step and no reason to keep: {forgotten}"
+    assert not purged & set(KEPT)
+
+
+# The bot and the command line, on the database the tests run on (SQLite, or PostgreSQL under
+# COFFEEBOT_TEST_DATABASE=postgresql).
+
+
+async def people(settings: Settings) -> list[int]:
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        return [row[0] for row in await table(store, "participants", "user_id", "user_id")]
+    finally:
+        await store.close()
+
+
+async def purges(settings: Settings) -> list[str]:
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        return [details for _, _, action, details in await store.audit.journal(50)
+                if action == "purge"]  # fmt: skip
+    finally:
+        await store.close()
+
+
+async def test_the_bot_purges_by_itself_once_and_the_notice_says_when(
+    settings: Settings,
+) -> None:
+    ended = NOW - timedelta(days=91)
+    settings = settings.replace(
+        operation_ends_at=ended.isoformat(), retention_after_end_days=90, purge_every_hours=0.0001
+    )
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        await save(store, entered(1), OLD)
+        subscriber = entered(2)
+        await save(store, replace(subscriber, consents=(*subscriber.consents,
+                   *news(ConsentKind.NEWS_TELEGRAM))), OLD)  # fmt: skip
+    finally:
+        await store.close()
+    api, updates = FakeBotApi(), Updates()
+    async with running_bot(settings, api, Clock(NOW)) as bot:
+        for _ in range(300):
+            if await people(settings) == [2]:
+                break
+            await asyncio.sleep(0.02)
+        assert await people(settings) == [2]
+        # Runs every 0.36 s: a few more runs find nothing, and log nothing.
+        await asyncio.sleep(1.2)
+        await bot.feed(updates.text(Updates.user(2), "/confidentialite"))
+    [logged] = await purges(settings)
+    assert "participants.participants 1" in logged and "news_contacts.participants 1" in logged
+    notice = api.texts_to(2)[-1]
+    assert "effacée après 30 jours sans activité" in notice
+    assert "Tout le reste est effacé 90 jours après la fin de l’opération, soit le " in notice
+    assert "{" not in notice and "gardée 10 ans" in notice
+
+
+def test_the_command_line_counts_then_purges(settings: Settings, tmp_path: Path) -> None:
+    async def setup() -> None:
+        store = await open_migrated_storage(settings, Clock(NOW))
+        try:
+            await save(store, entered(1, entry=None, completed_at=None), OLD)
+            recent = entered(2, entry=None, completed_at=None)
+            await save(store, recent, datetime.now(UTC))
+        finally:
+            await store.close()
+
+    asyncio.run(setup())
+    env = {"DATABASE_URL": settings.database_url}
+    dry = coffeebot(tmp_path, "purge", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == "dry run: nothing changed, these rows are due"
+    assert lines[1].startswith("incomplete_signups: delete (before ") and lines[1].endswith(": 4")
+    assert "  participants: 1" in lines and "  consents: 3" in lines
+    assert lines[-1] == "OPERATION_ENDS_AT is unset: nothing is erased for the end of the operation"
+    assert asyncio.run(people(settings)) == [1, 2]
+    done = coffeebot(tmp_path, "purge", env=env)
+    assert done.returncode == 0 and done.stdout.splitlines()[0] == "purged", done.stderr
+    assert done.stdout.splitlines()[1:] == lines[1:]
+    assert asyncio.run(people(settings)) == [2]
+    again = coffeebot(tmp_path, "purge", env=env)
+    assert again.stdout.splitlines()[1].endswith(": 0")
+    assert len(asyncio.run(purges(settings))) == 1
