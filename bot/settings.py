@@ -195,6 +195,15 @@ class Settings:
         if problems:
             name, problem = problems[0]
             raise SettingsError(f"{name} {problem}")
+        # 0 would erase signups while people fill them in, erase the accounts' lines with the
+        # rest, or run the purge without pause.
+        for name, value in (
+            ("RETENTION_INCOMPLETE_DAYS", self.retention_incomplete_days),
+            ("EXPENSES_RETENTION_YEARS", self.expenses_retention_years),
+            ("PURGE_EVERY_HOURS", self.purge_every_hours),
+        ):
+            if value <= 0:
+                raise SettingsError(f"{name} must be more than 0")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.bootstrap import open_migrated_storage
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from conversations.ledger import verify_audit_chain
 from conversations.model import (
     Consent,
@@ -299,10 +299,23 @@ async def test_the_bot_purges_by_itself_once_and_the_notice_says_when(
         assert await people(settings) == [2]
         # Runs every 0.36 s: a few more runs find nothing, and log nothing.
         await asyncio.sleep(1.2)
-        await bot.feed(updates.text(Updates.user(2), "/confidentialite"))
-    [logged] = await purges(settings)
-    assert "participants.participants 1" in logged and "news_contacts.participants 1" in logged
-    notice = api.texts_to(2)[-1]
+        [logged] = await purges(settings)
+        assert "participants.participants 1" in logged
+        assert "news_contacts.participants 1" in logged
+        kept = Updates.user(2)
+        await bot.feed(updates.text(kept, "/confidentialite"), updates.text(kept, "/start"))
+        notice, welcome = api.texts_to(2)[-2:]
+        # What is left of a news contact is a person at the start of an operation that is over,
+        # who can still withdraw: the next purge then erases them.
+        assert "{" not in welcome and "terminée" in welcome
+        await bot.feed(updates.text(kept, "/desabonner"))
+        assert "ne recevrez plus" in api.texts_to(2)[-1]
+        for _ in range(300):
+            if await people(settings) == []:
+                break
+            await asyncio.sleep(0.02)
+        assert await people(settings) == []
+    assert len(await purges(settings)) == 2
     assert "effacée après 30 jours sans activité" in notice
     assert "Tout le reste est effacé 90 jours après la fin de l’opération, soit le " in notice
     assert "{" not in notice and "gardée 10 ans" in notice
@@ -335,3 +348,12 @@ def test_the_command_line_counts_then_purges(settings: Settings, tmp_path: Path)
     again = coffeebot(tmp_path, "purge", env=env)
     assert again.stdout.splitlines()[1].endswith(": 0")
     assert len(asyncio.run(purges(settings))) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["RETENTION_INCOMPLETE_DAYS", "EXPENSES_RETENTION_YEARS", "PURGE_EVERY_HOURS"]
+)
+def test_a_zero_that_would_erase_too_soon_or_purge_without_pause_is_refused(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} must be more than 0$"):
+        Settings.from_env({name: "0"})
+    assert Settings.from_env({"RETENTION_AFTER_END_DAYS": "0"}).retention.after_end_days == 0
