@@ -19,7 +19,7 @@ from datetime import UTC
 
 from conversations.model import NEWS_CONSENTS, ConsentKind
 from conversations.retention import Category, PurgePlan, PurgeRule, Treatment
-from storage.database import Database, Statement
+from storage.database import Database, Dialect, Statement
 
 
 def _kinds(kinds: Sequence[ConsentKind]) -> str:
@@ -219,6 +219,12 @@ class Purger:
         """Every step, in one transaction; the rows each changed."""
         planned = self._planned(plan)
         statements: list[Statement] = []
+        if self._database.dialect is Dialect.POSTGRESQL:
+            # People's steps in flight finish first, and new ones wait for the purge: a step
+            # writes its person's row before their friends and consents, so it meets the purge
+            # there (and reloads) rather than deadlocking with it over a friend or a consent.
+            # SQLite's writers take turns anyway.
+            statements.append(("LOCK TABLE participants IN SHARE ROW EXCLUSIVE MODE", ()))
         ends: list[int] = []
         for step, rule in planned:
             statements += step.statements(rule)

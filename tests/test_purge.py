@@ -357,3 +357,31 @@ def test_a_zero_that_would_erase_too_soon_or_purge_without_pause_is_refused(name
     with pytest.raises(SettingsError, match=f"^{name} must be more than 0$"):
         Settings.from_env({name: "0"})
     assert Settings.from_env({"RETENTION_AFTER_END_DAYS": "0"}).retention.after_end_days == 0
+
+
+async def test_on_postgresql_a_step_in_flight_finishes_before_the_purge_without_deadlock(
+    postgres_url: str,
+) -> None:
+    import asyncpg
+
+    store = await open_storage(postgres_url)
+    await migrate(store.database, NOW)
+    step = await asyncpg.connect(postgres_url)
+    try:
+        await campaign(store)
+        # A person's step half done, as `save` writes it: their row, then their friends.
+        transaction = step.transaction()
+        await transaction.start()
+        await step.execute("UPDATE participants SET version = version + 1 WHERE user_id = 3")
+        purging = asyncio.create_task(Purger(store.database).run(purge_plan(POLICY, ENDS, ERASED)))
+        await asyncio.sleep(0.3)
+        assert not purging.done()  # waiting for the step
+        await step.execute("DELETE FROM friends WHERE user_id = 3")
+        await step.execute("INSERT INTO friends VALUES (3, 0, 'z@free.fr')")
+        await transaction.commit()
+        done = by_table(await asyncio.wait_for(purging, 10))
+        assert done["participants.friends"] == 2 and done["participants.participants"] == 4
+        assert await table(store, "participants", "user_id") == [(4,), (5,), (7,)]
+    finally:
+        await step.close()
+        await store.close()
