@@ -9,7 +9,7 @@ buttons; this service registers each once, routes to them, and runs the periodic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from bot.admin.draw_flow import DrawFlow, DrawTools
@@ -47,6 +47,22 @@ class Draw(AdminJob):
         }
 
 
+def routes(
+    jobs: Sequence[AdminJob],
+) -> tuple[dict[str, AdminCommand], dict[str, AdminButton]]:
+    """Every job's commands and buttons; a name two jobs claim is refused at start."""
+    commands: dict[str, AdminCommand] = {}
+    buttons: dict[str, AdminButton] = {}
+    for job in jobs:
+        claimed = job.commands(), job.buttons()
+        taken = (commands.keys() & claimed[0].keys()) | (buttons.keys() & claimed[1].keys())
+        if taken:
+            raise ValueError(f"{type(job).__name__} claims {sorted(taken)}, already taken")
+        commands.update(claimed[0])
+        buttons.update(claimed[1])
+    return commands, buttons
+
+
 class AdminService:
     def __init__(
         self,
@@ -80,8 +96,7 @@ class AdminService:
             Questions(tools),
             Journal(tools),
         ]
-        self._commands = {name: run for job in jobs for name, run in job.commands().items()}
-        self._buttons = {key: press for job in jobs for key, press in job.buttons().items()}
+        self._commands, self._buttons = routes(jobs)
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._settings.admin_ids
