@@ -333,4 +333,17 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        14,
+        "an index of the email outbox by person",
+        (
+            # Erasing a person (themselves, or the purge) finds their emails through it: without
+            # it, each erasure scanned the whole outbox, and purging the 500 unfinished signups
+            # of 50,000 participants took 7.1 s on SQLite instead of 0.24 s (bench.purge).
+            "CREATE INDEX outbox_user ON outbox (user_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
