@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot.admin.purge import Purge
 from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings, SettingsError
 from conversations.ledger import verify_audit_chain
@@ -385,3 +386,20 @@ async def test_on_postgresql_a_step_in_flight_finishes_before_the_purge_without_
     finally:
         await step.close()
         await store.close()
+
+
+async def test_two_processes_purging_at_once_erase_and_log_it_once(settings: Settings) -> None:
+    settings = settings.replace(operation_ends_at=(NOW - timedelta(days=91)).isoformat())
+    first = await open_migrated_storage(settings, Clock(NOW))
+    second = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        await campaign(first)
+        reports = await asyncio.gather(
+            Purge(first, settings, Clock(NOW)).run(), Purge(second, settings, Clock(NOW)).run()
+        )
+        assert sorted(report.changed for report in reports)[0] == 0
+        assert await table(first, "participants", "user_id") == [(4,), (5,), (7,)]
+    finally:
+        await first.close()
+        await second.close()
+    assert len(await purges(settings)) == 1

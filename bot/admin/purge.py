@@ -60,9 +60,10 @@ class Purge:
         if dry_run or not any(count.rows for count in counts):
             return PurgeReport(plan, counts, dry_run)
         report = PurgeReport(plan, await purger.run(plan), dry_run=False)
-        details = ", ".join(f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows)
-        await self._storage.audit.log(SYSTEM, "purge", details, now)
-        log.info("purged %d rows: %s", report.changed, details)
+        if report.changed:  # another process may have purged the same rows meanwhile
+            details = ", ".join(f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows)
+            await self._storage.audit.log(SYSTEM, "purge", details, now)
+            log.info("purged %d rows: %s", report.changed, details)
         return report
 
     async def due(self) -> None:
