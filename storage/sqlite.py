@@ -129,6 +129,7 @@ class SqliteDatabase(Database):
         statements: Sequence[Statement],
         guarded: int | None = None,
         user_id: int | None = None,
+        together: bool = False,
     ) -> list[int]:
         # It runs to its end before this returns: nothing awaits in between, so a cancelled
         # caller cannot leave it open.
