@@ -9,7 +9,6 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +93,7 @@ _LOAD_TEMPLATE = (
     " FROM (SELECT 1) AS one LEFT JOIN participants AS p ON p.user_id = ?"
     " LEFT JOIN entries AS e ON e.user_id = p.user_id"
 )
+_PLACE_FIELDS = ("role", "rank", "status", "travel")  # the place's JSON array
 _LOAD_USES = 5  # the user id's placeholders in _LOAD_TEMPLATE
 _LOAD_COLUMNS = {
     "participant": ", ".join(f"p.{name}" for name in _COLUMNS),
@@ -227,7 +227,11 @@ def _entry(row: Any) -> Entry:
 
 
 def _participant(
-    row: Any, friends: Iterable[Any], consents: Iterable[Any], entry: Any | None
+    row: Any,
+    friends: Iterable[Any],
+    consents: Iterable[Any],
+    entry: Any | None,
+    place: DrawPlace | None = None,
 ) -> Participant:
     expires_at = _parse_time(row["confirmation_expires_at"])
     return Participant(
@@ -272,6 +276,8 @@ def _participant(
         friends_invited=row["friends_invited"],
         actions=frozenset(Action(a) for a in row["actions"].split(",") if a),
         availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
+        referrals_confirmed=row["referrals"],
+        draw_place=place,
     )
 
 
@@ -328,15 +334,11 @@ class Participants:
             else None
         )
         friends = [(email,) for email in json.loads(row["friends"] or "[]")]
-        participant = _participant(row, friends, json.loads(row["consents"] or "[]"), entry)
-        place = json.loads(row["place"]) if row["place"] else None
-        return replace(
-            participant,
-            referrals_confirmed=row["referrals"],
-            draw_place=_place(dict(zip(("role", "rank", "status", "travel"), place, strict=True)))
-            if place
-            else None,
-        ), operation
+        consents = json.loads(row["consents"] or "[]")
+        place = None
+        if row["place"]:
+            place = _place(dict(zip(_PLACE_FIELDS, json.loads(row["place"]), strict=True)))
+        return _participant(row, friends, consents, entry, place), operation
 
     async def operation(self) -> OperationState:
         ((closed_at, done),) = (await self._database.read([(_OPERATION, ())]))[0]
