@@ -91,6 +91,23 @@ async def _statements(
         raise violation(error.constraint_name or "", error) from error
 
 
+async def _undo(connection: asyncpg.Connection, statement: str) -> bool:
+    """Roll back, keeping the error that made us roll back. A connection that cannot (broken,
+    or still cancelling a query) is closed: the server then rolls back and lets the locks go."""
+    try:
+        await connection.execute(statement)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        connection.terminate()
+        return False
+    return True
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A connection back in the pool needs no reset query (one more round trip each time):
+    nothing here sets session state, the migrations' lock is let go where it is taken, and
+    asyncpg rolls back any transaction left open before this is called."""
+
+
 async def _guarded(
     connection: asyncpg.Connection,
     statements: Sequence[Statement],
@@ -123,7 +140,7 @@ class PostgresDatabase(Database):
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresDatabase:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, reset=_keep_session)
         return cls(pool)
 
     async def close(self) -> None:
@@ -161,7 +178,7 @@ class PostgresDatabase(Database):
             try:
                 counts = await _guarded(connection, statements, guarded, together)
             except BaseException:
-                await connection.execute("ROLLBACK")
+                await _undo(connection, "ROLLBACK")
                 raise
             await connection.execute("COMMIT")
             return counts
@@ -180,8 +197,7 @@ class PostgresDatabase(Database):
             return await _guarded(connection, statements, guarded, together)
         except BaseException:
             # The savepoint stays, ready for the next write.
-            await connection.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
-            self._savepoint_ready = True
+            self._savepoint_ready = await _undo(connection, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
             raise
 
     async def read(self, queries: Sequence[Statement]) -> list[list[Row]]:
@@ -201,14 +217,14 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def serving(self, user_id: int) -> AsyncIterator[Database]:
         async with self._pool.acquire() as connection:
-            # One round trip: the transaction, the person's lock, a savepoint for the writes.
-            await connection.execute(
-                f"BEGIN; SELECT pg_advisory_xact_lock({int(user_id)}); SAVEPOINT {_SAVEPOINT}"
-            )
             try:
+                # One round trip: the transaction, the person's lock, a savepoint for writes.
+                await connection.execute(
+                    f"BEGIN; SELECT pg_advisory_xact_lock({int(user_id)}); SAVEPOINT {_SAVEPOINT}"
+                )
                 yield PostgresDatabase(self._pool, connection, in_turn=True)
             except BaseException:
-                await connection.execute("ROLLBACK")
+                await _undo(connection, "ROLLBACK")
                 raise
             await connection.execute("COMMIT")
 

@@ -4,6 +4,7 @@ refused write undone alone within the turn, as the conversation service relies o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -114,3 +115,26 @@ async def test_an_address_is_invited_once_by_a_step_or_by_two(store: Storage) ->
     await store.participants.save(participant(1), version, [again], None, NOW)
     keys = await outbox_keys(store)
     assert keys == [f"invitation:{store.participants.address_hash('ami@free.fr')}"]
+
+
+async def test_turns_cancelled_midway_leave_the_person_free_and_the_store_usable(
+    store: Storage,
+) -> None:
+    async def turn(update_id: int) -> None:
+        async with store.participants.serving(1) as held:
+            state, _ = await held.load_for_step(1)
+            if state is None:
+                await held.save(participant(1, question=str(update_id)), 0, [], update_id, NOW)
+            else:
+                changed = replace(state, question=str(update_id))
+                await held.save(changed, state.version, [], update_id, NOW)
+
+    for attempt in range(16):
+        turning = asyncio.create_task(turn(100 + attempt))
+        for _ in range(attempt % 8):
+            await asyncio.sleep(0)
+        turning.cancel()
+        await asyncio.gather(turning, return_exceptions=True)
+    await asyncio.wait_for(turn(200), 10)  # the person's lock was let go every time
+    loaded = await store.participants.load(1)
+    assert loaded is not None and loaded.question == "200"
