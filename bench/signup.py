@@ -193,6 +193,8 @@ class TailWatch:
 
     async def stop(self) -> dict[str, float]:
         busy = (time.process_time() - self._cpu) / (time.perf_counter() - self._wall)
+        # A tick due while something held the loop until now is counted too.
+        await asyncio.sleep(self.TICK * 2)
         gc.callbacks.remove(self._on_gc)
         assert self._ticker is not None
         self._ticker.cancel()
