@@ -438,6 +438,7 @@ def uptime() -> str:
 
 def report(arguments: argparse.Namespace) -> None:
     configurations = [("coffeebot", "inproc"), ("coffeebot", "http"), ("conversationhandler", "")]
+    configurations = [c for c in configurations if c[1] != "http" or arguments.http]
     print(f"load before: {uptime()}", flush=True)
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configurations}
     for run in range(arguments.runs):
@@ -499,6 +500,12 @@ def main() -> None:
         choices=["sqlite", "postgresql"],
         default="sqlite",
         help="where coffeebot commits each step (PostgreSQL on 127.0.0.1:5432)",
+    )
+    parser.add_argument(
+        "--http",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure through the Bot API over loopback HTTP",
     )
     # Between processes.
     variants = ["coffeebot", "conversationhandler"]
