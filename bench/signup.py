@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -159,6 +160,55 @@ async def play(driver: Driver, user_ids: range, pacer: Pacer, record: bool) -> i
     return sum(await asyncio.gather(*(one(user_id) for user_id in user_ids)))
 
 
+class TailWatch:
+    """What a paced run's latency tail comes from: the collector's pauses, how late the event
+    loop wakes a 5 ms timer (anything holding the loop: a long step, a blocking call, the
+    process waiting for a core), and how busy the process keeps its one core."""
+
+    TICK = 0.005
+
+    def __init__(self) -> None:
+        self.gc_pauses: list[float] = []
+        self.lateness: list[float] = []
+        self._gc_started = 0.0
+        self._ticker: asyncio.Task[None] | None = None
+        self._cpu = self._wall = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.append(time.perf_counter() - self._gc_started)
+
+    async def _tick(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.TICK)
+            self.lateness.append(time.perf_counter() - before - self.TICK)
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+    async def stop(self) -> dict[str, float]:
+        busy = (time.process_time() - self._cpu) / (time.perf_counter() - self._wall)
+        # A tick due while something held the loop until now is counted too.
+        await asyncio.sleep(self.TICK * 2)
+        gc.callbacks.remove(self._on_gc)
+        assert self._ticker is not None
+        self._ticker.cancel()
+        await asyncio.gather(self._ticker, return_exceptions=True)
+        late = sorted(self.lateness) or [0.0]
+        return {
+            "busy_pct": busy * 100,
+            "gc_max_ms": max(self.gc_pauses, default=0.0) * 1000,
+            "gc_total_ms": sum(self.gc_pauses) * 1000,
+            "late_p99_ms": late[min(len(late) - 1, int(0.99 * len(late)))] * 1000,
+            "late_max_ms": late[-1] * 1000,
+        }
+
+
 class TrackingProcessor(BaseUpdateProcessor):
     """Wraps a processor to tell the driver when each update is done."""
 
@@ -279,11 +329,14 @@ async def run_variant(
         for rate in rates:
             paced_users = max(10, round(rate * pace_seconds / STEPS_PER_SIGNUP))
             driver.latencies = []
+            watch = TailWatch()
+            watch.start()
             began = time.perf_counter()
             offered = await play(
                 driver, range(next_user, next_user + paced_users), Pacer(rate), record=True
             )
             took = time.perf_counter() - began
+            tail = await watch.stop()
             next_user += paced_users
             latencies = sorted(driver.latencies)
             assert len(latencies) == offered
@@ -291,6 +344,7 @@ async def run_variant(
                 "achieved_per_s": offered / took,
                 "p50_ms": statistics.median(latencies) * 1000,
                 "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
+                **tail,
             }
     finally:
         await application.stop()
@@ -384,6 +438,7 @@ def uptime() -> str:
 
 def report(arguments: argparse.Namespace) -> None:
     configurations = [("coffeebot", "inproc"), ("coffeebot", "http"), ("conversationhandler", "")]
+    configurations = [c for c in configurations if c[1] != "http" or arguments.http]
     print(f"load before: {uptime()}", flush=True)
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configurations}
     for run in range(arguments.runs):
@@ -400,17 +455,31 @@ def report(arguments: argparse.Namespace) -> None:
     )
     header = ("bot", "API", "signups", "steps/s", "CPU µs/st", "x CH", "RSS MB")
     print("".join(f"{h:>12}" for h in header) + "   offered/s: achieved/s p50 p99 ms")
+    tails: list[str] = []
     for (variant, api), m in medians.items():
         name = "coffeebot" if variant == "coffeebot" else "ConvHandler"
         paced = "  ".join(
             f"{rate}: {p['achieved_per_s']:.0f} {p['p50_ms']:.1f} {p['p99_ms']:.1f}"
             for rate, p in m["paced"].items()
         )
+        tails.append(
+            f"{name:>12}{api or 'inproc':>12}   "
+            + "  ".join(
+                f"{rate}: {p['busy_pct']:.0f}% {p['gc_max_ms']:.1f}/{p['gc_total_ms']:.0f}"
+                f" {p['late_p99_ms']:.1f}/{p['late_max_ms']:.1f}"
+                for rate, p in m["paced"].items()
+            )
+        )
         print(
             f"{name:>12}{api or 'inproc':>12}{m['signups']:>12}{m['steps_per_s']:>12.0f}"
             f"{m['cpu_us_per_step']:>12.0f}{m['steps_per_s'] / baseline:>12.1f}"
             f"{m['peak_rss_mb']:>12.0f}   {paced}"
         )
+    print(
+        "\nWhere the tail comes from, per offered rate: the bot process's CPU busy %, the"
+        " collector's longest/total pause ms, the event loop's lateness p99/max ms"
+    )
+    print("\n".join(tails))
 
 
 def main() -> None:
@@ -431,6 +500,12 @@ def main() -> None:
         choices=["sqlite", "postgresql"],
         default="sqlite",
         help="where coffeebot commits each step (PostgreSQL on 127.0.0.1:5432)",
+    )
+    parser.add_argument(
+        "--http",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure through the Bot API over loopback HTTP",
     )
     # Between processes.
     variants = ["coffeebot", "conversationhandler"]

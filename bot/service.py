@@ -130,9 +130,11 @@ class ConversationService:
         # In the person's turn: another process serving them waits until this one commits.
         redelivered = False
         async with self._store.serving(incoming.user_id) as store:
-            ctx = self._context(incoming.profile, await store.operation())
+            state, operation = await store.load_for_step(incoming.user_id)
+            ctx = self._context(incoming.profile, operation)
             for attempt in range(1, _SAVE_ATTEMPTS + 1):
-                state = await store.load(incoming.user_id)
+                if attempt > 1:
+                    state = await store.load(incoming.user_id)
                 if state is None:
                     state = new_participant(
                         incoming.user_id, incoming.profile, ctx.now, self._texts

@@ -29,10 +29,13 @@ class Database(ABC):
         statements: Sequence[Statement],
         guarded: int | None = None,
         user_id: int | None = None,
+        together: bool = False,
     ) -> list[int]:
         """Run statements in one transaction and return each one's row count. The `guarded`
         one must change exactly one row, else StaleWrite and nothing is written. `user_id`
-        serialises the transaction with every other one about that person, in any process."""
+        serialises the transaction with every other one about that person, in any process.
+        `together` says that no statement reads what another writes and no two write the same
+        row, so that a server backend may send them as one statement (one round trip)."""
 
     @abstractmethod
     async def read(self, queries: Sequence[Statement]) -> list[list[Row]]:

@@ -9,7 +9,6 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from conversations.model import (
     WithdrawConsent,
 )
 from conversations.phases import OperationState
-from storage.database import Database, Statement
+from storage.database import Database, Dialect, Statement
 
 # The channel on which a committed step tells the mail senders of every process to look.
 MAIL_CHANNEL = "coffeebot_mail"
@@ -56,18 +55,9 @@ _UPDATE = (
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM participants WHERE user_id = ?"
 _FRIENDS = "SELECT email FROM friends WHERE user_id = ? ORDER BY position"
-_CONSENTS = (
-    "SELECT kind, version, given_at FROM consents WHERE user_id = ? AND withdrawn_at IS NULL"
-    " ORDER BY given_at, kind"
-)
 _ALL_CONSENTS = (
     "SELECT kind, version, given_at, withdrawn_at FROM consents WHERE user_id = ?"
     " ORDER BY given_at, kind"
-)
-_REFERRALS = (
-    "SELECT COUNT(*) FROM participants AS referred JOIN participants AS referrer"
-    " ON referred.referrer = referrer.referral_code"
-    " JOIN entries ON entries.user_id = referred.user_id WHERE referrer.user_id = ?"
 )
 _ENTRY_COLUMNS = (
     "ticket", "email", "phone", "postcode", "departement", "area", "consents", "entered_at",
@@ -82,15 +72,44 @@ _SAVE_ENTRY = (
     " postcode = excluded.postcode, departement = excluded.departement, area = excluded.area,"
     " updated_at = excluded.updated_at"
 )
+# `load_for_step`: the person's row joined to their entry, their friends, consents and draw
+# place as JSON arrays (each from a sorted subquery), their confirmed referrals, and the
+# operation's state, in one row even for someone unknown. Only the JSON functions' names differ.
+_LOAD_TEMPLATE = (
+    "SELECT {participant}, {entry},"
+    " (SELECT {agg}(email) FROM (SELECT email FROM friends WHERE user_id = ?"
+    " ORDER BY position) AS f) AS friends,"
+    " (SELECT {agg}({array}(kind, version, given_at)) FROM (SELECT kind, version, given_at"
+    " FROM consents WHERE user_id = ? AND withdrawn_at IS NULL ORDER BY given_at, kind) AS c)"
+    " AS consents,"
+    " (SELECT {array}(role, rank - CASE WHEN role = 'reserve'"
+    " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END, status, travel)"
+    " FROM draw_places WHERE user_id = ? LIMIT 1) AS place,"
+    " (SELECT COUNT(*) FROM participants AS referred JOIN participants AS referrer"
+    " ON referred.referrer = referrer.referral_code"
+    " JOIN entries ON entries.user_id = referred.user_id WHERE referrer.user_id = ?) AS referrals,"
+    " (SELECT entries_closed_at FROM operation WHERE name = 'main') AS entries_closed_at,"
+    " (SELECT COUNT(*) FROM draws WHERE status = 'done') AS draws_done"
+    " FROM (SELECT 1) AS one LEFT JOIN participants AS p ON p.user_id = ?"
+    " LEFT JOIN entries AS e ON e.user_id = p.user_id"
+)
+_PLACE_FIELDS = ("role", "rank", "status", "travel")  # the place's JSON array
+_LOAD_USES = 5  # the user id's placeholders in _LOAD_TEMPLATE
+_LOAD_COLUMNS = {
+    "participant": ", ".join(f"p.{name}" for name in _COLUMNS),
+    "entry": ", ".join(f"e.{name} AS entry_{name}" for name in _ENTRY_COLUMNS),
+}
+_LOAD = {
+    Dialect.SQLITE: _LOAD_TEMPLATE.format(
+        agg="json_group_array", array="json_array", **_LOAD_COLUMNS
+    ),
+    Dialect.POSTGRESQL: _LOAD_TEMPLATE.format(
+        agg="json_agg", array="json_build_array", **_LOAD_COLUMNS
+    ),
+}
 _OPERATION = (
     "SELECT (SELECT entries_closed_at FROM operation WHERE name = 'main'),"
     " (SELECT COUNT(*) FROM draws WHERE status = 'done')"
-)
-# A reserve's rank counts from 1 after the winners.
-_PLACE = (
-    "SELECT role, rank - CASE WHEN role = 'reserve'"
-    " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank, status, travel"
-    " FROM draw_places WHERE user_id = ?"
 )
 _RECORD_CONSENT = (
     "INSERT INTO consents (user_id, kind, version, given_at, withdrawn_at)"
@@ -118,6 +137,11 @@ _HASHED = "INSERT INTO address_hashes VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _CANCEL_INVITATION = (
     "UPDATE outbox SET status = 'cancelled', recipient = NULL, params = NULL"
     " WHERE idempotency_key = ? AND status = 'pending'"
+)
+_FORGET_FRIENDS = "DELETE FROM friends WHERE user_id = ? AND position >= ?"
+_KEEP_FRIENDS = (
+    "INSERT INTO friends VALUES {} ON CONFLICT (user_id, position)"
+    " DO UPDATE SET email = excluded.email"
 )
 _PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
 _ERASURE_COUNT = (
@@ -203,7 +227,11 @@ def _entry(row: Any) -> Entry:
 
 
 def _participant(
-    row: Any, friends: Iterable[Any], consents: Iterable[Any], entry: Any | None
+    row: Any,
+    friends: Iterable[Any],
+    consents: Iterable[Any],
+    entry: Any | None,
+    place: DrawPlace | None = None,
 ) -> Participant:
     expires_at = _parse_time(row["confirmation_expires_at"])
     return Participant(
@@ -248,6 +276,8 @@ def _participant(
         friends_invited=row["friends_invited"],
         actions=frozenset(Action(a) for a in row["actions"].split(",") if a),
         availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
+        referrals_confirmed=row["referrals"],
+        draw_place=place,
     )
 
 
@@ -287,19 +317,28 @@ class Participants:
         return address_hash(self._address_key, address)
 
     async def load(self, user_id: int) -> Participant | None:
-        """One person's state: a few indexed lookups sent together."""
-        key = (user_id,)
-        rows, friends, consents, entry, referrals, place = await self._database.read(
-            [(_SELECT, key), (_FRIENDS, key), (_CONSENTS, key), (_ENTRY, key),
-             (_REFERRALS, key), (_PLACE, key)]
-        )  # fmt: skip
-        if not rows:
-            return None
-        return replace(
-            _participant(rows[0], friends, consents, entry[0] if entry else None),
-            referrals_confirmed=referrals[0][0],
-            draw_place=_place(place[0]) if place else None,
+        return (await self.load_for_step(user_id))[0]
+
+    async def load_for_step(self, user_id: int) -> tuple[Participant | None, OperationState]:
+        """One person's state and the operation's, in one query (one round trip to a server)."""
+        sql = _LOAD[self._database.dialect]
+        ((row,),) = await self._database.read([(sql, (user_id,) * _LOAD_USES)])
+        operation = OperationState(
+            closed_at=_parse_time(row["entries_closed_at"]), drawn=row["draws_done"] > 0
         )
+        if row["user_id"] is None:
+            return None, operation
+        entry = (
+            {name: row[f"entry_{name}"] for name in _ENTRY_COLUMNS}
+            if row["entry_entered_at"] is not None
+            else None
+        )
+        friends = [(email,) for email in json.loads(row["friends"] or "[]")]
+        consents = json.loads(row["consents"] or "[]")
+        place = None
+        if row["place"]:
+            place = _place(dict(zip(_PLACE_FIELDS, json.loads(row["place"]), strict=True)))
+        return _participant(row, friends, consents, entry, place), operation
 
     async def operation(self) -> OperationState:
         ((closed_at, done),) = (await self._database.read([(_OPERATION, ())]))[0]
@@ -330,7 +369,7 @@ class Participants:
                 ("DELETE FROM participants WHERE user_id = ? AND version = ?", key),
             ]
             guarded = len(statements) - 1 if expected_version else None
-            await self._database.run(statements, guarded, user_id)
+            await self._database.run(statements, guarded, user_id, together=True)
             return 0
         version = expected_version + 1
         row = _row(state, version, now)
@@ -339,18 +378,19 @@ class Participants:
         else:
             statements.append((_UPDATE, (*row[1:], user_id, expected_version)))
         guarded = len(statements) - 1
-        statements.append(("DELETE FROM friends WHERE user_id = ?", (user_id,)))
-        statements += [
-            ("INSERT INTO friends VALUES (?, ?, ?)", (user_id, position, email))
-            for position, email in enumerate(state.friends)
-        ]
+        # Rows written once each, whatever the order, so that the save may run as one statement.
+        statements.append((_FORGET_FRIENDS, (user_id, len(state.friends))))
+        if state.friends:
+            values = ", ".join(["(?, ?, ?)"] * len(state.friends))
+            friends = [(user_id, n, email) for n, email in enumerate(state.friends)]
+            statements.append((_KEEP_FRIENDS.format(values), [v for f in friends for v in f]))
         if state.entry is not None:
             statements.append((_SAVE_ENTRY, _entry_row(user_id, state.entry, now)))
         for effect in effects:
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
             statements += self.mail_queued()
-        await self._database.run(statements, guarded, user_id)
+        await self._database.run(statements, guarded, user_id, together=True)
         return version
 
     def mail_queued(self) -> list[Statement]:

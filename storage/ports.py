@@ -81,6 +81,10 @@ class ParticipantStore(Protocol):
 
     async def load(self, user_id: int) -> Participant | None: ...
 
+    async def load_for_step(self, user_id: int) -> tuple[Participant | None, OperationState]:
+        """The person's state and the operation's, read together."""
+        ...
+
     async def operation(self) -> OperationState:
         """Whether an admin closed entries early, and whether the draw is done."""
         ...

@@ -26,12 +26,17 @@ _MIGRATION_LOCK = 0x0C0FFEE
 _STREAM_BATCH = 2000
 # A `?` outside quotes is a parameter; quoted text is kept as it is.
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?")
+_NESTABLE = frozenset({"INSERT", "UPDATE", "DELETE", "SELECT"})
+# Within a person's turn, each write is a savepoint's, so that a failed one (a contact
+# taken) can be undone and the update still noted in the same transaction.
+_SAVEPOINT = "step"
 
 
 @lru_cache(maxsize=512)
-def numbered(sql: str) -> str:
-    """The statement with `?` placeholders numbered as PostgreSQL wants them: $1, $2…"""
-    count = 0
+def numbered(sql: str, first: int = 1) -> str:
+    """The statement with `?` placeholders numbered as PostgreSQL wants them: $1, $2… (or
+    from $`first` on)."""
+    count = first - 1
 
     def number(match: re.Match[str]) -> str:
         nonlocal count
@@ -43,24 +48,99 @@ def numbered(sql: str) -> str:
     return _TOKENS.sub(number, sql)
 
 
+@lru_cache(maxsize=512)
+def batched(statements: tuple[str, ...]) -> str | None:
+    """Statements as one: each a data-modifying WITH query (a SELECT runs as itself), the
+    whole returning each one's row count; None when one of them cannot be so nested.
+
+    All of them see the database as it was when the statement began and run in no set order:
+    only for statements that neither read one another's writes nor write the same row."""
+    queries, used = [], 0
+    for index, sql in enumerate(statements):
+        verb = sql.lstrip()[:6].upper()
+        if verb not in _NESTABLE or "RETURNING" in sql.upper():
+            return None
+        returning = "" if verb == "SELECT" else " RETURNING 1"
+        queries.append(f"s{index} AS ({numbered(sql, used + 1)}{returning})")
+        used += sum(1 for token in _TOKENS.findall(sql) if token == "?")
+    counts = ", ".join(f"(SELECT COUNT(*) FROM s{index})" for index in range(len(statements)))
+    return f"WITH {', '.join(queries)} SELECT {counts}"
+
+
 def _count(status: str) -> int:
     """Rows a statement touched, from its status line: 'UPDATE 1', 'INSERT 0 3'."""
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
 
 
+async def _statements(
+    connection: asyncpg.Connection, statements: Sequence[Statement], together: bool
+) -> list[int]:
+    """Each statement's row count; `together` ones in one round trip where they can be."""
+    sql = batched(tuple(sql for sql, _ in statements)) if together and len(statements) > 1 else None
+    try:
+        if sql is not None:
+            row = await connection.fetchrow(sql, *(p for _, params in statements for p in params))
+            assert row is not None
+            return list(row)
+        return [
+            _count(await connection.execute(numbered(sql), *parameters))
+            for sql, parameters in statements
+        ]
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise violation(error.constraint_name or "", error) from error
+
+
+async def _undo(connection: asyncpg.Connection, statement: str) -> bool:
+    """Roll back, keeping the error that made us roll back. A connection that cannot (broken,
+    or still cancelling a query) is closed: the server then rolls back and lets the locks go."""
+    try:
+        await connection.execute(statement)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        connection.terminate()
+        return False
+    return True
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A connection back in the pool needs no reset query (one more round trip each time):
+    nothing here sets session state, the migrations' lock is let go where it is taken, and
+    asyncpg rolls back any transaction left open before this is called."""
+
+
+async def _guarded(
+    connection: asyncpg.Connection,
+    statements: Sequence[Statement],
+    guarded: int | None,
+    together: bool,
+) -> list[int]:
+    counts = await _statements(connection, statements, together)
+    if guarded is not None and counts[guarded] != 1:
+        raise StaleWrite()
+    return counts
+
+
 class PostgresDatabase(Database):
     dialect = Dialect.POSTGRESQL
 
-    def __init__(self, pool: asyncpg.Pool, connection: asyncpg.Connection | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        connection: asyncpg.Connection | None = None,
+        in_turn: bool = False,
+    ) -> None:
         self._pool = pool
         # Set inside `serving` and `exclusive`: everything runs on this one connection.
         self._connection = connection
+        # Inside `serving`: the person's transaction is open, and a savepoint is ready (taken
+        # in the same round trip as the lock) until a write uses it.
+        self._in_turn = in_turn
+        self._savepoint_ready = in_turn
         self._listener: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresDatabase:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, reset=_keep_session)
         return cls(pool)
 
     async def close(self) -> None:
@@ -81,22 +161,44 @@ class PostgresDatabase(Database):
         statements: Sequence[Statement],
         guarded: int | None = None,
         user_id: int | None = None,
+        together: bool = False,
     ) -> list[int]:
+        # Round trips are most of a short transaction's cost: the transaction's BEGIN goes
+        # with the person's lock, and `together` statements go as one.
+        if self._in_turn:
+            assert self._connection is not None
+            return await self._in_savepoint(self._connection, statements, guarded, together)
         async with self._connected() as connection:
+            if len(statements) == 1 and guarded is None and user_id is None:
+                return await _statements(connection, statements, together)  # atomic alone
+            begin = "BEGIN"
+            if user_id is not None and self._connection is None:
+                begin += f"; SELECT pg_advisory_xact_lock({int(user_id)})"
+            await connection.execute(begin)
             try:
-                # Nested in `serving`'s transaction, this is a savepoint.
-                async with connection.transaction():
-                    if user_id is not None and self._connection is None:
-                        await connection.execute("SELECT pg_advisory_xact_lock($1)", user_id)
-                    counts = [
-                        _count(await connection.execute(numbered(sql), *parameters))
-                        for sql, parameters in statements
-                    ]
-                    if guarded is not None and counts[guarded] != 1:
-                        raise StaleWrite()
-            except asyncpg.IntegrityConstraintViolationError as error:
-                raise violation(error.constraint_name or "", error) from error
-        return counts
+                counts = await _guarded(connection, statements, guarded, together)
+            except BaseException:
+                await _undo(connection, "ROLLBACK")
+                raise
+            await connection.execute("COMMIT")
+            return counts
+
+    async def _in_savepoint(
+        self,
+        connection: asyncpg.Connection,
+        statements: Sequence[Statement],
+        guarded: int | None,
+        together: bool,
+    ) -> list[int]:
+        if not self._savepoint_ready:
+            await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
+        self._savepoint_ready = False
+        try:
+            return await _guarded(connection, statements, guarded, together)
+        except BaseException:
+            # The savepoint stays, ready for the next write.
+            self._savepoint_ready = await _undo(connection, f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            raise
 
     async def read(self, queries: Sequence[Statement]) -> list[list[Row]]:
         async with self._connected() as connection:
@@ -114,9 +216,17 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def serving(self, user_id: int) -> AsyncIterator[Database]:
-        async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", user_id)
-            yield PostgresDatabase(self._pool, connection)
+        async with self._pool.acquire() as connection:
+            try:
+                # One round trip: the transaction, the person's lock, a savepoint for writes.
+                await connection.execute(
+                    f"BEGIN; SELECT pg_advisory_xact_lock({int(user_id)}); SAVEPOINT {_SAVEPOINT}"
+                )
+                yield PostgresDatabase(self._pool, connection, in_turn=True)
+            except BaseException:
+                await _undo(connection, "ROLLBACK")
+                raise
+            await connection.execute("COMMIT")
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[Database]:

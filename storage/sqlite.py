@@ -129,6 +129,7 @@ class SqliteDatabase(Database):
         statements: Sequence[Statement],
         guarded: int | None = None,
         user_id: int | None = None,
+        together: bool = False,
     ) -> list[int]:
         # It runs to its end before this returns: nothing awaits in between, so a cancelled
         # caller cannot leave it open.
@@ -137,6 +138,17 @@ class SqliteDatabase(Database):
     def commit(self, statements: Sequence[Statement], guarded: int | None = None) -> list[int]:
         """The transaction, synchronously on the calling thread; each statement's row count."""
         db = self._db
+        if len(statements) == 1 and guarded is None and not self._held:
+            # One statement is a transaction of its own (its write lock is taken, with the
+            # busy timeout, before it reads): no BEGIN and COMMIT to run around it.
+            sql, parameters = statements[0]
+            try:
+                counts = [db.execute(sql, parameters).rowcount]
+            except sqlite3.IntegrityError as error:
+                raise self._violation(error) from error
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
+            return counts
         begin, end, undo = (
             ("SAVEPOINT step", "RELEASE step", "ROLLBACK TO step")
             if self._held

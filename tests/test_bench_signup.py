@@ -3,7 +3,10 @@ complete, through either Bot API."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ async def test_every_signup_completes_in_process(tmp_path: Path) -> None:
     result = await signup.run_variant("coffeebot", 4, [200], 0.2, 0.0, None, tmp_path)
     assert result["signups"] == 4 + 10  # the closed loop's, then the paced run's
     assert result["steps_per_s"] > 0 and result["paced"]["200"]["p99_ms"] > 0
+    assert result["paced"]["200"]["busy_pct"] > 0 and result["paced"]["200"]["late_max_ms"] >= 0
 
 
 async def test_a_run_where_a_signup_fails_is_void(
@@ -70,3 +74,16 @@ async def test_every_signup_completes_over_http(tmp_path: Path, api_url: str) ->
 async def test_the_conversationhandler_bot_completes_its_signups(tmp_path: Path) -> None:
     result = await signup.run_variant("conversationhandler", 2, [], 1.0, 0.0, None, tmp_path)
     assert result["signups"] == 2
+
+
+async def test_the_tail_watch_sees_a_blocked_loop_and_the_collector() -> None:
+    watch = signup.TailWatch()
+    watch.start()
+    await asyncio.sleep(0.02)
+    time.sleep(0.05)  # noqa: ASYNC251 (what the watch must see: a step holding the loop)
+    gc.collect()
+    await asyncio.sleep(0.02)
+    tail = await watch.stop()
+    assert tail["late_max_ms"] >= 45
+    assert tail["gc_total_ms"] > 0 and tail["gc_max_ms"] <= tail["gc_total_ms"]
+    assert tail["busy_pct"] > 0

@@ -93,6 +93,9 @@ class OutboxSender:
                 while waiting:
                     delivered = await self._send_one(connection, waiting[0], delivered)
                     waiting.pop(0)
+                    # Rendering and a file or a fast server's answer need not wait: a batch
+                    # would hold the event loop, and every person's steps, until its end.
+                    await asyncio.sleep(0)
         except TransientMailError as error:
             log.warning("cannot send %d emails now: %s", len(waiting), error)
             for email in waiting:
