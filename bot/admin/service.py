@@ -124,6 +124,11 @@ class AdminService:
         for admin_id in sorted(self._settings.admin_ids):
             await self._reply(admin_id, self._texts.default_language, key, **params)
 
+    async def warn_email_cap(self, until: datetime) -> None:
+        """The hourly cap on emails paused the sender (EMAILS_PER_HOUR): say until when."""
+        cap = str(self._settings.emails_per_hour)
+        await self._tell_admins("admin.email_cap", count=cap, date=self._local(until))
+
     async def _audit(self, admin_id: int, action: str, details: str) -> None:
         await self._storage.audit.log(admin_id, action, details, self._clock())
 
