@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.settings import Settings
+from tests.conftest import run_sql
 from tests.smtp_server import body, smtp_server
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
+from tests.test_admin import ADMIN, admin_settings, seed
 from tests.test_email_loop import confirmation_token, mail_to
 
 ZOE, LEA, MAX, EVE = 1001, 1002, 1003, 1004
@@ -241,3 +244,39 @@ async def test_the_hourly_cap_pauses_the_emails_and_tells_the_admins_once(
                 await asyncio.sleep(0.05)
             assert len(inbox.messages) == 4
         assert sorted(m["To"] for m in inbox.messages) == [f"p{n}@free.fr" for n in range(4)]
+
+
+async def test_the_draw_preview_reports_entries_that_share_a_phone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = admin_settings(settings, tmp_path).replace(winners=2)
+    await seed(settings, 6)
+    # Typed numbers prove nothing: 2 and 5 gave 1's number, 4 gave 3's.
+    await run_sql(
+        settings.database_url,
+        "UPDATE entries SET phone = '+33612340001' WHERE user_id IN (2, 5)",
+        "UPDATE entries SET phone = '+33612340003' WHERE user_id = 4",
+        "UPDATE entries SET phone = '+33612340006', excluded_reason = 'other' WHERE user_id = 6",
+    )
+    api, updates = FakeBotApi(), Updates()
+    admin = Updates.user(ADMIN)
+    async with running_bot(settings, api) as bot:
+        await bot.feed(updates.text(admin, "/draw 1"))
+        preview = api.texts_to(ADMIN)[-1]
+    assert "2 numéros de téléphone sont donnés par plusieurs entrées (5 tickets)" in preview
+    assert "• TK00000001, TK00000002, TK00000005\n• TK00000003, TK00000004" in preview
+    assert "+336" not in preview
+    assert "{" not in preview
+
+
+async def test_the_draw_preview_says_nothing_when_no_phone_is_shared(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = admin_settings(settings, tmp_path).replace(winners=2)
+    await seed(settings, 3)
+    api, updates = FakeBotApi(), Updates()
+    admin = Updates.user(ADMIN)
+    async with running_bot(settings, api) as bot:
+        await bot.feed(updates.text(admin, "/draw 1"))
+        preview = api.texts_to(ADMIN)[-1]
+    assert "Tirage prêt" in preview and "téléphone" not in preview
