@@ -85,7 +85,11 @@ _SAVE_ENTRY = (
     "INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area, consents,"
     " entered_at, updated_at, address_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, phone = excluded.phone,"
-    " address_key = excluded.address_key,"
+    # Re-keyed only when the address changes: an entry left unkeyed at start because another
+    # one has its mailbox (storage.key_entries), or keyed under other ADDRESS_TAG_PROVIDERS,
+    # keeps its key, so that its owner's every step does not clash with the other entry.
+    " address_key = CASE WHEN entries.email = excluded.email THEN entries.address_key"
+    " ELSE excluded.address_key END,"
     " postcode = excluded.postcode, departement = excluded.departement, area = excluded.area,"
     " updated_at = excluded.updated_at"
 )

@@ -120,3 +120,15 @@ async def test_entries_made_before_keying_are_keyed_at_start(store: Storage) -> 
     keys = sorted(row[0] or "" for row in rows)
     assert keys == ["", "lea@free.fr", "zoemartin@gmail.com"]
     assert await store.participants.key_entries() == (0, 1)
+    # The entry left unkeyed still saves its owner's steps, and keeps no key it would clash on.
+    [unkeyed] = [
+        row[0]
+        for row in await store.database.fetch(
+            "SELECT user_id FROM entries WHERE address_key IS NULL"
+        )
+    ]
+    person = await store.participants.load(unkeyed)
+    assert person is not None
+    await store.participants.save(replace(person, question="Encore ?"), person.version, [], 3, NOW)
+    reloaded = await store.participants.load(unkeyed)
+    assert reloaded is not None and reloaded.question == "Encore ?"
