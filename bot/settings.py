@@ -276,9 +276,12 @@ class Settings:
     @property
     def campaign_addresses(self) -> frozenset[str]:
         """The campaign's own domains and addresses, which no friend's address may be."""
-        own = {parseaddr(self.mail_from)[1], self.controller_email, self.dpo_contact}
-        domains = {address.rpartition("@")[2] for address in own if "@" in address}
+        sender = parseaddr(self.mail_from)[1]
+        # The sender's whole domain is the campaign's; the controller and the DPO may write
+        # from a firm's or a provider's domain, so only their own addresses are refused.
+        own = {sender, self.controller_email, self.dpo_contact}
         addresses = {address for address in own if "@" in address}
+        domains = {sender.rpartition("@")[2]} if "@" in sender else set()
         return frozenset(
             part.casefold() for part in (*domains, *addresses, *self.campaign_email_domains)
         )

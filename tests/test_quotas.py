@@ -134,8 +134,16 @@ def test_the_shell_reads_only_the_counts_a_step_may_need(ctx: Context) -> None:
     ],
 )
 def test_role_and_campaign_addresses(address: str, refused: bool) -> None:
-    campaign = Settings(campaign_email_domains=("parti.example",)).campaign_addresses
+    campaign = Settings(
+        campaign_email_domains=("parti.example",), dpo_contact="dpo.camille@cabinet.example"
+    ).campaign_addresses
     assert is_role_or_campaign_address(address, campaign) is refused
+
+
+def test_the_dpo_s_address_is_refused_but_not_its_firm_s_domain() -> None:
+    campaign = Settings(dpo_contact="dpo.camille@cabinet.example").campaign_addresses
+    assert is_role_or_campaign_address("DPO.Camille@cabinet.example", campaign)
+    assert not is_role_or_campaign_address("ami@cabinet.example", campaign)
 
 
 def test_a_role_or_campaign_address_is_refused_as_a_friend_and_nothing_changes(
