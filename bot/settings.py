@@ -102,8 +102,8 @@ class Settings:
     # All the emails the bot may send in an hour: past it, sending pauses until the hour's
     # end and the admins are told once.
     emails_per_hour: int = 1000
-    # Domains (and addresses) of the campaign's own, refused as friends besides those of
-    # MAIL_FROM, CONTROLLER_EMAIL and DPO_CONTACT. Comma-separated.
+    # Domains (and addresses) of the campaign's own, refused as friends besides MAIL_FROM's
+    # domain and the CONTROLLER_EMAIL and DPO_CONTACT addresses. Comma-separated.
     campaign_email_domains: tuple[str, ...] = ()
     # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS);
     # unset: emails are written as .eml files into MAIL_OUTBOX_DIR.
