@@ -280,3 +280,25 @@ async def test_the_draw_preview_says_nothing_when_no_phone_is_shared(
         await bot.feed(updates.text(admin, "/draw 1"))
         preview = api.texts_to(ADMIN)[-1]
     assert "Tirage prêt" in preview and "téléphone" not in preview
+
+
+async def test_of_two_codes_sent_to_one_mailbox_only_the_first_confirms(
+    settings: Settings,
+) -> None:
+    """Both accounts asked before either confirmed, so the mailbox got two codes: whoever
+    holds them owns the mailbox, and the second is told the address is already confirmed."""
+    with smtp_server() as (inbox, port):
+        settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{port}", outbox_poll_seconds=0.05)
+        api, updates = FakeBotApi(), Updates()
+        zoe, lea = Updates.user(ZOE, "Zoé"), Updates.user(LEA, "Léa")
+        async with running_bot(settings, api) as bot:
+            await bot.feed(*signup(updates, zoe, "zoe@free.fr", phone="0611111111"))
+            await bot.feed(*signup(updates, lea, "Zoe@Free.fr", phone="0622222222"))
+            zoe_token = confirmation_token(await mail_to(inbox, "zoe@free.fr"))
+            lea_token = confirmation_token(await mail_to(inbox, "Zoe@free.fr"))
+            await bot.feed(updates.text(zoe, f"/start c_{zoe_token}"))
+            await bot.feed(updates.text(lea, f"/start c_{lea_token}"))
+            assert "déjà confirmée pour un autre compte" in api.texts_to(LEA)[-1]
+            await bot.feed(updates.text(lea, "/monticket"), updates.text(zoe, "/monticket"))
+            assert "Vous participez au tirage" not in api.texts_to(LEA)[-1]
+            assert "Vous participez au tirage" in api.texts_to(ZOE)[-1]
