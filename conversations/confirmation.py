@@ -27,7 +27,7 @@ from conversations.model import (
 )
 from conversations.phases import Phase
 from conversations.policy import Context
-from conversations.prompts import AFTER_COMPLETION, prompt, say, status_text, when
+from conversations.prompts import AFTER_COMPLETION, prompt, say, status_text
 from conversations.quotas import mailbox_subject
 from conversations.validators import same_address
 
@@ -59,15 +59,16 @@ def issue(state: Participant, ctx: Context) -> Outcome:
     a few confirmation emails a day at most, whichever accounts ask: the count outlives
     erasure, so erasing and signing up again floods nobody.
 
-    Whether the address is already another entry's is decided as the email is queued
-    (storage): that mailbox is told so instead of getting a code, and the chat says the same
-    as for any address, so that nobody learns from it who has entered.
+    Past that limit nothing leaves, yet the step looks exactly like a send (same reply, a new
+    pending confirmation): saying "this mailbox had enough today" would tell whoever asks that
+    some other account wrote to it. Likewise, whether the address is already another entry's
+    is decided as the email is queued (storage): that mailbox is told so instead of getting a
+    code, and the chat says the same as for any address, so that nobody learns who entered.
     """
     assert state.email is not None
-    sent_today = ctx.usage.confirmation_emails
-    if sent_today.count >= ctx.limits.confirmation_emails_per_address_per_day:
-        until = when(state, ctx, sent_today.until) if sent_today.until else ""
-        return _reply(state, ctx, "confirmation.address_limit", date=until)
+    mailbox_full = (
+        ctx.usage.confirmation_emails.count >= ctx.limits.confirmation_emails_per_address_per_day
+    )
     pending = Confirmation(
         state.email,
         digest(ctx.secrets.token),
@@ -88,6 +89,8 @@ def issue(state: Participant, ctx: Context) -> Outcome:
         key=f"confirmation:{state.user_id}:{pending.token_hash[:24]}",
     )
     sent = say(new, ctx, "confirmation.sent", email=state.email)
+    if mailbox_full:
+        return Outcome(new, (Reply(sent),))
     counted = CountUse(
         Quota.CONFIRMATION_EMAILS, mailbox_subject(state.email, ctx.limits.address_tag_providers)
     )
