@@ -13,7 +13,9 @@ import pytest
 from conversations.model import CountUse, ErasePersonalData, Participant, Quota
 from conversations.quotas import EVERYONE, Use, account_subject, mailbox_subject
 from storage import Storage, open_storage
+from storage.migrations import MIGRATIONS
 from storage.migrator import migrate
+from storage.ports import ContactTaken
 from tests.conftest import NOW
 from tests.factories import entered
 from tests.test_storage import BACKENDS, backend_url, save_new
@@ -132,3 +134,54 @@ async def test_entries_made_before_keying_are_keyed_at_start(store: Storage) -> 
     await store.participants.save(replace(person, question="Encore ?"), person.version, [], 3, NOW)
     reloaded = await store.participants.load(unkeyed)
     assert reloaded is not None and reloaded.question == "Encore ?"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_migration_9_frees_typed_values_and_keys_confirmed_addresses(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "file" else "sqlite:///:memory:"
+    old = await open_storage(url)
+    dialect = old.database.dialect
+    await old.database.run(
+        [
+            *((sql, ()) for migration in MIGRATIONS[:8] for sql in migration.sql(dialect)),
+            ("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+             " description TEXT NOT NULL, applied_at TEXT NOT NULL)", ()),
+            *(("INSERT INTO schema_migrations VALUES (?, 'x', 'x')", (n,)) for n in range(1, 9)),
+        ]
+    )  # fmt: skip
+    await save_pre_9(old)
+    applied = await migrate(old.database, NOW)
+    assert applied == [f"9: {MIGRATIONS[8].description}"]
+    await old.participants.use_address_key("a key for the tests")
+    assert await old.participants.key_entries() == (1, 0)
+    person = await old.participants.load(1)
+    assert person is not None and person.phone_verified is False
+    # Another account may now type the same phone and the same address.
+    other = replace(entered(2, entry=None, email="Zoe.Martin@gmail.com"), phone=person.phone)
+    await old.participants.save(other, 0, [], None, NOW)
+    # But not confirm the mailbox the old entry confirmed, whatever its spelling.
+    with pytest.raises(ContactTaken):
+        await old.participants.save(entered(2, email="zoemartin@gmail.com"), 1, [], None, NOW)
+    await old.close()
+
+
+async def save_pre_9(store: Storage) -> None:
+    """A confirmed person as the schema before migration 9 held them."""
+    at = NOW.isoformat()
+    await store.database.run(
+        [
+            ("INSERT INTO participants (user_id, version, language, step, paused, editing,"
+             " consent_ticks, phone, email, created_at, updated_at, code_failures,"
+             " confirmation_sends, friends_invited, actions, availability) VALUES (1, 3, 'fr',"
+             " 'complete', 0, 0, '', '+33612345678', 'zoe.martin@gmail.com', ?, ?, '', '', 0,"
+             " '', '')", (at, at)),
+            ("INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area,"
+             " consents, entered_at, updated_at) VALUES (1, 'TK1', 'zoe.martin@gmail.com',"
+             " '+33612345678', '69003', '69', 'province', '[]', ?, ?)", (at, at)),
+        ]
+    )  # fmt: skip
