@@ -3,6 +3,7 @@ nothing else; counts that outlive erasure; ended windows started again, then pur
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -185,3 +186,13 @@ async def save_pre_9(store: Storage) -> None:
              " '+33612345678', '69003', '69', 'province', '[]', ?, ?)", (at, at)),
         ]
     )  # fmt: skip
+
+
+async def test_concurrent_uses_never_pass_the_limit(store: Storage) -> None:
+    """Two replicas' senders taking from the hourly cap at once: exactly the limit is taken."""
+    quotas = store.participants.quotas
+    taken = await asyncio.gather(
+        *(quotas.take(Quota.OUTGOING_EMAILS, EVERYONE, NOW, 5) for _ in range(20))
+    )
+    assert sorted(taken) == [False] * 15 + [True] * 5
+    assert (await quotas.used(Quota.OUTGOING_EMAILS, EVERYONE, NOW)).count == 5
