@@ -30,7 +30,10 @@ async def one_run(emails: int, workdir: Path, port: int) -> float:
         return datetime.now(UTC)
 
     settings = Settings(
-        database_url=f"sqlite:///{workdir / 'outbox.db'}", smtp_url=f"smtp://127.0.0.1:{port}"
+        database_url=f"sqlite:///{workdir / 'outbox.db'}",
+        smtp_url=f"smtp://127.0.0.1:{port}",
+        # Throughput is measured: the hourly cap must not pause the run.
+        emails_per_hour=emails,
     )
     store = await open_migrated_storage(settings, clock)
     try:

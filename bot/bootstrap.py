@@ -43,6 +43,10 @@ async def open_migrated_storage(settings: Settings, clock: Callable[[], datetime
         for applied in await migrate(storage.database, clock()):
             log.info("migrated the database: %s", applied)
         await storage.participants.use_address_key(settings.address_hash_key)
+        storage.participants.use_tag_providers(settings.address_tag_providers)
+        keyed, clashes = await storage.participants.key_entries()
+        if keyed or clashes:
+            log.info("keyed %d entries by mailbox; %d share a mailbox", keyed, clashes)
         interrupted = await storage.outbox.mark_interrupted()
         if interrupted:
             log.warning(
@@ -80,7 +84,9 @@ def build_mailer(
     base = public_url(settings)
     one_click = OneClickLinks(base, storage.participants.address_hash).url if base else None
     renderer = EmailRenderer(texts, settings.mail_from, bot_username, one_click)
-    return OutboxSender(storage.outbox, transport, renderer, settings, clock)
+    return OutboxSender(
+        storage.outbox, transport, renderer, settings, clock, storage.participants.quotas
+    )
 
 
 def build_conversation(

@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Protocol
@@ -135,6 +135,8 @@ class ConversationService:
             for attempt in range(1, _SAVE_ATTEMPTS + 1):
                 if attempt > 1:
                     state = await store.load(incoming.user_id)
+                usage = await store.usage(state, incoming.user_id, ctx.now)
+                ctx = replace(ctx, usage=usage)
                 if state is None:
                     state = new_participant(
                         incoming.user_id, incoming.profile, ctx.now, self._texts

@@ -7,6 +7,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from enum import StrEnum
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -93,6 +94,18 @@ class Settings:
     confirmation_valid_days: int = 7
     confirmation_sends_per_hour: int = 3
     code_attempts_per_hour: int = 5
+    # Confirmation emails one mailbox may receive in a day, whichever accounts ask for them
+    # (counted by a keyed hash, kept through erasures).
+    confirmation_emails_per_address_per_day: int = 5
+    # Erasures of a completed signup after which the same Telegram account may not sign up
+    # again until a week has passed since the first of them; the erasure itself always runs.
+    erasures_per_week: int = 2
+    # All the emails the bot may send in an hour: past it, sending pauses until the hour's
+    # end and the admins are told once.
+    emails_per_hour: int = 1000
+    # Domains (and addresses) of the campaign's own, refused as friends besides MAIL_FROM's
+    # domain and the CONTROLLER_EMAIL and DPO_CONTACT addresses. Comma-separated.
+    campaign_email_domains: tuple[str, ...] = ()
     # smtp://user:password@host:587 (STARTTLS) or smtps://user:password@host:465 (TLS);
     # unset: emails are written as .eml files into MAIL_OUTBOX_DIR.
     smtp_url: str | None = None
@@ -271,6 +284,23 @@ class Settings:
             confirmation_valid_for=timedelta(days=self.confirmation_valid_days),
             confirmation_sends_per_hour=self.confirmation_sends_per_hour,
             code_attempts_per_hour=self.code_attempts_per_hour,
+            confirmation_emails_per_address_per_day=self.confirmation_emails_per_address_per_day,
+            erasures_per_week=self.erasures_per_week,
+            address_tag_providers=self.address_tag_providers,
+            campaign_addresses=self.campaign_addresses,
+        )
+
+    @property
+    def campaign_addresses(self) -> frozenset[str]:
+        """The campaign's own domains and addresses, which no friend's address may be."""
+        sender = parseaddr(self.mail_from)[1]
+        # The sender's whole domain is the campaign's; the controller and the DPO may write
+        # from a firm's or a provider's domain, so only their own addresses are refused.
+        own = {sender, self.controller_email, self.dpo_contact}
+        addresses = {address for address in own if "@" in address}
+        domains = {sender.rpartition("@")[2]} if "@" in sender else set()
+        return frozenset(
+            part.casefold() for part in (*domains, *addresses, *self.campaign_email_domains)
         )
 
     @property

@@ -15,10 +15,12 @@ from conversations.model import (
     Area,
     Button,
     Command,
+    CountUse,
     ErasePersonalData,
     Outcome,
     Participant,
     Profile,
+    Quota,
     Reply,
     SendPersonalData,
     Step,
@@ -36,6 +38,7 @@ from conversations.prompts import (
     status_text,
     travel_text,
 )
+from conversations.quotas import account_subject
 
 # Telegram deep-link payloads are at most 64 characters of this alphabet.
 _REFERRAL = re.compile(r"r_([A-Za-z0-9_-]{1,62})")
@@ -143,7 +146,12 @@ def erase(state: Participant, key: str, ctx: Context) -> Outcome:
         return remind(state, ctx, "remind.stale_button")
     fresh = Participant(state.user_id, state.language, created_at=ctx.now)
     done = Reply(say(state, ctx, "delete.done"), replaces_pressed=True)
-    return Outcome(fresh, (done,), (ErasePersonalData(),))
+    if state.completed_at is None:
+        return Outcome(fresh, (done,), (ErasePersonalData(),))
+    # A completed signup sent emails: erasing it and signing up again is counted, by a keyed
+    # hash of the account only, so that the loop cannot go on (conversations/quotas.py).
+    counted = CountUse(Quota.ERASURES, account_subject(state.user_id))
+    return Outcome(fresh, (done,), (ErasePersonalData(), counted))
 
 
 def edit(state: Participant, argument: str, ctx: Context) -> Outcome:

@@ -15,17 +15,20 @@ from datetime import datetime, timedelta
 from conversations.model import (
     ENTRY_CONSENTS,
     Confirmation,
+    CountUse,
     Entry,
     InviteFriends,
     Outcome,
     Participant,
     QueueEmail,
+    Quota,
     Reply,
     Step,
 )
 from conversations.phases import Phase
 from conversations.policy import Context
 from conversations.prompts import AFTER_COMPLETION, prompt, say, status_text
+from conversations.quotas import mailbox_subject
 from conversations.validators import same_address
 
 CODE = re.compile(r"([0-9]{3}) ?([0-9]{3})")
@@ -52,9 +55,20 @@ def _reply(state: Participant, ctx: Context, key: str, **params: str) -> Outcome
 def issue(state: Participant, ctx: Context) -> Outcome:
     """Send a new link and code to the profile's address; earlier ones stop working.
 
-    The wrong-code count is kept: a new email is no way around the hourly limit.
+    The wrong-code count is kept: a new email is no way around the hourly limit. A mailbox gets
+    a few confirmation emails a day at most, whichever accounts ask: the count outlives
+    erasure, so erasing and signing up again floods nobody.
+
+    Past that limit nothing leaves, yet the step looks exactly like a send (same reply, a new
+    pending confirmation): saying "this mailbox had enough today" would tell whoever asks that
+    some other account wrote to it. Likewise, whether the address is already another entry's
+    is decided as the email is queued (storage): that mailbox is told so instead of getting a
+    code, and the chat says the same as for any address, so that nobody learns who entered.
     """
     assert state.email is not None
+    mailbox_full = (
+        ctx.usage.confirmation_emails.count >= ctx.limits.confirmation_emails_per_address_per_day
+    )
     pending = Confirmation(
         state.email,
         digest(ctx.secrets.token),
@@ -75,7 +89,12 @@ def issue(state: Participant, ctx: Context) -> Outcome:
         key=f"confirmation:{state.user_id}:{pending.token_hash[:24]}",
     )
     sent = say(new, ctx, "confirmation.sent", email=state.email)
-    return Outcome(new, (Reply(sent),), (email,))
+    if mailbox_full:
+        return Outcome(new, (Reply(sent),))
+    counted = CountUse(
+        Quota.CONFIRMATION_EMAILS, mailbox_subject(state.email, ctx.limits.address_tag_providers)
+    )
+    return Outcome(new, (Reply(sent),), (email, counted))
 
 
 def _sends_left(state: Participant, ctx: Context) -> bool:
@@ -89,7 +108,7 @@ def _waiting(state: Participant, ctx: Context) -> bool:
     return (
         pending is not None
         and state.email is not None
-        and same_address(pending.address, state.email)
+        and same_address(pending.address, state.email, ctx.limits.address_tag_providers)
         and ctx.now < pending.expires_at
     )
 

@@ -159,6 +159,9 @@ class Participant:
     first_name: str | None = None
     last_name: str | None = None
     phone: str | None = None
+    # Shared with the platform's contact button, which vouches that the number is the
+    # sender's own: only such a number is unique among participants.
+    phone_verified: bool = False
     email: str | None = None
     # A typed address waiting for the person to accept or refuse a spelling fix.
     pending_email: str | None = None
@@ -330,6 +333,25 @@ class SuppressAddress:
     address_hash: str
 
 
+class Quota(StrEnum):
+    # Confirmation emails (and "already in use" notices) to one mailbox, whoever asks.
+    CONFIRMATION_EMAILS = "confirmation_emails"
+    # Erasures of a completed signup by one Telegram account.
+    ERASURES = "erasures"
+    # Every email the bot sends, all recipients together.
+    OUTGOING_EMAILS = "outgoing_emails"
+    # The admins' warning that the hourly cap paused the emails: once a window.
+    EMAIL_CAP_WARNING = "email_cap_warning"
+
+
+@dataclass(frozen=True)
+class CountUse:
+    """Count one use of `quota` for `subject` (a plain value, hashed by the store)."""
+
+    quota: Quota
+    subject: str
+
+
 Effect = (
     RecordConsent
     | WithdrawConsent
@@ -338,6 +360,7 @@ Effect = (
     | QueueEmail
     | InviteFriends
     | SuppressAddress
+    | CountUse
 )
 
 

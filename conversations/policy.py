@@ -10,6 +10,8 @@ from typing import Protocol
 from conversations.catalogue import Catalogue
 from conversations.model import Area, Profile, Travel
 from conversations.phases import Calendar, OperationState, Phase, phase_at
+from conversations.quotas import Usage
+from conversations.validators import TAG_IGNORING_PROVIDERS
 
 DEFAULT_TRAVEL: Mapping[Area, Travel] = {
     Area.PARIS: Travel.NONE,
@@ -32,6 +34,16 @@ class Limits:
     confirmation_valid_for: timedelta = timedelta(days=7)
     confirmation_sends_per_hour: int = 3
     code_attempts_per_hour: int = 5
+    # Confirmation emails one mailbox receives in a day, from every account together: an
+    # erase-and-redo loop cannot flood a stranger's mailbox.
+    confirmation_emails_per_address_per_day: int = 5
+    # Erasures of a completed signup after which the account may not sign up again until the
+    # week that began with the first of them has passed (the erasure itself is never refused).
+    erasures_per_week: int = 2
+    # Mail providers delivering local+tag@ to local@: one mailbox, one key.
+    address_tag_providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
+    # Domains and addresses that are the campaign's own, refused as friends.
+    campaign_addresses: frozenset[str] = frozenset()
 
 
 class SecretSource(Protocol):
@@ -74,6 +86,8 @@ class Context:
     operation: OperationState = field(default_factory=OperationState)
     # Every date shown to a person is written in this zone, and names it.
     zone: tzinfo = UTC
+    # The counts that outlive erasure, as read before the step (conversations/quotas.py).
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def phase(self) -> Phase:

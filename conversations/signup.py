@@ -43,6 +43,7 @@ from conversations.prompts import (
     remind,
     say,
     travel_text,
+    when,
 )
 from conversations.validators import (
     Refusal,
@@ -53,6 +54,7 @@ from conversations.validators import (
     check_question,
     check_shared_phone,
     display_phone,
+    is_role_or_campaign_address,
     same_address,
     suggest_address,
 )
@@ -112,6 +114,11 @@ def _welcome(state: Participant, event: Answer, ctx: Context) -> Outcome:
     if event == Press("welcome.join"):
         if ctx.phase != Phase.OPEN:
             return Outcome(state, (Reply(phase_text(state, ctx)),))
+        erasures = ctx.usage.erasures
+        if erasures.count >= ctx.limits.erasures_per_week and erasures.until is not None:
+            # Erasure stays a right; signing up again at once, over and over, does not.
+            until = when(state, ctx, erasures.until)
+            return Outcome(state, (Reply(say(state, ctx, "signup.cooldown", date=until)),))
         return go_to(state, ctx, Step.CONSENT)
     return (
         _stale(state, ctx) if isinstance(event, Press) else remind(state, ctx, "remind.use_buttons")
@@ -169,7 +176,10 @@ def _phone(state: Participant, event: Answer, ctx: Context) -> Outcome:
     if isinstance(checked, Refusal):
         return refuse(state, ctx, checked)
     saved = say(state, ctx, "phone.saved", phone=display_phone(checked))
-    return advance(state, ctx, saved, phone=checked)
+    # Only the platform vouches that a number is the sender's: a typed one proves nothing, so
+    # it blocks nobody else and is never refused for being someone else's.
+    verified = isinstance(event, SharedContact)
+    return advance(state, ctx, saved, phone=checked, phone_verified=verified)
 
 
 def _email(state: Participant, event: Answer, ctx: Context) -> Outcome:
@@ -192,7 +202,8 @@ def _email(state: Participant, event: Answer, ctx: Context) -> Outcome:
 
 
 def _accept_email(state: Participant, ctx: Context, address: str) -> Outcome:
-    if any(same_address(address, friend) for friend in state.friends):
+    providers = ctx.limits.address_tag_providers
+    if any(same_address(address, friend, providers) for friend in state.friends):
         return refuse(replace(state, pending_email=None), ctx, Refusal("refusal.email.is_friend"))
     return advance(state, ctx, email=address, pending_email=None)
 
@@ -257,10 +268,13 @@ def _add_friend(state: Participant, event: Text, ctx: Context) -> Outcome:
     if isinstance(checked, Refusal):
         return refuse(state, ctx, checked)
     address = checked.address
-    if state.email and same_address(address, state.email):
+    providers = ctx.limits.address_tag_providers
+    if state.email and same_address(address, state.email, providers):
         return refuse(state, ctx, Refusal("refusal.friend.own"))
-    if any(same_address(address, friend) for friend in state.friends):
+    if any(same_address(address, friend, providers) for friend in state.friends):
         return refuse(state, ctx, Refusal("refusal.friend.duplicate"))
+    if is_role_or_campaign_address(address, ctx.limits.campaign_addresses, providers):
+        return refuse(state, ctx, Refusal("refusal.friend.role"))
     if len(state.friends) >= friends_room(state, ctx):
         return refuse(state, ctx, _friends_full(state, ctx))
     return go_to(state, ctx, Step.FRIENDS, friends=(*state.friends, address))

@@ -239,6 +239,35 @@ def same_address(
     return address_key(first, providers) == address_key(second, providers)
 
 
+# Mailboxes of a role, not of a person (RFC 2142 and common practice): an invitation there
+# reaches whoever runs the domain, who never asked for it.
+ROLE_LOCAL_PARTS = frozenset(
+    {
+        "postmaster", "abuse", "noreply", "no-reply", "donotreply", "do-not-reply",
+        "hostmaster", "webmaster", "admin", "administrator", "root", "mailer-daemon",
+        "security",
+    }
+)  # fmt: skip
+
+
+def is_role_or_campaign_address(
+    address: str,
+    campaign: Iterable[str],
+    providers: Iterable[str] = TAG_IGNORING_PROVIDERS,
+) -> bool:
+    """Whether the address is a role mailbox, or the campaign's own (`campaign` holds its
+    domains and addresses): neither is a friend to invite."""
+    key = address_key(address, providers)
+    local, _, domain = key.rpartition("@")
+    if local.partition("+")[0] in ROLE_LOCAL_PARTS:
+        return True
+    for own in campaign:
+        own = own.strip().casefold()
+        if own == domain or domain.endswith(f".{own}") or ("@" in own and own == key):
+            return True
+    return False
+
+
 def suggest_domain(domain: str) -> str | None:
     """Return the common domain this one is one typo away from, if there is exactly one."""
     domain = domain.lower()

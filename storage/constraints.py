@@ -10,9 +10,12 @@ from storage.ports import ContactTaken, DuplicateUpdate, StaleWrite
 
 CONSTRAINTS: dict[str, Callable[[], Exception]] = {
     "processed_updates_pkey": DuplicateUpdate,
+    # Before migration 9, and for databases not yet migrated past it.
     "participants_phone_key": lambda: ContactTaken("phone"),
     "participants_email_key": lambda: ContactTaken("email"),
     "entries_email_key": lambda: ContactTaken("email"),
+    "participants_verified_phone_key": lambda: ContactTaken("phone"),
+    "entries_address_key": lambda: ContactTaken("email"),
     # A first save racing another for the same new person: the loser reloads.
     "participants_pkey": StaleWrite,
 }

@@ -146,6 +146,23 @@ class DrawStore:
         excluded = sorted((t, r if r in categories else "other") for t, r in rows)
         return Entries(tickets, excluded)
 
+    async def shared_phones(self) -> list[list[str]]:
+        """The draw's tickets whose entries give one phone number, a group per number: a typed
+        number proves nothing, so the admins decide. Only tickets, never the numbers."""
+        eligible = (
+            "e.ticket IS NOT NULL AND e.excluded_reason IS NULL"
+            f" AND {signup_consents(self._database.dialect)}"
+        )
+        rows = await self._database.fetch(
+            f"SELECT e.phone, e.ticket FROM entries AS e WHERE {eligible} AND e.phone IN"
+            f" (SELECT e.phone FROM entries AS e WHERE {eligible}"
+            " GROUP BY e.phone HAVING COUNT(*) > 1)"
+        )
+        groups: dict[str, list[str]] = {}
+        for phone, ticket in rows:
+            groups.setdefault(phone, []).append(ticket)
+        return sorted(sorted(tickets) for tickets in groups.values())
+
     async def holders(self, tickets: list[str]) -> dict[str, Holder]:
         """Who holds each of these tickets (the draw's places: a few)."""
         if not tickets:

@@ -335,6 +335,39 @@ MIGRATIONS += (
 
 MIGRATIONS += (
     Migration(
+        9,
+        "uniqueness only where ownership is proven; counters that outlive erasure",
+        (
+            # A typed phone or address proves nothing: it no longer blocks anyone. A phone the
+            # platform vouches for is unique; an address is unique among confirmed ones only,
+            # compared by the mailbox it reaches (address_key), which the bot writes in Python
+            # and fills in at start for the entries made before this version.
+            "DROP INDEX participants_phone_key",
+            "DROP INDEX participants_email_key",
+            "ALTER TABLE participants ADD COLUMN phone_verified SMALLINT NOT NULL DEFAULT 0",
+            "CREATE UNIQUE INDEX participants_verified_phone_key ON participants (phone)"
+            " WHERE phone_verified = 1",
+            "DROP INDEX entries_email_key",
+            "ALTER TABLE entries ADD COLUMN address_key TEXT",
+            "CREATE UNIQUE INDEX entries_address_key ON entries (address_key)",
+            # Limits that outlive the people they count: a keyed hash of the subject (a mailbox,
+            # an account, or '*' for everyone), its window's end, and a count. Nothing else.
+            """CREATE TABLE quota_counts (
+                quota TEXT NOT NULL,
+                subject_hash TEXT NOT NULL,
+                count INTEGER NOT NULL,
+                expires_at TEXT NOT NULL,
+                PRIMARY KEY (quota, subject_hash)
+            )""",
+            "CREATE INDEX quota_counts_expiry ON quota_counts (expires_at)",
+        ),
+    ),
+)
+
+# @@MIGRATIONS-10-13@@
+
+MIGRATIONS += (
+    Migration(
         14,
         "an index of the email outbox by person",
         (

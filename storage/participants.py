@@ -19,6 +19,7 @@ from conversations.model import (
     Confirmation,
     Consent,
     ConsentKind,
+    CountUse,
     DrawPlace,
     Effect,
     Entry,
@@ -26,6 +27,7 @@ from conversations.model import (
     InviteFriends,
     Participant,
     QueueEmail,
+    Quota,
     RecordConsent,
     Step,
     SuppressAddress,
@@ -33,15 +35,19 @@ from conversations.model import (
     WithdrawConsent,
 )
 from conversations.phases import OperationState
+from conversations.quotas import Usage, Use, subjects_to_read
+from conversations.validators import TAG_IGNORING_PROVIDERS, address_key
 from storage.database import Database, Dialect, Statement
+from storage.ports import ContactTaken
+from storage.quotas import Quotas, use_of
 
 # The channel on which a committed step tells the mail senders of every process to look.
 MAIL_CHANNEL = "coffeebot_mail"
 
 _COLUMNS = (
     "user_id", "version", "language", "step", "paused", "editing", "consent_ticks",
-    "first_name", "last_name", "phone", "email", "pending_email", "postcode", "departement",
-    "area", "question", "referrer", "created_at", "updated_at", "completed_at",
+    "first_name", "last_name", "phone", "phone_verified", "email", "pending_email", "postcode",
+    "departement", "area", "question", "referrer", "created_at", "updated_at", "completed_at",
     "confirmation_token_hash", "confirmation_code_hash", "confirmation_expires_at",
     "confirmation_address", "code_failures", "confirmation_sends", "referral_code",
     "friends_invited", "actions", "availability",
@@ -67,8 +73,13 @@ _ENTRY = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM entries WHERE user_id = ?"
 # The person's own step never changes the ticket, the consents or an admin's exclusion.
 _SAVE_ENTRY = (
     "INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area, consents,"
-    " entered_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " entered_at, updated_at, address_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, phone = excluded.phone,"
+    # Re-keyed only when the address changes: an entry left unkeyed at start because another
+    # one has its mailbox (storage.key_entries), or keyed under other ADDRESS_TAG_PROVIDERS,
+    # keeps its key, so that its owner's every step does not clash with the other entry.
+    " address_key = CASE WHEN entries.email = excluded.email THEN entries.address_key"
+    " ELSE excluded.address_key END,"
     " postcode = excluded.postcode, departement = excluded.departement, area = excluded.area,"
     " updated_at = excluded.updated_at"
 )
@@ -125,14 +136,28 @@ _QUEUE = (
     " attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
-# An invitation is queued only for an address nobody invited and nobody unsubscribed.
+# An invitation is queued only for an address nobody invited and nobody unsubscribed: the
+# hash of its mailbox, or the hash of its folded spelling as kept before mailboxes were keyed.
 _QUEUE_INVITATION = (
     "INSERT INTO outbox (idempotency_key, user_id, kind, recipient, language, params, status,"
     " attempts, next_attempt_at, created_at)"
     " SELECT ?, CAST(? AS BIGINT), 'invitation', ?, ?, ?, 'pending', 0, ?, ?"
-    " WHERE NOT EXISTS (SELECT 1 FROM address_hashes WHERE hash = ?)"
+    " WHERE NOT EXISTS (SELECT 1 FROM address_hashes WHERE hash IN (?, ?))"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
+# A confirmation to an address another entry already confirmed becomes a notice saying so,
+# with no code: decided here, in the step's transaction, so that the chat's reply is the same
+# whether the address is taken or not.
+_TAKEN = "EXISTS (SELECT 1 FROM entries WHERE address_key = ? AND user_id <> ?)"
+_QUEUE_CONFIRMATION = (
+    "INSERT INTO outbox (idempotency_key, user_id, kind, recipient, language, params, status,"
+    " attempts, next_attempt_at, created_at)"
+    f" SELECT ?, CAST(? AS BIGINT), CASE WHEN {_TAKEN} THEN 'address_taken' ELSE 'confirmation'"
+    f" END, ?, ?, CASE WHEN {_TAKEN} THEN '{{}}' ELSE ? END, 'pending', 0, ?, ?"
+    " ON CONFLICT (idempotency_key) DO NOTHING"
+)
+_UNKEYED_ENTRIES = "SELECT user_id, email FROM entries WHERE address_key IS NULL"
+_KEY_ENTRY = "UPDATE entries SET address_key = ? WHERE user_id = ?"
 _HASHED = "INSERT INTO address_hashes VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 _CANCEL_INVITATION = (
     "UPDATE outbox SET status = 'cancelled', recipient = NULL, params = NULL"
@@ -183,8 +208,9 @@ def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
     return (
         state.user_id, version, state.language, str(state.step), int(state.paused),
         int(state.editing), _words(state.consent_ticks), state.first_name,
-        state.last_name, state.phone, state.email, state.pending_email, state.postcode,
-        state.departement, state.area and str(state.area), state.question, state.referrer,
+        state.last_name, state.phone, int(state.phone_verified), state.email,
+        state.pending_email, state.postcode, state.departement, state.area and str(state.area),
+        state.question, state.referrer,
         _time(state.created_at), _time(now), _time(state.completed_at),
         pending and pending.token_hash, pending and pending.code_hash,
         _time(expires_at), pending and pending.address,
@@ -193,7 +219,9 @@ def _row(state: Participant, version: int, now: datetime) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _entry_row(user_id: int, entry: Entry, now: datetime) -> tuple[Any, ...]:
+def _entry_row(
+    user_id: int, entry: Entry, now: datetime, providers: Sequence[str]
+) -> tuple[Any, ...]:
     consents = [
         {"kind": str(c.kind), "version": c.version, "given_at": _time(c.given_at)}
         for c in entry.consents
@@ -201,6 +229,7 @@ def _entry_row(user_id: int, entry: Entry, now: datetime) -> tuple[Any, ...]:
     return (
         user_id, entry.ticket, entry.email, entry.phone, entry.postcode, entry.departement,
         str(entry.area), json.dumps(consents), _time(entry.entered_at), _time(now),
+        address_key(entry.email, providers),
     )  # fmt: skip
 
 
@@ -252,6 +281,7 @@ def _participant(
         first_name=row["first_name"],
         last_name=row["last_name"],
         phone=row["phone"],
+        phone_verified=bool(row["phone_verified"]),
         email=row["email"],
         pending_email=row["pending_email"],
         postcode=row["postcode"],
@@ -287,6 +317,8 @@ class Participants:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._address_key: bytes | None = None
+        self._providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
+        self.quotas = Quotas(database, self.address_hash)
 
     @asynccontextmanager
     async def serving(self, user_id: int) -> AsyncIterator[Participants]:
@@ -298,6 +330,7 @@ class Participants:
                 return
             held = Participants(database)
             held._address_key = self._address_key
+            held._providers = self._providers
             yield held
 
     async def use_address_key(self, configured: str | None) -> None:
@@ -311,6 +344,39 @@ class Participants:
             "SELECT value FROM secrets WHERE name = 'address_hash_key'"
         )
         self._address_key = rows[0][0].encode()
+
+    def use_tag_providers(self, providers: Sequence[str]) -> None:
+        """The providers whose addresses are compared without +tags (ADDRESS_TAG_PROVIDERS)."""
+        self._providers = tuple(providers)
+
+    async def key_entries(self) -> tuple[int, int]:
+        """Key the entries made before addresses were keyed by mailbox: (keyed, left unkeyed
+        because another entry already has that mailbox). Admins see the latter as shared."""
+        keyed = clashes = 0
+        for row in await self._database.fetch(_UNKEYED_ENTRIES):
+            key = address_key(row["email"], self._providers)
+            try:
+                await self._database.run([(_KEY_ENTRY, (key, row["user_id"]))])
+                keyed += 1
+            except ContactTaken:
+                clashes += 1
+        return keyed, clashes
+
+    async def usage(self, state: Participant | None, user_id: int, now: datetime) -> Usage:
+        """The quota counts the step on `state` may need, in one round trip (or none)."""
+        mailbox, account = subjects_to_read(state, user_id, self._providers)
+        queries = []
+        if mailbox is not None:
+            queries.append(self.quotas.use_query(Quota.CONFIRMATION_EMAILS, mailbox, now))
+        if account is not None:
+            queries.append(self.quotas.use_query(Quota.ERASURES, account, now))
+        if not queries:
+            return Usage()
+        results = iter(await self._database.read(queries))
+        return Usage(
+            confirmation_emails=use_of(next(results)) if mailbox is not None else Use(),
+            erasures=use_of(next(results)) if account is not None else Use(),
+        )
 
     def address_hash(self, address: str) -> str:
         assert self._address_key is not None, "use_address_key() first"
@@ -369,6 +435,12 @@ class Participants:
                 ("DELETE FROM participants WHERE user_id = ? AND version = ?", key),
             ]
             guarded = len(statements) - 1 if expected_version else None
+            # The counters are no one's data and outlive the erasure.
+            statements += [
+                self.quotas.count_statement(effect.quota, effect.subject, now)
+                for effect in effects
+                if isinstance(effect, CountUse)
+            ]
             await self._database.run(statements, guarded, user_id, together=True)
             return 0
         version = expected_version + 1
@@ -385,7 +457,8 @@ class Participants:
             friends = [(user_id, n, email) for n, email in enumerate(state.friends)]
             statements.append((_KEEP_FRIENDS.format(values), [v for f in friends for v in f]))
         if state.entry is not None:
-            statements.append((_SAVE_ENTRY, _entry_row(user_id, state.entry, now)))
+            entry = _entry_row(user_id, state.entry, now, self._providers)
+            statements.append((_SAVE_ENTRY, entry))
         for effect in effects:
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
@@ -407,6 +480,15 @@ class Participants:
             return [(_RECORD_CONSENT, given)]
         if isinstance(effect, WithdrawConsent):
             return [(_WITHDRAW_CONSENT, (_time(effect.withdrawn_at), user_id, str(effect.kind)))]
+        if isinstance(effect, CountUse):
+            return [self.quotas.count_statement(effect.quota, effect.subject, now)]
+        if isinstance(effect, QueueEmail) and effect.kind == "confirmation":
+            key = address_key(effect.recipient, self._providers)
+            confirmation: tuple[Any, ...] = (
+                effect.key, user_id, key, user_id, effect.recipient, effect.language, key,
+                user_id, json.dumps(dict(effect.params)), at, at,
+            )  # fmt: skip
+            return [(_QUEUE_CONFIRMATION, confirmation)]
         if isinstance(effect, QueueEmail):
             params = json.dumps(dict(effect.params))
             values = (
@@ -423,7 +505,9 @@ class Participants:
         if isinstance(effect, InviteFriends):
             statements: list[Statement] = []
             for address in effect.addresses:
-                hashed = self.address_hash(address)
+                # One mailbox, one invitation ever: its +tag or dotted spellings are the same.
+                hashed = self.address_hash(address_key(address, self._providers))
+                spelled = self.address_hash(address)
                 params = json.dumps(
                     {
                         "first_name": effect.referrer_first_name,
@@ -432,7 +516,9 @@ class Participants:
                     }
                 )
                 key = f"invitation:{hashed}"
-                invitation = (key, user_id, address, effect.language, params, at, at, hashed)
+                invitation = (
+                    key, user_id, address, effect.language, params, at, at, hashed, spelled,
+                )  # fmt: skip
                 statements += [(_QUEUE_INVITATION, invitation), (_HASHED, (hashed, "invited", at))]
             return statements
         if isinstance(effect, SuppressAddress):

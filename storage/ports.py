@@ -15,6 +15,7 @@ from conversations.model import Effect, Participant
 from conversations.outgoing import TelegramKind as TelegramKind
 from conversations.outgoing import TelegramMessage as TelegramMessage
 from conversations.phases import OperationState
+from conversations.quotas import Usage
 
 
 class StaleWrite(Exception):
@@ -26,7 +27,8 @@ class DuplicateUpdate(Exception):
 
 
 class ContactTaken(Exception):
-    """Another account already uses this phone number or email address."""
+    """Another account already has this phone number, as the platform vouched, or has
+    confirmed this email address."""
 
     def __init__(self, field: str) -> None:
         super().__init__(field)
@@ -83,6 +85,10 @@ class ParticipantStore(Protocol):
 
     async def load_for_step(self, user_id: int) -> tuple[Participant | None, OperationState]:
         """The person's state and the operation's, read together."""
+        ...
+
+    async def usage(self, state: Participant | None, user_id: int, now: datetime) -> Usage:
+        """The quota counts a step on `state` may need (conversations/quotas.py)."""
         ...
 
     async def operation(self) -> OperationState:

@@ -11,10 +11,12 @@ from conversations.model import (
     Availability,
     Command,
     ConsentKind,
+    CountUse,
     InviteFriends,
     Participant,
     Press,
     QueueEmail,
+    Quota,
     RecordConsent,
     Step,
     SuppressAddress,
@@ -43,7 +45,8 @@ def later(ctx: Context, **delta: float) -> Context:
 def test_completing_queues_a_confirmation_and_keeps_only_hashes(ctx: Context) -> None:
     state = run(at(Step.FRIENDS, ctx), ctx, Press("friends.done"), Press("question.skip"))
     outcome = step(state, Press("summary.confirm"), ctx)
-    [email] = outcome.effects
+    [email, counted] = outcome.effects
+    assert counted == CountUse(Quota.CONFIRMATION_EMAILS, "zoe@orange.fr")
     assert isinstance(email, QueueEmail) and email.kind == "confirmation"
     assert email.recipient == "zoe@orange.fr" and dict(email.params)["token"] == TOKEN
     new = outcome.state
@@ -110,8 +113,9 @@ def test_a_new_address_needs_a_new_confirmation(ctx: Context) -> None:
     changed = run(confirmed, ctx, Command("modifier"), Press("edit.email"), Text("lea@free.fr"))
     assert changed.email_change_pending and changed.is_confirmed
     outcome = step(changed, Press("summary.confirm"), ctx)
-    [email] = outcome.effects
+    [email, counted] = outcome.effects
     assert isinstance(email, QueueEmail) and email.recipient == "lea@free.fr"
+    assert counted == CountUse(Quota.CONFIRMATION_EMAILS, "lea@free.fr")
 
 
 def test_friends_added_after_confirmation_are_invited_on_confirm(ctx: Context) -> None:

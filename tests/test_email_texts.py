@@ -19,6 +19,8 @@ PARAMS = {
     "confirmation": {"first_name": TYPED, "token": "Tok3n", "code": "123456"},
     "invitation": {"first_name": TYPED, "referral_code": "REF1", "address_hash": "ab" * 16},
     "winner": {"first_name": TYPED, "ticket": "TK1", "travel": "Train", "deadline": "lundi"},
+    # Sent instead of a confirmation to an address another account confirmed: nothing typed.
+    "address_taken": {},
 }
 KINDS = [(kind, language) for kind in PARAMS for language in ("fr", "en")]
 CONTROLLER = {

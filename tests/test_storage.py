@@ -150,24 +150,56 @@ async def test_old_update_ids_are_forgotten(store: Storage) -> None:
         await store.participants.mark_processed(2, NOW)
 
 
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"phone": "+33612345678"}, "phone"),
-        ({"email": "zoe@ORANGE.fr"}, "email"),
-        ({"email": "ZOE@orange.fr"}, "email"),
-    ],
-)
-async def test_a_phone_or_email_belongs_to_one_account(
-    store: Storage, changes: dict[str, str], field: str
-) -> None:
-    await save_new(store, participant(1))
+async def test_a_phone_the_platform_vouched_for_belongs_to_one_account(store: Storage) -> None:
+    await save_new(store, replace(participant(1), phone_verified=True))
     other = await save_new(store, participant(2, phone="+33781223344", email="lea@free.fr"))
+    shared = replace(other, phone="+33612345678", phone_verified=True)
     with pytest.raises(ContactTaken) as taken:
-        await store.participants.save(replace(other, **changes), other.version, [], 9, NOW)
-    assert taken.value.field == field
+        await store.participants.save(shared, other.version, [], 9, NOW)
+    assert taken.value.field == "phone"
     assert await store.participants.load(2) == other
     await store.participants.mark_processed(9, NOW)  # the refused update was not recorded either
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"phone": "+33612345678"},
+        {"phone": "+33612345678", "phone_verified": True},
+        {"email": "zoe@ORANGE.fr"},
+        {"email": "ZOE@orange.fr"},
+    ],
+)
+async def test_a_typed_phone_or_an_unconfirmed_address_blocks_nobody(
+    store: Storage, changes: dict[str, object]
+) -> None:
+    """Typed values prove nothing: two accounts may type the same phone or address, and a
+    phone typed first does not stop its owner from sharing it with the contact button."""
+    await save_new(store, participant(1))
+    other = await save_new(store, participant(2, phone="+33781223344", email="lea@free.fr"))
+    await store.participants.save(replace(other, **changes), other.version, [], 9, NOW)
+    loaded = await store.participants.load(2)
+    assert loaded is not None and all(getattr(loaded, k) == v for k, v in changes.items())
+
+
+@pytest.mark.parametrize(
+    ("first", "spelling"),
+    [
+        ("p1@free.fr", "p1@free.fr"),
+        ("p1@free.fr", "P1@FREE.FR"),
+        ("zoemartin@gmail.com", "zoe.martin+tirage@gmail.com"),
+        ("zoemartin@gmail.com", "ZoeMartin@googlemail.com"),
+    ],
+)
+async def test_a_confirmed_address_belongs_to_one_entry_whatever_its_spelling(
+    store: Storage, first: str, spelling: str
+) -> None:
+    await save_new(store, entered(1, email=first))
+    other = await save_new(store, participant(2, phone="+33781223344", email=spelling))
+    with pytest.raises(ContactTaken) as taken:
+        await store.participants.save(entered(2, email=spelling), other.version, [], 9, NOW)
+    assert taken.value.field == "email"
+    assert await store.participants.load(2) == other
 
 
 async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -> None:

@@ -183,6 +183,16 @@ class DrawFlow:
         )
         if was_open:
             text += "\n\n" + say(language, "admin.draw.entries_closed_now")
+        shared = await self._admin.shared_phones()
+        if shared:
+            groups = "\n".join(f"• {', '.join(tickets)}" for tickets in shared)
+            text += "\n\n" + say(
+                language,
+                "admin.draw.shared_phones",
+                count=str(len(shared)),
+                tickets=str(sum(len(tickets) for tickets in shared)),
+                groups=groups,
+            )
         await self._tools.send(admin_id, Reply(text, buttons))
 
     async def cancel(self, admin_id: int, language: str) -> None:

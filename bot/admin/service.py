@@ -105,6 +105,11 @@ class AdminService:
         """Whether `name` is an admin command (for an admin; to anyone else it is unknown)."""
         return name in self._commands
 
+    async def warn_email_cap(self, until: datetime) -> None:
+        """The hourly cap on emails paused the sender (EMAILS_PER_HOUR): say until when."""
+        cap = str(self._settings.emails_per_hour)
+        await self._tools.tell_admins("admin.email_cap", count=cap, date=self._tools.local(until))
+
     async def command(self, admin_id: int, language: str, name: str, argument: str) -> None:
         """Runs an admin command; the caller has checked that the sender is an admin."""
         await self._commands[name](admin_id, language, argument.strip())

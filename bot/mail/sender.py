@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from email.message import Message
@@ -14,13 +14,18 @@ from typing import Protocol
 
 from bot.mail.emails import EmailRenderer
 from bot.settings import Settings
+from conversations.model import Quota
+from conversations.quotas import EVERYONE
 from storage.ports import Outbox, OutboxEmail
+from storage.quotas import Quotas
 
 log = logging.getLogger(__name__)
 
 _LONGEST_WAIT = timedelta(hours=1)
 # Answers to what a person just did; everything else is campaign mail, held during silence.
-DIRECT_KINDS = frozenset({"confirmation"})
+DIRECT_KINDS = frozenset({"confirmation", "address_taken"})
+# Told when the hourly cap pauses the emails, with the moment they start again.
+CapWarning = Callable[[datetime], Awaitable[None]]
 
 
 class TransientMailError(Exception):
@@ -47,8 +52,14 @@ class OutboxSender:
         renderer: EmailRenderer,
         settings: Settings,
         clock: Callable[[], datetime],
+        quotas: Quotas | None = None,
     ) -> None:
         self._outbox = outbox
+        # EMAILS_PER_HOUR, counted across processes; None: no cap (a tool sending a few).
+        self._quotas = quotas
+        self._per_hour = settings.emails_per_hour
+        self._paused_until: datetime | None = None
+        self._warn: CapWarning | None = None
         self._calendar = settings.calendar
         self._transport = transport
         self._renderer = renderer
@@ -58,6 +69,10 @@ class OutboxSender:
         self._poll = settings.outbox_poll_seconds
         self._clock = clock
         self._wake = asyncio.Event()
+
+    def warn_with(self, warn: CapWarning) -> None:
+        """Who is told, once an hour at most, that the cap paused the emails."""
+        self._warn = warn
 
     def wake(self) -> None:
         """Tells the sender that emails were just committed to the outbox."""
@@ -82,6 +97,9 @@ class OutboxSender:
         During electoral silence only direct answers leave; the rest waits in the outbox.
         """
         now = self._clock()
+        if self._paused_until is not None and now < self._paused_until:
+            return 0
+        self._paused_until = None
         only = DIRECT_KINDS if self._calendar.silent(now) else None
         batch = await self._outbox.due(now, self._batch_size, only)
         if not batch:
@@ -91,6 +109,8 @@ class OutboxSender:
         try:
             async with self._transport.connect() as connection:
                 while waiting:
+                    if not await self._within_cap():
+                        break
                     delivered = await self._send_one(connection, waiting[0], delivered)
                     waiting.pop(0)
                     # Rendering and a file or a fast server's answer need not wait: a batch
@@ -104,6 +124,25 @@ class OutboxSender:
             if delivered is not None:
                 await self._outbox.mark_sent(delivered, self._clock())
         return len(batch) - len(waiting)
+
+    async def _within_cap(self) -> bool:
+        """Count one more email this hour, or pause until the hour's end when the cap is
+        reached: the rest stays in the outbox, and the admins hear of it once."""
+        if self._quotas is None:
+            return True
+        now = self._clock()
+        if await self._quotas.take(Quota.OUTGOING_EMAILS, EVERYONE, now, self._per_hour):
+            return True
+        use = await self._quotas.used(Quota.OUTGOING_EMAILS, EVERYONE, now)
+        self._paused_until = use.until or now + _LONGEST_WAIT
+        log.warning("EMAILS_PER_HOUR reached: emails paused until %s", self._paused_until)
+        first = await self._quotas.take(Quota.EMAIL_CAP_WARNING, EVERYONE, now, 1)
+        if first and self._warn is not None:
+            try:
+                await self._warn(self._paused_until)
+            except Exception:
+                log.exception("could not tell the admins that the emails are paused")
+        return False
 
     async def _send_one(
         self, connection: Connection, email: OutboxEmail, delivered: str | None

@@ -100,6 +100,14 @@ def build_application(
             storage, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
         )
         handlers.admin = admin
+        mailer.warn_with(admin.warn_email_cap)
+
+        async def forget_ended_quotas() -> None:
+            forgotten = await storage.participants.quotas.purge(clock())
+            log.info("forgot %d quota counters whose window ended", forgotten)
+
+        await forget_ended_quotas()
+        tasks.append(asyncio.create_task(_every(3600, forget_ended_quotas), name="quotas"))
         tasks.append(
             asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
         )
