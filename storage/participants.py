@@ -311,6 +311,13 @@ def _participant(
     )
 
 
+def _apart(effects: Sequence[Effect]) -> bool:
+    """Whether the step's statements may go as one: not when two of them count the same use,
+    since one statement may not update a row twice (PostgreSQL refuses it)."""
+    counted = [(e.quota, e.subject) for e in effects if isinstance(e, CountUse)]
+    return len(counted) == len(set(counted))
+
+
 class Participants:
     """The participant store (storage/ports.py ParticipantStore) on any Database."""
 
@@ -441,7 +448,7 @@ class Participants:
                 for effect in effects
                 if isinstance(effect, CountUse)
             ]
-            await self._database.run(statements, guarded, user_id, together=True)
+            await self._database.run(statements, guarded, user_id, together=_apart(effects))
             return 0
         version = expected_version + 1
         row = _row(state, version, now)
@@ -463,7 +470,7 @@ class Participants:
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
             statements += self.mail_queued()
-        await self._database.run(statements, guarded, user_id, together=True)
+        await self._database.run(statements, guarded, user_id, together=_apart(effects))
         return version
 
     def mail_queued(self) -> list[Statement]:

@@ -180,6 +180,7 @@ KEPT: dict[str, str] = {
     "audit_log": "tickets and admins' ids by construction; a hash chain that must stay whole",
     "operation": "when entries closed",
     "schema_migrations": "the schema's version",
+    "quota_counts": "keyed hashes with counts, forgotten when their window ends (a week at most)",
 }
 
 
