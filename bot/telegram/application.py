@@ -107,7 +107,11 @@ def build_application(
             log.info("forgot %d quota counters whose window ended", forgotten)
 
         await forget_ended_quotas()
-        tasks.append(asyncio.create_task(_every(3600, forget_ended_quotas), name="quotas"))
+        tasks.append(
+            asyncio.create_task(
+                _every(_QUOTA_PURGE_SECONDS, forget_ended_quotas), name="quota purge"
+            )
+        )
         tasks.append(
             asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
         )
@@ -184,6 +188,10 @@ def telegram_request(settings: Settings, pool_size: int) -> BaseRequest:
         media_write=settings.telegram_media_write_timeout_seconds,
     )
     return AiohttpRequest(pool_size, timeouts)
+
+
+# Ended quota windows mean nothing; the shortest window is an hour.
+_QUOTA_PURGE_SECONDS = 3600.0
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
