@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return write_page(arguments.output, arguments.language, arguments.embed)
 
+    # Every file the bot makes (database, key, emails, exports) is its user's only.
+    os.umask(0o077)
     load_dotenv(os.environ.get("COFFEEBOT_ENV_FILE", ".env"))
     try:
         settings = Settings.from_env(os.environ)
@@ -214,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(NoNetworkTracebacks(settings.telegram_bot_token))
     try:
         return run_command(command, arguments, settings)
+    except SettingsError as error:  # found only once the database is open: a missing key file
+        print(f"coffeebot: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     except OSError as error:  # a database server refusing connections, or an unknown host
         print(f"coffeebot: cannot reach {database}: {error.strerror or error}", file=sys.stderr)
         return EXIT_ENVIRONMENT
@@ -243,11 +248,14 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
         except SettingsError as error:
             print(f"coffeebot: {error}", file=sys.stderr)
             return EXIT_CONFIGURATION
+        announce_mail(settings)
         return run_bot(settings)
     if command == "webhook":
         if not settings.telegram_bot_token:
             print(NO_TOKEN, file=sys.stderr)
             return EXIT_CONFIGURATION
+        if arguments.action is None:
+            announce_mail(settings)
         return webhook_command(settings, arguments.action, arguments.drop_pending_updates)
     if command == "migrate":
 
@@ -287,6 +295,18 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
     profile = Profile(arguments.first_name, arguments.last_name, arguments.language)
     asyncio.run(run_console(settings, profile, arguments.user_id, sys.stdin, sys.stdout, utc_now))
     return 0
+
+
+def announce_mail(settings: Settings) -> None:
+    """Without SMTP_URL nothing is mailed: the bot says so at start, loudly, and where the
+    emails (names, addresses, codes) are written instead."""
+    if not settings.smtp_url:
+        folder = os.path.abspath(settings.mail_outbox_dir)
+        log.warning(
+            "SMTP_URL is not set: emails are NOT sent, they are written as .eml files into %s"
+            " (readable by this user only; for a rehearsal: set SMTP_URL to send them)",
+            folder,
+        )
 
 
 class TelegramUnreachable(Exception):

@@ -74,6 +74,9 @@ class Context:
     operation: OperationState = field(default_factory=OperationState)
     # Every date shown to a person is written in this zone, and names it.
     zone: tzinfo = UTC
+    # The key of the confirmation code's and link's hashes; the shell keeps it outside the
+    # database, so that a copy of the database alone cannot test the million codes.
+    hash_key: bytes = b""
 
     @property
     def phase(self) -> Phase:

@@ -12,7 +12,7 @@ from storage.migrator import migrate
 # Parents before the tables that refer to them.
 TABLES = (
     "participants", "friends", "consents", "entries", "processed_updates", "anonymous_counts",
-    "outbox", "address_hashes", "secrets", "draws", "draw_places", "meetings", "audit_log",
+    "outbox", "address_hashes", "draws", "draw_places", "meetings", "audit_log",
     "operation", "telegram_outbox", "draw_addenda",
 )  # fmt: skip
 # Rows written per transaction into the target.

@@ -1,0 +1,180 @@
+"""The key of the keyed hashes lives outside the database: a key file made at first start (0600)
+or the environment; a former database's key is moved out once; a lost key file stops the bot."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import open_migrated_storage
+from bot.secret_key import MissingKeyFile, key_file
+from bot.settings import Settings
+from conversations.confirmation import digest
+from storage import migrations, open_storage
+from storage.migrator import schema_version
+from tests.conftest import NOW, run_sql
+from tests.telegram_fakes import FakeBotApi, Updates, running_bot
+from tests.test_console import coffeebot
+from tests.test_telegram import USER_ID, signup_updates
+
+
+async def test_the_first_start_makes_a_private_key_file_that_later_starts_reuse(
+    settings: Settings,
+) -> None:
+    path = key_file(settings)
+    assert path is not None and not path.exists()
+    store = await open_migrated_storage(settings, lambda: NOW)
+    first = store.participants.address_hash("ami@orange.fr")
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(path.read_text().strip()) == 64
+    store = await open_migrated_storage(settings, lambda: NOW)
+    try:
+        assert store.participants.address_hash("ami@orange.fr") == first
+        assert store.participants.key == path.read_text().strip().encode()
+    finally:
+        await store.close()
+
+
+async def test_a_key_from_the_environment_needs_no_file(settings: Settings) -> None:
+    keyed = settings.replace(secret_key="a long random string from the vault")
+    store = await open_migrated_storage(keyed, lambda: NOW)
+    await store.close()
+    assert store.participants.key == b"a long random string from the vault"
+    path = key_file(keyed)
+    assert path is not None and not path.exists()
+
+
+def test_the_former_name_of_the_key_is_still_read() -> None:
+    settings = Settings.from_env({"ADDRESS_HASH_KEY": "kept from last year"})
+    assert settings.secret_key == "kept from last year"
+    named = Settings.from_env({"ADDRESS_HASH_KEY": "old", "SECRET_KEY": "new"})
+    assert named.secret_key == "new"
+
+
+def test_the_key_file_sits_beside_a_sqlite_file_or_in_the_working_directory() -> None:
+    assert key_file(Settings(database_url="sqlite:////srv/cafe/coffeebot.db")) == Path(
+        "/srv/cafe/coffeebot.key"
+    )
+    assert key_file(Settings(database_url="postgresql://db/cafe")) == Path("coffeebot.key")
+    chosen = Settings(database_url="postgresql://db/cafe", secret_key_file="/etc/cafe/key")
+    assert key_file(chosen) == Path("/etc/cafe/key")
+    assert key_file(Settings(database_url="sqlite:///:memory:")) is None
+
+
+async def test_a_database_with_its_key_inside_gives_it_to_the_key_file_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database as the former version left it: at the schema before 10, the key in `secrets`.
+    former = tuple(m for m in migrations.MIGRATIONS if m.version < 10)
+    monkeypatch.setattr("storage.migrator.MIGRATIONS", former)
+    monkeypatch.setattr("storage.migrator.LATEST_VERSION", former[-1].version)
+    old = await open_migrated_storage(settings.replace(secret_key="bootstrap only"), lambda: NOW)
+    await old.close()
+    legacy = "9f" * 32
+    await run_sql(
+        settings.database_url,
+        f"INSERT INTO secrets VALUES ('address_hash_key', '{legacy}')",
+        "INSERT INTO address_hashes VALUES ('h', 'invited', 'x')",
+    )
+    monkeypatch.undo()
+
+    store = await open_migrated_storage(settings, lambda: NOW)
+    try:
+        path = key_file(settings)
+        assert path is not None and path.read_text().strip() == legacy
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert store.participants.key == legacy.encode()
+        assert await schema_version(store.database) == migrations.LATEST_VERSION
+        tables = await store.database.tables()
+        assert "secrets" not in tables and "address_hashes" in tables
+    finally:
+        await store.close()
+    # The next start reads the file; the database no longer has a key to give.
+    again = await open_migrated_storage(settings, lambda: NOW)
+    await again.close()
+    assert again.participants.key == legacy.encode()
+
+
+async def test_a_lost_key_file_stops_the_start_and_says_how_to_restore_it(
+    settings: Settings,
+) -> None:
+    store = await open_migrated_storage(settings, lambda: NOW)
+    await store.close()
+    await run_sql(settings.database_url, "INSERT INTO address_hashes VALUES ('h', 'invited', 'x')")
+    path = key_file(settings)
+    assert path is not None
+    kept = path.read_text()
+    path.unlink()
+    with pytest.raises(MissingKeyFile, match="restore it from your backup"):
+        await open_migrated_storage(settings, lambda: NOW)
+    assert not path.exists()  # no new key was made over the old hashes
+    path.write_text(kept)
+    restored = await open_migrated_storage(settings, lambda: NOW)
+    await restored.close()
+    assert restored.participants.key == kept.strip().encode()
+
+
+async def test_a_key_file_that_is_not_the_databases_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    former = tuple(m for m in migrations.MIGRATIONS if m.version < 10)
+    monkeypatch.setattr("storage.migrator.MIGRATIONS", former)
+    monkeypatch.setattr("storage.migrator.LATEST_VERSION", former[-1].version)
+    old = await open_migrated_storage(settings.replace(secret_key="bootstrap only"), lambda: NOW)
+    await old.close()
+    await run_sql(settings.database_url, "INSERT INTO secrets VALUES ('address_hash_key', 'a')")
+    monkeypatch.undo()
+    path = key_file(settings)
+    assert path is not None
+    path.write_text("another key\n")
+    with pytest.raises(MissingKeyFile, match="does not hold the key"):
+        await open_migrated_storage(settings, lambda: NOW)
+
+
+def test_the_command_line_refuses_in_one_line_with_status_2(tmp_path: Path) -> None:
+    assert coffeebot(tmp_path, "migrate").returncode == 0
+    database = tmp_path / "console.db"
+    key = tmp_path / "console.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    import sqlite3
+
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute("INSERT INTO address_hashes VALUES ('h', 'invited', 'x')")
+    key.unlink()
+    result = coffeebot(tmp_path, "migrate")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(key) in result.stderr and "restore it from your backup" in result.stderr
+
+
+def mailed_code(folder: str) -> str:
+    [eml] = Path(folder).glob("confirmation*.eml")
+    found = re.search(r"\b(\d{3}) ?(\d{3})\b", eml.read_text())
+    assert found is not None
+    return found[1] + found[2]
+
+
+async def test_codes_and_links_are_kept_as_hashes_under_the_key(settings: Settings) -> None:
+    api, updates = FakeBotApi(), Updates()
+    user = Updates.user(USER_ID, "Zoé")
+    async with running_bot(settings, api) as bot:
+        await bot.feed(*signup_updates(updates, user))
+    code = mailed_code(settings.mail_outbox_dir)
+    path = key_file(settings)
+    assert path is not None
+    key = path.read_text().strip().encode()
+    storage = await open_storage(settings.database_url)
+    try:
+        [row] = await storage.database.fetch(
+            "SELECT confirmation_code_hash FROM participants WHERE user_id = ?", (USER_ID,)
+        )
+    finally:
+        await storage.close()
+    assert row[0] == digest(key, code)
+    assert row[0] != hashlib.sha256(code.encode()).hexdigest()
