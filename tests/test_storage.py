@@ -193,16 +193,16 @@ async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -
 async def test_export_holds_every_stored_field(store: Storage) -> None:
     await save_new(store, participant())
     data = await store.participants.export(1)
-    assert data["signup"]["phone"] == "+33612345678"
-    assert data["signup"]["departement"] == "2A" and data["signup"]["area"] == "corsica"
-    assert data["friends"] == ["a@free.fr", "b@free.fr"]
+    assert data["profile"]["phone"] == "+33612345678"
+    assert data["profile"]["departement"] == "2A" and data["profile"]["area"] == "corsica"
+    assert data["friends_you_invited"] == ["a@free.fr", "b@free.fr"]
     assert sorted(c["version"] for c in data["consents"]) == [
         "fr-adult",
         "fr-processing",
         "fr-rules",
     ]
     columns = (await store.database.tables())["participants"]
-    assert set(data["signup"]) == {name for name, _, _ in columns}
+    assert set(data["profile"]) == {name for name, _, _ in columns}
 
 
 async def test_unsupported_database_urls_are_explained() -> None:
