@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
+from bot.logs import quiet_payload_loggers
 from bot.settings import Settings, SettingsError
 from storage import UnsupportedDatabase, described
 
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_payload_loggers()
     for handler in logging.getLogger().handlers:
         handler.addFilter(NoNetworkTracebacks(settings.telegram_bot_token))
     try:

@@ -4,6 +4,7 @@ value a constraint rejected, a person's typed text."""
 
 from __future__ import annotations
 
+import logging
 import traceback
 
 # Frames shown, innermost last: enough to find the line, not a traceback's worth.
@@ -25,3 +26,17 @@ def _short(filename: str) -> str:
         if root in filename:
             return root.strip("/") + "/" + filename.rsplit(root, 1)[1]
     return filename
+
+
+# Libraries whose DEBUG records carry payloads: python-telegram-bot and the HTTP clients log
+# every Bot API call with the message's text, the database drivers every statement with its
+# parameters, aiosmtplib the envelope's addresses.
+PAYLOAD_LOGGERS = ("telegram", "httpx", "httpcore", "aiohttp", "aiosqlite", "asyncpg", "aiosmtplib")
+
+
+def quiet_payload_loggers() -> None:
+    """However verbose the bot's own logging, these libraries say no more than INFO."""
+    for name in PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # NOTSET too: it would follow the root down
+            logger.setLevel(logging.INFO)

@@ -196,7 +196,7 @@ class ConversationService:
             elif state is not None:  # None: the person erased everything meanwhile
                 await self._send_personal_data(state, ctx, outbound)
             if self._kept is not None and incoming.update_id is not None:
-                await self._kept.sent(incoming.update_id, index + 1)
+                await self._kept.sent(incoming.update_id, index + 1, index + 1 == step.items)
 
     def _step(self, state: Participant, incoming: Incoming, ctx: Context) -> Outcome:
         try:

@@ -17,7 +17,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.admin.service import AdminService
 from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
-from bot.logs import failure
+from bot.logs import failure, quiet_payload_loggers
 from bot.settings import HttpClient, Settings
 from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
 from bot.telegram.outage import ApiOutage
@@ -56,6 +56,7 @@ def build_application(
     """
     if not settings.telegram_bot_token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    quiet_payload_loggers()
     texts = load_catalogue(settings)
     handlers = TelegramHandlers(texts)
     processor = PerUserProcessor(
