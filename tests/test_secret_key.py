@@ -4,7 +4,6 @@ or the environment; a former database's key is moved out once; a lost key file s
 from __future__ import annotations
 
 import hashlib
-import re
 import stat
 from contextlib import closing
 from pathlib import Path
@@ -20,6 +19,7 @@ from storage.migrator import schema_version
 from tests.conftest import NOW, run_sql
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
 from tests.test_console import coffeebot
+from tests.test_privacy import eventually, mailed_code, mails
 from tests.test_telegram import USER_ID, signup_updates
 
 
@@ -67,22 +67,27 @@ def test_the_key_file_sits_beside_a_sqlite_file_or_in_the_working_directory() ->
     assert key_file(Settings(database_url="sqlite:///:memory:")) is None
 
 
-async def test_a_database_with_its_key_inside_gives_it_to_the_key_file_once(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A database as the former version left it: at the schema before 10, the key in `secrets`.
+async def former_database(settings: Settings) -> None:
+    """A database as the version before 10 left it, with its `secrets` table."""
     former = tuple(m for m in migrations.MIGRATIONS if m.version < 10)
-    monkeypatch.setattr("storage.migrator.MIGRATIONS", former)
-    monkeypatch.setattr("storage.migrator.LATEST_VERSION", former[-1].version)
-    old = await open_migrated_storage(settings.replace(secret_key="bootstrap only"), lambda: NOW)
-    await old.close()
+    # Its own patch: undoing the test's would undo the isolation's change of directory too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("storage.migrator.MIGRATIONS", former)
+        patch.setattr("storage.migrator.LATEST_VERSION", former[-1].version)
+        old = await open_migrated_storage(settings.replace(secret_key="bootstrap"), lambda: NOW)
+        await old.close()
+
+
+async def test_a_database_with_its_key_inside_gives_it_to_the_key_file_once(
+    settings: Settings,
+) -> None:
+    await former_database(settings)
     legacy = "9f" * 32
     await run_sql(
         settings.database_url,
         f"INSERT INTO secrets VALUES ('address_hash_key', '{legacy}')",
         "INSERT INTO address_hashes VALUES ('h', 'invited', 'x')",
     )
-    monkeypatch.undo()
 
     store = await open_migrated_storage(settings, lambda: NOW)
     try:
@@ -120,16 +125,9 @@ async def test_a_lost_key_file_stops_the_start_and_says_how_to_restore_it(
     assert restored.participants.key == kept.strip().encode()
 
 
-async def test_a_key_file_that_is_not_the_databases_is_refused(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    former = tuple(m for m in migrations.MIGRATIONS if m.version < 10)
-    monkeypatch.setattr("storage.migrator.MIGRATIONS", former)
-    monkeypatch.setattr("storage.migrator.LATEST_VERSION", former[-1].version)
-    old = await open_migrated_storage(settings.replace(secret_key="bootstrap only"), lambda: NOW)
-    await old.close()
+async def test_a_key_file_that_is_not_the_databases_is_refused(settings: Settings) -> None:
+    await former_database(settings)
     await run_sql(settings.database_url, "INSERT INTO secrets VALUES ('address_hash_key', 'a')")
-    monkeypatch.undo()
     path = key_file(settings)
     assert path is not None
     path.write_text("another key\n")
@@ -153,18 +151,12 @@ def test_the_command_line_refuses_in_one_line_with_status_2(tmp_path: Path) -> N
     assert str(key) in result.stderr and "restore it from your backup" in result.stderr
 
 
-def mailed_code(folder: str) -> str:
-    [eml] = Path(folder).glob("confirmation*.eml")
-    found = re.search(r"\b(\d{3}) ?(\d{3})\b", eml.read_text())
-    assert found is not None
-    return found[1] + found[2]
-
-
 async def test_codes_and_links_are_kept_as_hashes_under_the_key(settings: Settings) -> None:
     api, updates = FakeBotApi(), Updates()
     user = Updates.user(USER_ID, "Zoé")
     async with running_bot(settings, api) as bot:
         await bot.feed(*signup_updates(updates, user))
+        await eventually(lambda: bool(mails(settings.mail_outbox_dir, "confirmation")))
     code = mailed_code(settings.mail_outbox_dir)
     path = key_file(settings)
     assert path is not None
