@@ -9,6 +9,7 @@ would silently stop matching every old one (invitations, unsubscriptions, pendin
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -17,6 +18,8 @@ from bot.settings import Settings, SettingsError
 from storage import sqlite_path
 from storage.database import Database
 from storage.participants import holds_hashes, legacy_secret_key
+
+log = logging.getLogger(__name__)
 
 # For PostgreSQL, in the working directory (the state directory of the service).
 POSTGRES_KEY_FILE = "coffeebot.key"
@@ -66,6 +69,9 @@ async def load_secret_key(settings: Settings, database: Database) -> bytes:
 
 
 def read_key_file(path: Path) -> str:
+    if path.stat().st_mode & 0o077:  # restored from a backup with looser rights, say
+        path.chmod(0o600)
+        log.warning("the key file %s was readable by others: now by its owner only", path)
     key = path.read_text(encoding="ascii").strip()
     if not key:
         raise MissingKeyFile(f"the key file {path} is empty: restore it from your backup")

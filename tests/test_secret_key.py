@@ -15,7 +15,9 @@ from bot.secret_key import MissingKeyFile, key_file
 from bot.settings import Settings
 from conversations.confirmation import digest
 from storage import migrations, open_storage
+from storage.copy import CopyRefused, copy_database
 from storage.migrator import schema_version
+from storage.participants import legacy_secret_key
 from tests.conftest import NOW, run_sql
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
 from tests.test_console import coffeebot
@@ -120,9 +122,11 @@ async def test_a_lost_key_file_stops_the_start_and_says_how_to_restore_it(
         await open_migrated_storage(settings, lambda: NOW)
     assert not path.exists()  # no new key was made over the old hashes
     path.write_text(kept)
+    path.chmod(0o644)  # as a careless restore leaves it
     restored = await open_migrated_storage(settings, lambda: NOW)
     await restored.close()
     assert restored.participants.key == kept.strip().encode()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 async def test_a_key_file_that_is_not_the_databases_is_refused(settings: Settings) -> None:
@@ -170,3 +174,21 @@ async def test_codes_and_links_are_kept_as_hashes_under_the_key(settings: Settin
         await storage.close()
     assert row[0] == digest(key, code)
     assert row[0] != hashlib.sha256(code.encode()).hexdigest()
+
+
+async def test_copying_a_database_that_keeps_its_key_inside_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await former_database(settings)
+    await run_sql(settings.database_url, "INSERT INTO secrets VALUES ('address_hash_key', 'k')")
+    with pytest.raises(CopyRefused, match="run `coffeebot migrate` on it first"):
+        await copy_database(settings.database_url, f"sqlite:///{tmp_path / 'copy.db'}", NOW)
+    assert await legacy_secret_key_of(settings) == "k"  # the source was left as it was
+
+
+async def legacy_secret_key_of(settings: Settings) -> str | None:
+    storage = await open_storage(settings.database_url)
+    try:
+        return await legacy_secret_key(storage.database)
+    finally:
+        await storage.close()
