@@ -484,6 +484,17 @@ class Participants:
             )
             addenda += [json.loads(row[0]) for row in found]
             audit += [dict(row) for row in logged]
+        addresses = {a for a in (rows and rows[0]["email"], entry and entry["email"]) if a}
+        hashed = sorted({self.address_hash(address) for address in addresses})
+        marks = (
+            await self._database.fetch(
+                "SELECT reason, created_at FROM address_hashes WHERE hash IN"
+                f" ({', '.join('?' * len(hashed))}) ORDER BY created_at, reason",
+                hashed,
+            )
+            if hashed
+            else []
+        )
         return {
             "telegram_user_id": user_id,
             "profile": _profile_export(rows[0]) if rows else None,
@@ -494,6 +505,8 @@ class Participants:
             "emails": [dict(email) for email in emails],
             "telegram_messages": [dict(message) for message in messages],
             "draw": {"place": place, "public_addenda": addenda, "audit_log": audit},
+            # Kept as keyed hashes, which outlive an erasure: invited by someone, unsubscribed.
+            "your_address_marked_as": [dict(mark) for mark in marks],
         }
 
     async def count(self, name: str) -> int:

@@ -265,3 +265,20 @@ async def test_mesdonnees_of_a_winner_shows_everything_that_names_them(
     summary = api.texts_to(PERSON)[-1]
     assert summary.startswith("📋 En bref") and f"{FIRST} {LAST}" in summary and EMAIL in summary
     assert "3 accord(s)" in summary and "parmi les gagnants" in summary
+
+
+async def test_mesdonnees_says_when_the_address_was_invited_by_someone(
+    settings: Settings,
+) -> None:
+    api, updates = FakeBotApi(), Updates()
+    async with running_bot(settings, api) as bot:
+        await signed_up_and_confirmed(bot, updates, settings)
+        friend = Updates.user(4343, "Ami")
+        steps = signup(updates, friend)
+        steps[8] = updates.contact(friend, "33611112222", owner_id=4343)
+        steps[9] = updates.text(friend, FRIEND)
+        steps[12] = updates.text(friend, "quelqu.un@free.fr")
+        await bot.feed(*steps, updates.text(friend, "/mesdonnees"))
+    data = json.loads(api.documents_to(4343)[0])
+    assert data["profile"]["email"] == FRIEND
+    assert [mark["reason"] for mark in data["your_address_marked_as"]] == ["invited"]
