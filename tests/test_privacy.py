@@ -5,6 +5,7 @@ the person. Through the real Application (tests/telegram_fakes.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.bootstrap import open_migrated_storage
+from bot.bootstrap import build_mailer, open_migrated_storage
 from bot.mail.eml import EmlFolder
 from bot.secret_key import key_file
 from bot.settings import Settings
@@ -282,3 +283,28 @@ async def test_mesdonnees_says_when_the_address_was_invited_by_someone(
     data = json.loads(api.documents_to(4343)[0])
     assert data["profile"]["email"] == FRIEND
     assert [mark["reason"] for mark in data["your_address_marked_as"]] == ["invited"]
+
+
+async def test_the_files_an_erasure_cut_short_left_are_swept_at_the_next_start(
+    settings: Settings, texts: Catalogue
+) -> None:
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        params = (("first_name", FIRST), ("token", "Tok3n-for_the-tests-22"), ("code", "1"))
+        await queue(store, 1, QueueEmail("confirmation", EMAIL, "fr", params, key="kept:1"))
+        folder = EmlFolder(settings.mail_outbox_dir)
+        folder.open()
+        from email.message import EmailMessage
+
+        message = EmailMessage()
+        message.set_content(f"Bonjour {FIRST}")
+        orphan, kept = folder.write("erased:2", message), folder.write("kept:1", message)
+        mailer = build_mailer(settings, store, texts, "coffee_test_bot", Clock())
+        running = asyncio.create_task(mailer.run())
+        await eventually(lambda: not orphan.exists())
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        assert kept.exists()
+    finally:
+        await store.close()

@@ -66,6 +66,7 @@ class OutboxSender:
         # rehearsal left, deleted as the real server takes each email over.
         self._files = files
         self._files_are_delivery = isinstance(transport, EmlFileTransport)
+        self._sweep_after_batch = False
         self._calendar = settings.calendar
         self._transport = transport
         self._renderer = renderer
@@ -81,7 +82,9 @@ class OutboxSender:
         self._wake.set()
 
     async def erased(self) -> None:
-        """Deletes the .eml files whose outbox rows an erasure deleted."""
+        """Deletes the .eml files whose outbox rows an erasure deleted; once more after the
+        batch being sent, which may have been writing one of the person's emails meanwhile."""
+        self._sweep_after_batch = True
         await self._files.sweep(self._outbox.kept)
 
     async def run(self) -> None:
@@ -93,6 +96,9 @@ class OutboxSender:
         while True:
             try:
                 sent = await self.send_due()
+                if self._sweep_after_batch:
+                    self._sweep_after_batch = False
+                    await self._files.sweep(self._outbox.kept)
             except Exception as error:
                 log.error(
                     "the outbox sender failed: %s; trying again in %s s", failure(error), self._poll
