@@ -15,7 +15,7 @@ from bot.mail.eml import EmlFileTransport, EmlFolder
 from bot.mail.sender import OutboxSender, Transport
 from bot.mail.smtp import SmtpTransport
 from bot.mail.unsubscribe import OneClickLinks, public_url
-from bot.secret_key import load_secret_key
+from bot.secret_key import check_secret_key, load_secret_key
 from bot.service import ConversationService
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
@@ -42,9 +42,11 @@ async def open_migrated_storage(settings: Settings, clock: Callable[[], datetime
     storage = await open_storage(settings.database_url, database_options(settings))
     try:
         # Before migrating: a former version's key is moved out of the database first.
-        storage.participants.use_key(await load_secret_key(settings, storage.database))
+        key = await load_secret_key(settings, storage.database)
         for applied in await migrate(storage.database, clock()):
             log.info("migrated the database: %s", applied)
+        await check_secret_key(settings, storage.database, key)
+        storage.participants.use_key(key)
         interrupted = await storage.outbox.mark_interrupted()
         if interrupted:
             log.warning(

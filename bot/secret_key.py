@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.settings import Settings, SettingsError
 from storage import sqlite_path
 from storage.database import Database
-from storage.participants import holds_hashes, legacy_secret_key
+from storage.participants import holds_hashes, key_matches, legacy_secret_key
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,20 @@ POSTGRES_KEY_FILE = "coffeebot.key"
 
 class MissingKeyFile(SettingsError):
     """The database holds hashes made with a key that is nowhere to be found."""
+
+
+class WrongSecretKey(SettingsError):
+    """The key found is not the one the database was used with."""
+
+
+async def check_secret_key(settings: Settings, database: Database, key: bytes) -> None:
+    """Refuses a key other than the one the (migrated) database was first used with."""
+    if not await key_matches(database, key):
+        where = "SECRET_KEY" if settings.secret_key else f"the key file {key_file(settings)}"
+        raise WrongSecretKey(
+            f"{where} is not the key this database was used with: restore the right one"
+            " (every replica needs the same SECRET_KEY), then start again"
+        )
 
 
 def key_file(settings: Settings) -> Path | None:

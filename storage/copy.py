@@ -14,7 +14,7 @@ from storage.participants import legacy_secret_key
 TABLES = (
     "participants", "friends", "consents", "entries", "processed_updates", "anonymous_counts",
     "outbox", "address_hashes", "draws", "draw_places", "meetings", "audit_log",
-    "operation", "telegram_outbox", "draw_addenda",
+    "operation", "telegram_outbox", "draw_addenda", "secret_key_check",
 )  # fmt: skip
 # Rows written per transaction into the target.
 BATCH_ROWS = 1000

@@ -552,3 +552,13 @@ async def _has_table(database: Database, name: str) -> bool:
         else "SELECT COUNT(*) FROM pg_tables WHERE tablename = ? AND schemaname = current_schema()"
     )
     return bool((await database.fetch(exists, (name,)))[0][0])
+
+
+async def key_matches(database: Database, key: bytes) -> bool:
+    """Whether `key` is the one the database was first used with (recorded then as a check
+    value, an HMAC of a fixed text that tells nothing of the key)."""
+    check = hmac.new(key, b"coffeebot secret key check", hashlib.sha256).hexdigest()
+    keep = "INSERT INTO secret_key_check VALUES ('main', ?) ON CONFLICT DO NOTHING"
+    await database.run([(keep, (check,))])
+    rows = await database.fetch("SELECT value FROM secret_key_check WHERE name = 'main'")
+    return hmac.compare_digest(str(rows[0][0]), check)

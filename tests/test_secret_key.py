@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from bot.bootstrap import open_migrated_storage
-from bot.secret_key import MissingKeyFile, key_file
+from bot.secret_key import MissingKeyFile, WrongSecretKey, key_file
 from bot.settings import Settings
 from conversations.confirmation import digest
 from storage import migrations, open_storage
 from storage.copy import CopyRefused, copy_database
-from storage.migrator import schema_version
+from storage.migrator import migrate, schema_version
 from storage.participants import legacy_secret_key
 from tests.conftest import NOW, run_sql
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
@@ -76,8 +76,11 @@ async def former_database(settings: Settings) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("storage.migrator.MIGRATIONS", former)
         patch.setattr("storage.migrator.LATEST_VERSION", former[-1].version)
-        old = await open_migrated_storage(settings.replace(secret_key="bootstrap"), lambda: NOW)
-        await old.close()
+        old = await open_storage(settings.database_url)
+        try:
+            await migrate(old.database, NOW)
+        finally:
+            await old.close()
 
 
 async def test_a_database_with_its_key_inside_gives_it_to_the_key_file_once(
@@ -192,3 +195,16 @@ async def legacy_secret_key_of(settings: Settings) -> str | None:
         return await legacy_secret_key(storage.database)
     finally:
         await storage.close()
+
+
+async def test_another_key_than_the_databases_is_refused(settings: Settings) -> None:
+    store = await open_migrated_storage(settings, lambda: NOW)
+    await store.close()
+    # A replica given its own key, or a mistyped SECRET_KEY, on a database already in use.
+    with pytest.raises(WrongSecretKey, match="SECRET_KEY is not the key this database"):
+        await open_migrated_storage(settings.replace(secret_key="another key"), lambda: NOW)
+    path = key_file(settings)
+    assert path is not None
+    path.write_text("f" * 64)
+    with pytest.raises(WrongSecretKey, match="is not the key this database was used with"):
+        await open_migrated_storage(settings, lambda: NOW)
