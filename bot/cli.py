@@ -250,14 +250,11 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
         except SettingsError as error:
             print(f"coffeebot: {error}", file=sys.stderr)
             return EXIT_CONFIGURATION
-        announce_mail(settings)
         return run_bot(settings)
     if command == "webhook":
         if not settings.telegram_bot_token:
             print(NO_TOKEN, file=sys.stderr)
             return EXIT_CONFIGURATION
-        if arguments.action is None:
-            announce_mail(settings)
         return webhook_command(settings, arguments.action, arguments.drop_pending_updates)
     if command == "migrate":
 
@@ -415,6 +412,7 @@ def run_bot(settings: Settings, webhook: bool = False) -> int:
             print(f"coffeebot: {error}", file=sys.stderr)
             return EXIT_ENVIRONMENT
         tune_gc(settings)
+        announce_mail(settings)  # once Telegram answered: a refused token stays one line
         if webhook:
             loop.run_until_complete(serve_webhook(application, settings, utc_now, stopping))
             return 0
