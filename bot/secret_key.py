@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bot.settings import Settings, SettingsError
 from storage import sqlite_path
@@ -20,6 +22,7 @@ from storage.database import Database
 from storage.participants import holds_hashes, key_matches, legacy_secret_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # For PostgreSQL, in the working directory (the state directory of the service).
 POSTGRES_KEY_FILE = "coffeebot.key"
@@ -65,8 +68,8 @@ async def load_secret_key(settings: Settings, database: Database) -> bytes:
     legacy = await legacy_secret_key(database)
     if path is None:
         return (legacy or secrets.token_hex(32)).encode()
-    if path.exists():
-        kept = read_key_file(path)
+    kept = _on_file(path, lambda: read_key_file(path) if path.exists() else None)
+    if kept is not None:
         if legacy is not None and legacy != kept:
             raise MissingKeyFile(
                 f"the key file {path} does not hold the key this database's hashes were made"
@@ -79,11 +82,24 @@ async def load_secret_key(settings: Settings, database: Database) -> bytes:
             f"the key file {path} is missing but the database holds hashes made with it:"
             " restore it from your backup (or set SECRET_KEY to its content), then start again"
         )
-    return write_key_file(path, legacy or secrets.token_hex(32)).encode()
+    made = legacy or secrets.token_hex(32)
+    return _on_file(path, lambda: write_key_file(path, made)).encode()
+
+
+def _on_file(path: Path, action: Callable[[], T]) -> T:
+    """A key file that cannot be read or written is a setting to fix: one line, status 2."""
+    try:
+        return action()
+    except (OSError, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not a key (not ASCII text)"
+        raise MissingKeyFile(
+            f"cannot use the key file {path}: {reason or error} (see SECRET_KEY_FILE)"
+        ) from None
 
 
 def read_key_file(path: Path) -> str:
-    if path.stat().st_mode & 0o077:  # restored from a backup with looser rights, say
+    # Restored from a backup with looser rights, say.
+    if path.is_file() and path.stat().st_mode & 0o077:
         path.chmod(0o600)
         log.warning("the key file %s was readable by others: now by its owner only", path)
     key = path.read_text(encoding="ascii").strip()

@@ -208,3 +208,19 @@ async def test_another_key_than_the_databases_is_refused(settings: Settings) -> 
     path.write_text("f" * 64)
     with pytest.raises(WrongSecretKey, match="is not the key this database was used with"):
         await open_migrated_storage(settings, lambda: NOW)
+
+
+@pytest.mark.parametrize("problem", ["a folder", "not ascii"])
+def test_a_key_file_that_cannot_be_used_is_one_line_with_status_2(
+    tmp_path: Path, problem: str
+) -> None:
+    key = tmp_path / "chosen.key"
+    if problem == "a folder":
+        key.mkdir()
+    else:
+        key.write_bytes(b"\xff\xfe cl\xe9")
+        key.chmod(0o600)
+    result = coffeebot(tmp_path, "migrate", env={"SECRET_KEY_FILE": str(key)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"cannot use the key file {key}" in result.stderr
