@@ -164,7 +164,10 @@ class ConversationService:
         if self._erased is not None and any(
             isinstance(effect, ErasePersonalData) for effect in outcome.effects
         ):
-            await self._erased()
+            try:
+                await self._erased()
+            except Exception as error:  # the mail sender's sweep at the next start retries
+                log.error("after user %s's erasure: %s", incoming.user_id, failure(error))
         await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)
 
     async def _send_kept(self, incoming: Incoming, outbound: Outbound, ctx: Context) -> None:

@@ -308,3 +308,19 @@ async def test_the_files_an_erasure_cut_short_left_are_swept_at_the_next_start(
         assert kept.exists()
     finally:
         await store.close()
+
+
+async def test_an_erasure_whose_files_cannot_be_swept_is_still_answered(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: EmlFolder, kept: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(EmlFolder, "sweep", broken)
+    api, updates = FakeBotApi(), Updates()
+    user = Updates.user(PERSON, FIRST)
+    async with running_bot(settings, api) as bot:
+        await bot.feed(*signup(updates, user)[:8])
+        await bot.feed(updates.text(user, "/supprimer"), updates.press(user, "erase.confirm"))
+    assert "effacé" in api.texts_to(PERSON)[-1]
+    assert f"after user {PERSON}'s erasure: PermissionError" in caplog.text
