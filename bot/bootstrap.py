@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 from bot.kept_replies import KeptReplies
 from bot.mail.emails import EmailRenderer
-from bot.mail.eml import EmlFileTransport
+from bot.mail.eml import EmlFileTransport, EmlFolder
 from bot.mail.sender import OutboxSender, Transport
 from bot.mail.smtp import SmtpTransport
 from bot.mail.unsubscribe import OneClickLinks, public_url
+from bot.secret_key import check_secret_key, load_secret_key
 from bot.service import ConversationService
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
@@ -40,9 +41,12 @@ async def open_migrated_storage(settings: Settings, clock: Callable[[], datetime
     """The stores, migrated, keyed, with the emails a crash left leaving given up."""
     storage = await open_storage(settings.database_url, database_options(settings))
     try:
+        # Before migrating: a former version's key is moved out of the database first.
+        key = await load_secret_key(settings, storage.database)
         for applied in await migrate(storage.database, clock()):
             log.info("migrated the database: %s", applied)
-        await storage.participants.use_address_key(settings.address_hash_key)
+        await check_secret_key(settings, storage.database, key)
+        storage.participants.use_key(key)
         storage.participants.use_tag_providers(settings.address_tag_providers)
         keyed, clashes = await storage.participants.key_entries()
         if keyed or clashes:
@@ -77,15 +81,16 @@ def build_mailer(
     clock: Callable[[], datetime],
 ) -> OutboxSender:
     transport: Transport
+    files = EmlFolder(settings.mail_outbox_dir)
     if settings.smtp_url:
         transport = SmtpTransport(settings.smtp_url, settings.smtp_timeout_seconds)
     else:
-        transport = EmlFileTransport(settings.mail_outbox_dir)
+        transport = EmlFileTransport(files)
     base = public_url(settings)
     one_click = OneClickLinks(base, storage.participants.address_hash).url if base else None
     renderer = EmailRenderer(texts, settings.mail_from, bot_username, one_click)
     return OutboxSender(
-        storage.outbox, transport, renderer, settings, clock, storage.participants.quotas
+        storage.outbox, transport, renderer, settings, clock, files, storage.participants.quotas
     )
 
 
@@ -95,12 +100,18 @@ def build_conversation(
     texts: Catalogue,
     bot_username: str,
     clock: Callable[[], datetime],
-    mail_queued: Callable[[], None],
+    mailer: OutboxSender,
     keep_replies: bool = False,
 ) -> ConversationService:
     """The conversation; with `keep_replies`, each step's replies are kept with its update id
     until they have left (so a redelivered update sends what a crash kept back)."""
     kept = KeptReplies(storage.database) if keep_replies else None
+
+    async def erased() -> None:
+        # The rows are gone: now their copies in the WAL and the person's .eml files.
+        await storage.database.scrub()
+        await mailer.erased()
+
     return ConversationService(
-        storage.participants, texts, settings, clock, bot_username, mail_queued, kept
+        storage.participants, texts, settings, clock, bot_username, mailer.wake, kept, erased
     )

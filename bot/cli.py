@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
+from bot.logs import quiet_payload_loggers
 from bot.settings import Settings, SettingsError
 from storage import UnsupportedDatabase, described
 
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return write_page(arguments.output, arguments.language, arguments.embed)
 
+    # Every file the bot makes (database, key, emails, exports) is its user's only.
+    os.umask(0o077)
     load_dotenv(os.environ.get("COFFEEBOT_ENV_FILE", ".env"))
     try:
         settings = Settings.from_env(os.environ)
@@ -221,10 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_payload_loggers()
     for handler in logging.getLogger().handlers:
         handler.addFilter(NoNetworkTracebacks(settings.telegram_bot_token))
     try:
         return run_command(command, arguments, settings)
+    except SettingsError as error:  # found only once the database is open: a missing key file
+        print(f"coffeebot: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     except OSError as error:  # a database server refusing connections, or an unknown host
         print(f"coffeebot: cannot reach {database}: {error.strerror or error}", file=sys.stderr)
         return EXIT_ENVIRONMENT
@@ -302,6 +309,18 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
     profile = Profile(arguments.first_name, arguments.last_name, arguments.language)
     asyncio.run(run_console(settings, profile, arguments.user_id, sys.stdin, sys.stdout, utc_now))
     return 0
+
+
+def announce_mail(settings: Settings) -> None:
+    """Without SMTP_URL nothing is mailed: the bot says so at start, loudly, and where the
+    emails (names, addresses, codes) are written instead."""
+    if not settings.smtp_url:
+        folder = os.path.abspath(settings.mail_outbox_dir)
+        log.warning(
+            "SMTP_URL is not set: emails are NOT sent, they are written as .eml files into %s"
+            " (readable by this user only; for a rehearsal: set SMTP_URL to send them)",
+            folder,
+        )
 
 
 class TelegramUnreachable(Exception):
@@ -408,6 +427,7 @@ def run_bot(settings: Settings, webhook: bool = False) -> int:
             print(f"coffeebot: {error}", file=sys.stderr)
             return EXIT_ENVIRONMENT
         tune_gc(settings)
+        announce_mail(settings)  # once Telegram answered: a refused token stays one line
         if webhook:
             loop.run_until_complete(serve_webhook(application, settings, utc_now, stopping))
             return 0

@@ -19,6 +19,8 @@ from storage.database import Database
 
 _UNSENT = "SELECT replies, replies_sent FROM processed_updates WHERE update_id = ?"
 _PROGRESS = "UPDATE processed_updates SET replies_sent = ? WHERE update_id = ?"
+# Replies quote what the person gave (their address, their name): gone once all have left.
+_DONE = "UPDATE processed_updates SET replies_sent = ?, replies = NULL WHERE update_id = ?"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class KeptReplies:
             return None
         return decode(rows[0][0]), int(rows[0][1])
 
-    async def sent(self, update_id: int, items: int) -> None:
-        """Record that the first `items` items of the update have left."""
-        await self._database.run([(_PROGRESS, (items, update_id))])
+    async def sent(self, update_id: int, items: int, done: bool = False) -> None:
+        """Record that the first `items` items of the update have left; when that is all of
+        them (`done`), the replies are forgotten."""
+        await self._database.run([(_DONE if done else _PROGRESS, (items, update_id))])

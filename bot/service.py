@@ -7,20 +7,22 @@ version guard in the store still refuses a stale write.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Protocol
 
 from bot.kept_replies import KeptReplies, KeptStep, encode
+from bot.logs import failure
+from bot.personal_data import document, readable, summary
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.commands import new_participant
 from conversations.model import (
+    ErasePersonalData,
     Input,
     InviteFriends,
     Outcome,
@@ -98,8 +100,11 @@ class ConversationService:
         bot_username: str,
         mail_queued: Callable[[], None],
         kept: KeptReplies | None = None,
+        erased: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        # After an erasure's commit: what it deleted goes from the files too (WAL, .eml).
+        self._erased = erased
         # With it, each step's replies are kept with its update id until they have left.
         self._kept = kept
         self._texts = texts
@@ -123,6 +128,7 @@ class ConversationService:
             self._calendar,
             operation,
             self._zone,
+            hash_key=self._store.key,
         )
 
     async def handle(self, incoming: Incoming, outbound: Outbound) -> None:
@@ -159,6 +165,13 @@ class ConversationService:
             return
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in outcome.effects):
             self._mail_queued()
+        if self._erased is not None and any(
+            isinstance(effect, ErasePersonalData) for effect in outcome.effects
+        ):
+            try:
+                await self._erased()
+            except Exception as error:  # the mail sender's sweep at the next start retries
+                log.error("after user %s's erasure: %s", incoming.user_id, failure(error))
         await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)
 
     async def _send_kept(self, incoming: Incoming, outbound: Outbound, ctx: Context) -> None:
@@ -190,14 +203,19 @@ class ConversationService:
             elif state is not None:  # None: the person erased everything meanwhile
                 await self._send_personal_data(state, ctx, outbound)
             if self._kept is not None and incoming.update_id is not None:
-                await self._kept.sent(incoming.update_id, index + 1)
+                await self._kept.sent(incoming.update_id, index + 1, index + 1 == step.items)
 
     def _step(self, state: Participant, incoming: Incoming, ctx: Context) -> Outcome:
         try:
             return step(state, incoming.event, ctx)
-        except Exception:
+        except Exception as error:
             # The state is left as it was, so nothing the person gave before is lost.
-            log.exception("step failed for user %s on %r", incoming.user_id, incoming.event)
+            log.error(
+                "step failed for user %s on %s: %s",
+                incoming.user_id,
+                type(incoming.event).__name__,
+                failure(error),
+            )
             return Outcome(state, (Reply(self._texts.render(state.language, "error.internal")),))
 
     async def _commit(
@@ -230,10 +248,10 @@ class ConversationService:
     async def _send_personal_data(
         self, state: Participant, ctx: Context, outbound: Outbound
     ) -> None:
-        data = await self._store.export(state.user_id)
-        content = json.dumps(data, ensure_ascii=False, indent=2, default=str).encode()
+        data = readable(self._texts, await self._store.export(state.user_id))
+        await outbound.send(Reply(summary(self._texts, state, data)))
         caption = self._texts.render(state.language, "mydata.caption")
-        await outbound.send_document(f"coffeebot-{state.user_id}.json", content, caption)
+        await outbound.send_document(f"coffeebot-{state.user_id}.json", document(data), caption)
 
     async def warn_flood(self, user_id: int, profile: Profile, outbound: Outbound) -> None:
         """Tells a person who sends too much at once that they are ignored for a while."""

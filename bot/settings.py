@@ -123,8 +123,12 @@ class Settings:
     telegram_outbox_max_attempts: int = 6
     telegram_outbox_retry_base_seconds: float = 30.0
     telegram_outbox_poll_seconds: float = 5.0
-    # Secret for the keyed hashes of invited addresses; kept in the database when unset.
-    address_hash_key: str | None = None
+    # The key of every keyed hash (addresses, confirmation codes and links), never kept in the
+    # database: this value when set (ADDRESS_HASH_KEY, its former name, is read too), else the
+    # key file, created at first start (mode 0600) beside a SQLite database, or `coffeebot.key`
+    # in the working directory for PostgreSQL.
+    secret_key: str | None = None
+    secret_key_file: str | None = None
     reserves: int = 5
     # The most winners and reserves one /draw may ask for.
     draw_max_places: int = 100
@@ -271,6 +275,9 @@ class Settings:
             raw = environ.get(field.name.upper())
             if raw is not None and raw.strip() != "":
                 values[field.name] = _parse(field.name.upper(), raw.strip(), hints[field.name])
+        former = environ.get("ADDRESS_HASH_KEY", "").strip()
+        if former and "secret_key" not in values:
+            values["secret_key"] = former
         return cls(**values)
 
     @property

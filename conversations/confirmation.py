@@ -1,7 +1,8 @@
 """Email confirmation (double opt-in): a link with a token, or a short code typed in the chat.
 
-Only hashes of the token and the code are kept. A link is checked against the person's own
-pending confirmation, so a link opened from another account tells nothing about whose it is.
+Only keyed hashes (HMAC-SHA256) of the token and the code are kept. A link is checked against
+the person's own pending confirmation, so a link opened from another account tells nothing about
+whose it is.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{16,62}")
 _HOUR = timedelta(hours=1)
 
 
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+def digest(key: bytes, secret: str) -> str:
+    """A keyed hash of a code or a token: without the key, no list of the million codes
+    reverses it."""
+    return hmac.new(key, f"confirmation:{secret}".encode(), hashlib.sha256).hexdigest()
 
 
-def _matches(secret: str, expected: str) -> bool:
-    return hmac.compare_digest(digest(secret), expected)
+def _matches(key: bytes, secret: str, expected: str) -> bool:
+    return hmac.compare_digest(digest(key, secret), expected)
 
 
 def _within_the_hour(times: tuple[datetime, ...], now: datetime) -> tuple[datetime, ...]:
@@ -71,8 +74,8 @@ def issue(state: Participant, ctx: Context) -> Outcome:
     )
     pending = Confirmation(
         state.email,
-        digest(ctx.secrets.token),
-        digest(ctx.secrets.code),
+        digest(ctx.hash_key, ctx.secrets.token),
+        digest(ctx.hash_key, ctx.secrets.code),
         ctx.now + ctx.limits.confirmation_valid_for,
     )
     sends = (*_within_the_hour(state.confirmation_sends, ctx.now), ctx.now)
@@ -214,7 +217,7 @@ def _confirm(state: Participant, ctx: Context) -> Outcome:
 def open_link(state: Participant, token: str, ctx: Context) -> Outcome:
     """Confirms the address when the link is this person's own, current one."""
     pending = state.confirmation
-    if pending and TOKEN.fullmatch(token) and _matches(token, pending.token_hash):
+    if pending and TOKEN.fullmatch(token) and _matches(ctx.hash_key, token, pending.token_hash):
         if ctx.now >= pending.expires_at:
             return _reply(state, ctx, "confirmation.expired")
         return _confirm(state, ctx)
@@ -242,7 +245,7 @@ def enter_code(state: Participant, text: str, ctx: Context) -> Outcome:
     if ctx.now >= pending.expires_at:
         return _reply(state, ctx, "confirmation.expired")
     match = CODE.fullmatch(text.strip())
-    if match and _matches(match[1] + match[2], pending.code_hash):
+    if match and _matches(ctx.hash_key, match[1] + match[2], pending.code_hash):
         return _confirm(state, ctx)
     failures = (*failures, ctx.now)
     left = allowed - len(failures)

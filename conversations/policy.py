@@ -88,6 +88,9 @@ class Context:
     zone: tzinfo = UTC
     # The counts that outlive erasure, as read before the step (conversations/quotas.py).
     usage: Usage = field(default_factory=Usage)
+    # The key of the confirmation code's and link's hashes; the shell keeps it outside the
+    # database, so that a copy of the database alone cannot test the million codes.
+    hash_key: bytes = b""
 
     @property
     def phase(self) -> Phase:

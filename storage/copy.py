@@ -8,12 +8,13 @@ from datetime import datetime
 from storage import open_database
 from storage.database import Database
 from storage.migrator import migrate
+from storage.participants import legacy_secret_key
 
 # Parents before the tables that refer to them.
 TABLES = (
     "participants", "friends", "consents", "entries", "processed_updates", "anonymous_counts",
-    "outbox", "address_hashes", "secrets", "draws", "draw_places", "meetings", "audit_log",
-    "operation", "telegram_outbox", "draw_addenda", "quota_counts",
+    "outbox", "address_hashes", "draws", "draw_places", "meetings", "audit_log",
+    "operation", "telegram_outbox", "draw_addenda", "quota_counts", "secret_key_check",
 )  # fmt: skip
 # Rows written per transaction into the target.
 BATCH_ROWS = 1000
@@ -34,6 +35,13 @@ async def copy_database(source_url: str, target_url: str, now: datetime) -> dict
     try:
         target = await open_database(target_url)
         try:
+            if await legacy_secret_key(source) is not None:
+                # Migrating it here would drop the key with its table (migration 10).
+                raise CopyRefused(
+                    "the source still keeps its secret key inside (made before schema version"
+                    " 10): run `coffeebot migrate` on it first, which moves the key to its key"
+                    " file, then copy (and keep that key file for the target)"
+                )
             await migrate(source, now)
             await migrate(target, now)
             return await _copy(source, target)

@@ -76,5 +76,11 @@ class Database(ABC):
     async def indexes(self) -> dict[str, tuple[str, bool]]:
         """Each named index or unique constraint: (table, unique)."""
 
+    async def scrub(self) -> None:
+        """After an erasure: what was deleted leaves the files too, where the backend keeps
+        copies of its own (SQLite's write-ahead log). PostgreSQL reuses the dead rows' space at
+        its next vacuum; nothing is done here."""
+        return None
+
     @abstractmethod
     async def close(self) -> None: ...

@@ -113,6 +113,17 @@ class EmailOutbox:
         )
         return (await self._database.run([(interrupted, ())]))[0]
 
+    async def kept(self, keys: list[str]) -> set[str]:
+        """Which of these keys still have a row (an erasure deletes the person's rows)."""
+        if not keys:
+            return set()
+        rows = await self._database.fetch(
+            f"SELECT idempotency_key FROM outbox WHERE idempotency_key IN"
+            f" ({', '.join('?' * len(keys))})",
+            keys,
+        )
+        return {row[0] for row in rows}
+
     async def counts(self) -> dict[str, int]:
         rows = await self._database.fetch("SELECT status, COUNT(*) FROM outbox GROUP BY status")
         return {status: count for status, count in rows}

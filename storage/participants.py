@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -65,11 +64,33 @@ _ALL_CONSENTS = (
     "SELECT kind, version, given_at, withdrawn_at FROM consents WHERE user_id = ?"
     " ORDER BY given_at, kind"
 )
+_REFERRALS = (
+    "SELECT COUNT(*) FROM participants AS referred JOIN participants AS referrer"
+    " ON referred.referrer = referrer.referral_code"
+    " JOIN entries ON entries.user_id = referred.user_id WHERE referrer.user_id = ?"
+)
 _ENTRY_COLUMNS = (
     "ticket", "email", "phone", "postcode", "departement", "area", "consents", "entered_at",
     "excluded_reason",
 )  # fmt: skip
 _ENTRY = f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM entries WHERE user_id = ?"
+# What /mesdonnees shows besides the profile: the rows about the person, in words.
+_EMAILS = (
+    "SELECT kind, recipient AS to_address, language, status, attempts, last_error,"
+    " created_at, sent_at FROM outbox WHERE user_id = ? ORDER BY created_at, idempotency_key"
+)
+_MESSAGES = (
+    "SELECT kind, text_key AS message, language, status, attempts, created_at, sent_at"
+    " FROM telegram_outbox WHERE user_id = ? ORDER BY created_at, idempotency_key"
+)
+_OWN_PLACE = (
+    "SELECT ticket, role, rank - CASE WHEN role = 'reserve'"
+    " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank_in_role,"
+    " status, deadline, area AS area_at_the_draw, travel AS travel_at_the_draw, updated_at"
+    " FROM draw_places WHERE user_id = ?"
+)
+_ADDENDA_ABOUT = "SELECT record FROM draw_addenda WHERE record LIKE ? ORDER BY seq"
+_AUDIT_ABOUT = "SELECT at, action, details FROM audit_log WHERE details LIKE ? ORDER BY at, seq"
 # The person's own step never changes the ticket, the consents or an admin's exclusion.
 _SAVE_ENTRY = (
     "INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area, consents,"
@@ -255,6 +276,44 @@ def _entry(row: Any) -> Entry:
     )
 
 
+def _profile_export(row: Any) -> dict[str, Any]:
+    """The profile as the person gave it, and where their signup stands."""
+    expires_at = row["confirmation_expires_at"]
+    return {
+        "language": row["language"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "phone": row["phone"],
+        "email": row["email"],
+        "email_being_changed_to": row["pending_email"],
+        "postcode": row["postcode"],
+        "departement": row["departement"],
+        "area": row["area"],
+        "question": row["question"],
+        "signup_step": row["step"],
+        "paused": bool(row["paused"]),
+        "started_at": row["created_at"],
+        "completed_at": row["completed_at"],
+        "updated_at": row["updated_at"],
+        "email_waiting_for_confirmation": row["confirmation_address"] if expires_at else None,
+        "confirmation_valid_until": expires_at,
+        "confirmation_emails_sent_at": [t for t in row["confirmation_sends"].split(",") if t],
+        "wrong_codes_typed_at": [t for t in row["code_failures"].split(",") if t],
+        "your_referral_code": row["referral_code"],
+        "referred_by_code": row["referrer"],
+        "friends_invited_count": row["friends_invited"],
+        "ways_to_help": [a for a in row["actions"].split(",") if a],
+        "availability": [a for a in row["availability"].split(",") if a],
+    }
+
+
+def _entry_export(row: Any) -> dict[str, Any]:
+    entry = dict(row)
+    entry.pop("address_key", None)  # the comparison key of the address shown beside it
+    entry["consents"] = json.loads(entry["consents"])
+    return entry
+
+
 def _participant(
     row: Any,
     friends: Iterable[Any],
@@ -340,17 +399,15 @@ class Participants:
             held._providers = self._providers
             yield held
 
-    async def use_address_key(self, configured: str | None) -> None:
-        """Key the address hashes with the configured secret, or with one kept in the database."""
-        if configured:
-            self._address_key = configured.encode()
-            return
-        keep = "INSERT INTO secrets VALUES ('address_hash_key', ?) ON CONFLICT DO NOTHING"
-        await self._database.run([(keep, (secrets.token_hex(32),))])
-        rows = await self._database.fetch(
-            "SELECT value FROM secrets WHERE name = 'address_hash_key'"
-        )
-        self._address_key = rows[0][0].encode()
+    def use_key(self, key: bytes) -> None:
+        """Key the hashes (addresses, confirmation codes and links) with the secret key, which
+        the shell keeps outside the database (bot/secret_key.py)."""
+        self._address_key = key
+
+    @property
+    def key(self) -> bytes:
+        assert self._address_key is not None, "use_key() first"
+        return self._address_key
 
     def use_tag_providers(self, providers: Sequence[str]) -> None:
         """The providers whose addresses are compared without +tags (ADDRESS_TAG_PROVIDERS)."""
@@ -386,8 +443,7 @@ class Participants:
         )
 
     def address_hash(self, address: str) -> str:
-        assert self._address_key is not None, "use_address_key() first"
-        return address_hash(self._address_key, address)
+        return address_hash(self.key, address)
 
     async def load(self, user_id: int) -> Participant | None:
         return (await self.load_for_step(user_id))[0]
@@ -545,19 +601,53 @@ class Participants:
         return (await self._database.run([forget]))[0]
 
     async def export(self, user_id: int) -> dict[str, Any]:
+        """Everything stored that names the person, in words a person reads (no internal
+        versions, ticks or hashes): profile, entry, consents, friends, referrals, the emails
+        and Telegram messages about them, their draw place and the public records about it."""
         key = (user_id,)
-        rows, friends, consents, entries = await self._database.read(
-            [(_SELECT, key), (_FRIENDS, key), (_ALL_CONSENTS, key), (_ENTRY, key)]
+        rows, friends, consents, entries, referrals, emails, messages, places = (
+            await self._database.read(
+                [(_SELECT, key), (_FRIENDS, key), (_ALL_CONSENTS, key), (_ENTRY, key),
+                 (_REFERRALS, key), (_EMAILS, key), (_MESSAGES, key), (_OWN_PLACE, key)]
+            )
+        )  # fmt: skip
+        entry = _entry_export(entries[0]) if entries else None
+        place = dict(places[0]) if places else None
+        tickets = {t for t in (entry and entry["ticket"], place and place["ticket"]) if t}
+        addenda: list[Any] = []
+        audit: list[dict[str, Any]] = []
+        for ticket in sorted(tickets):
+            pattern = (f"%{ticket}%",)
+            found, logged = await self._database.read(
+                [(_ADDENDA_ABOUT, pattern), (_AUDIT_ABOUT, pattern)]
+            )
+            addenda += [json.loads(row[0]) for row in found]
+            audit += [dict(row) for row in logged]
+        addresses = {a for a in (rows and rows[0]["email"], entry and entry["email"]) if a}
+        # Marks are kept by mailbox (address_key), and by spelling as before mailboxes were.
+        spellings = addresses | {address_key(a, self._providers) for a in addresses}
+        hashed = sorted({self.address_hash(address) for address in spellings})
+        marks = (
+            await self._database.fetch(
+                "SELECT reason, created_at FROM address_hashes WHERE hash IN"
+                f" ({', '.join('?' * len(hashed))}) ORDER BY created_at, reason",
+                hashed,
+            )
+            if hashed
+            else []
         )
-        entry = dict(entries[0]) if entries else None
-        if entry is not None:
-            entry["consents"] = json.loads(entry["consents"])
         return {
             "telegram_user_id": user_id,
-            "signup": dict(rows[0]) if rows else None,
+            "profile": _profile_export(rows[0]) if rows else None,
             "entry": entry,
-            "friends": [friend[0] for friend in friends],
             "consents": [dict(consent) for consent in consents],
+            "friends_you_invited": [friend[0] for friend in friends],
+            "referrals": {"entries_confirmed_through_your_link": referrals[0][0]},
+            "emails": [dict(email) for email in emails],
+            "telegram_messages": [dict(message) for message in messages],
+            "draw": {"place": place, "public_addenda": addenda, "audit_log": audit},
+            # Kept as keyed hashes, which outlive an erasure: invited by someone, unsubscribed.
+            "your_address_marked_as": [dict(mark) for mark in marks],
         }
 
     async def count(self, name: str) -> int:
@@ -573,3 +663,40 @@ def close_entries_statement(now: datetime) -> Statement:
         " ON CONFLICT (name) DO NOTHING",
         (_time(now),),
     )
+
+
+async def legacy_secret_key(database: Database) -> str | None:
+    """The key a former version kept in the database's `secrets` table (dropped by migration 10),
+    if the table is still there and holds one."""
+    if not await _has_table(database, "secrets"):
+        return None
+    rows = await database.fetch("SELECT value FROM secrets WHERE name = 'address_hash_key'")
+    return str(rows[0][0]) if rows else None
+
+
+async def holds_hashes(database: Database) -> bool:
+    """Whether the database keeps hashes made with the secret key for good: invited or
+    unsubscribed addresses. (Pending confirmation codes expire within days; a person whose
+    code stopped matching asks for another one.)"""
+    if not await _has_table(database, "address_hashes"):
+        return False
+    return bool(await database.fetch("SELECT 1 FROM address_hashes LIMIT 1"))
+
+
+async def _has_table(database: Database, name: str) -> bool:
+    exists = (
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+        if database.dialect is Dialect.SQLITE
+        else "SELECT COUNT(*) FROM pg_tables WHERE tablename = ? AND schemaname = current_schema()"
+    )
+    return bool((await database.fetch(exists, (name,)))[0][0])
+
+
+async def key_matches(database: Database, key: bytes) -> bool:
+    """Whether `key` is the one the database was first used with (recorded then as a check
+    value, an HMAC of a fixed text that tells nothing of the key)."""
+    check = hmac.new(key, b"coffeebot secret key check", hashlib.sha256).hexdigest()
+    keep = "INSERT INTO secret_key_check VALUES ('main', ?) ON CONFLICT DO NOTHING"
+    await database.run([(keep, (check,))])
+    rows = await database.fetch("SELECT value FROM secret_key_check WHERE name = 'main'")
+    return hmac.compare_digest(str(rows[0][0]), check)

@@ -69,6 +69,10 @@ class Outbox(Protocol):
 
     async def mark_failed(self, key: str, attempts: int, error: str) -> None: ...
 
+    async def kept(self, keys: list[str]) -> set[str]:
+        """Which of these keys still have a row."""
+        ...
+
     async def mark_interrupted(self) -> int:
         """After a crash, give up the emails that were leaving: they may have left, and sending
         them again could send them twice."""
@@ -79,6 +83,11 @@ class ParticipantStore(Protocol):
     def serving(self, user_id: int) -> AbstractAsyncContextManager[ParticipantStore]:
         """This store within one person's turn: whoever else serves them, in this process or
         another, waits until the block commits."""
+        ...
+
+    @property
+    def key(self) -> bytes:
+        """The secret key of the keyed hashes (codes, links, addresses)."""
         ...
 
     async def load(self, user_id: int) -> Participant | None: ...

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing, suppress
 from typing import Any
 
 import aiosqlite
@@ -72,6 +73,13 @@ class Checkpointer:
         self._thread.shutdown()
 
 
+def _create_private(path: str) -> None:
+    """A new database file readable by the bot's user only; SQLite gives its -wal and -shm
+    files the database file's mode. An existing file is left as it is."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _checkpoint_done(future: asyncio.Future[None]) -> None:
     # A failed checkpoint is retried at the next one; the WAL only grows meanwhile.
     if not future.cancelled() and future.exception() is not None:
@@ -96,6 +104,7 @@ class SqliteDatabase(Database):
         cls, path: str, busy_timeout_ms: int = 5000, checkpoint_every_commits: int = 250
     ) -> SqliteDatabase:
         if path != ":memory:":
+            _create_private(path)
             # Switching to WAL needs the file's lock: wait for it here, as long as the busy
             # timeout says, and fail with the connection closed. (Done first on the aiosqlite
             # connection, before its busy timeout is set, a lock held elsewhere fails at once
@@ -116,7 +125,17 @@ class SqliteDatabase(Database):
         await connection.execute("PRAGMA synchronous = NORMAL")
         await connection.execute("PRAGMA foreign_keys = ON")
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        # A deleted row is overwritten with zeros, whatever the platform's build defaults to:
+        # an erasure leaves nothing to find in the file's free pages.
+        await connection.execute("PRAGMA secure_delete = ON")
         return cls(connection, checkpointer)
+
+    async def scrub(self) -> None:
+        # The WAL still holds the pages as they were before the erasure: copied into the file
+        # (where secure_delete zeroed the rows) and emptied. Erasures are rare; the few
+        # milliseconds on the loop thread are acceptable.
+        if self._checkpointer is not None:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     async def close(self) -> None:
         if self._checkpointer is not None:

@@ -62,6 +62,8 @@ class LocalBotApi:
     bots: list[Any] = field(default_factory=list)
     # What setWebhook registered (url, secret_token, max_connections, allowed_updates).
     webhook: dict[str, Any] = field(default_factory=dict)
+    # Chats of people who blocked the bot: sending there gets Telegram's 403.
+    blocked: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -129,6 +131,8 @@ class LocalBotApi:
         chat_id = params.get("chat_id")
         if not isinstance(chat_id, int):
             return self._error(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            return self._error(403, "Forbidden: bot was blocked by the user")
         retry_after = self._throttled(chat_id)
         if retry_after:
             self.refused += 1

@@ -124,6 +124,7 @@ def ctx(settings: Settings, texts: Catalogue) -> Context:
         "coffee_test_bot",
         calendar=settings.calendar,
         zone=settings.zone,
+        hash_key=b"the key of the tests",
     )
 
 

@@ -19,6 +19,17 @@ class Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
     # Answers to give to the next DATA commands instead of accepting, e.g. "451 Try later".
     refusals: list[str] = field(default_factory=list)
+    # Answers to give to the next RCPT commands instead of accepting, e.g. a 550 quoting the
+    # address as real servers do.
+    recipient_refusals: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.recipient_refusals:
+            return self.recipient_refusals.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refusals:

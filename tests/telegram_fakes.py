@@ -40,6 +40,8 @@ class FakeBotApi(BaseRequest):
     ) -> None:
         self.latency = latency
         self.calls: list[ApiCall] = []
+        # Chats of people who blocked the bot: sending there gets Telegram's 403.
+        self.blocked: set[int] = set()
         self._listener = listener
         self._message_ids = itertools.count(10_000)
 
@@ -75,6 +77,9 @@ class FakeBotApi(BaseRequest):
             self._listener(call)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if endpoint.startswith("send") and params.get("chat_id") in self.blocked:
+            body = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked"}
+            return 403, json.dumps(body).encode()
         result = self._answer(endpoint, params, files)
         if result is None:
             body = {"ok": False, "error_code": 400, "description": f"Bad Request: {endpoint}"}

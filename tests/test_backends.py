@@ -28,7 +28,7 @@ from tests.test_storage import BACKENDS, backend_url
 async def opened(url: str) -> Storage:
     storage = await open_storage(url)
     await migrate(storage.database, NOW)
-    await storage.participants.use_address_key("key")
+    storage.participants.use_key(b"key")
     return storage
 
 

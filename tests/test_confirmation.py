@@ -52,9 +52,9 @@ def test_completing_queues_a_confirmation_and_keeps_only_hashes(ctx: Context) ->
     new = outcome.state
     assert new.step == Step.COMPLETE and not new.is_confirmed
     assert new.confirmation is not None
-    assert new.confirmation.token_hash == digest(TOKEN) and new.confirmation.code_hash == digest(
-        CODE
-    )
+    key = ctx.hash_key
+    assert new.confirmation.token_hash == digest(key, TOKEN)
+    assert new.confirmation.code_hash == digest(key, CODE)
     assert TOKEN not in repr(replace(new, confirmation=None))
     assert "zoe@orange.fr" in outcome.replies[-1].text
 

@@ -56,11 +56,11 @@ def test_a_scripted_signup_through_stdin(tmp_path: Path) -> None:
     assert "🎉 Merci" in result.stdout
     document = result.stdout[result.stdout.index("{\n") : result.stdout.rindex("}") + 1]
     data = json.loads(document)
-    assert data["signup"]["phone"] == "+33612345678"
-    assert data["signup"]["email"] == "zoe@gmail.com"
-    assert (data["signup"]["departement"], data["signup"]["area"]) == ("974", "overseas")
-    assert data["friends"] == ["ami@free.fr"]
-    assert data["signup"]["question"] == "Et les transports en outre-mer ?"
+    assert data["profile"]["phone"] == "+33612345678"
+    assert data["profile"]["email"] == "zoe@gmail.com"
+    assert (data["profile"]["departement"], data["profile"]["area"]) == ("974", "overseas")
+    assert data["friends_you_invited"] == ["ami@free.fr"]
+    assert data["profile"]["question"] == "Et les transports en outre-mer ?"
 
 
 def test_the_console_resumes_where_the_last_run_stopped(tmp_path: Path) -> None:

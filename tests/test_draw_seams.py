@@ -110,7 +110,10 @@ async def test_a_ticket_given_while_the_preview_reads_the_list_makes_the_preview
             late = replace(
                 late,
                 confirmation=Confirmation(
-                    late.email or "", digest(LATE_TOKEN), digest("111111"), NOW + timedelta(days=1)
+                    late.email or "",
+                    digest(store.participants.key, LATE_TOKEN),
+                    digest(store.participants.key, "111111"),
+                    NOW + timedelta(days=1),
                 ),
             )
             await store.participants.save(

@@ -67,14 +67,16 @@ async def test_signup_email_link_questionnaire_and_invitation(settings: Settings
             # Different users run concurrently: Zoé asks once Léa's confirmation is in.
             await bot.feed(updates.text(zoe, "/statut"), updates.text(zoe, "/mesdonnees"))
             assert "vous participez au tirage" in api.texts_to(1002)[-2]
-            assert "1 ami(s) ont rejoint" in api.texts_to(1001)[-2]
+            assert "1 ami(s) ont rejoint" in api.texts_to(1001)[-3]
 
     data = json.loads(api.documents_to(1001)[0])
-    signup = data["signup"]
-    assert data["entry"]["email"] == "Zoe.Martin+cafe@gmail.com" and signup["step"] == "complete"
-    assert signup["actions"] == "host_meeting,leaflets" and signup["availability"] == "evenings"
-    assert signup["confirmation_token_hash"] is None and token not in json.dumps(data)
-    assert data["friends"] == [] and signup["friends_invited"] == 1
+    signup = data["profile"]
+    assert data["entry"]["email"] == "Zoe.Martin+cafe@gmail.com"
+    assert signup["signup_step"] == "complete"
+    assert signup["ways_to_help"] == ["host_meeting", "leaflets"]
+    assert signup["availability"] == ["evenings"]
+    assert signup["email_waiting_for_confirmation"] is None and token not in json.dumps(data)
+    assert data["friends_you_invited"] == [] and signup["friends_invited_count"] == 1
     news = [c for c in data["consents"] if c["kind"].startswith("news")]
     assert [(c["kind"], c["withdrawn_at"]) for c in news] == [("news_email", None)]
     assert len(inbox.to("ami@orange.fr")) == 1 and len(inbox.to("Zoe.Martin+cafe@gmail.com")) == 1

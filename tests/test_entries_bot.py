@@ -33,7 +33,7 @@ async def test_a_link_cannot_confirm_an_address_it_was_not_sent_to(settings: Set
             )
             data = json.loads(api.documents_to(ZOE_ID)[-1])
             assert data["entry"]["email"] == "Zoe.Martin+cafe@gmail.com"
-            assert data["signup"]["email"] == "lea@free.fr"
+            assert data["profile"]["email"] == "lea@free.fr"
             # Confirming the summary sends B its own email; the entry keeps A until B confirms.
             await bot.feed(updates.press(zoe, "summary.confirm"), updates.text(zoe, "/statut"))
             token_b = confirmation_token(await mail_to(inbox, "lea@free.fr"))
@@ -96,4 +96,4 @@ async def test_after_closing_a_newcomer_is_told_and_nothing_is_stored(settings: 
     assert "inline_keyboard" not in api.to_chat(1003)[0].params.get("reply_markup", {})
     assert "closes" in pressed
     data = json.loads(api.documents_to(1003)[-1])
-    assert data["signup"] is None and data["entry"] is None
+    assert data["profile"] is None and data["entry"] is None

@@ -43,6 +43,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     url = backend_url(request, tmp_path)
     opened = await open_storage(url)
     await migrate(opened.database, NOW)
+    opened.participants.use_key(b"the key of the contract tests")
     yield opened
     await opened.close()
 
@@ -209,10 +210,15 @@ async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -
     assert await store.participants.load(1) is None
     assert await store.participants.export(1) == {
         "telegram_user_id": 1,
-        "signup": None,
+        "profile": None,
         "entry": None,
-        "friends": [],
         "consents": [],
+        "friends_you_invited": [],
+        "referrals": {"entries_confirmed_through_your_link": 0},
+        "emails": [],
+        "telegram_messages": [],
+        "draw": {"place": None, "public_addenda": [], "audit_log": []},
+        "your_address_marked_as": [],
     }
     for table in ("friends", "consents", "entries"):
         rows = await store.database.fetch(f"SELECT * FROM {table}")
@@ -225,16 +231,39 @@ async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -
 async def test_export_holds_every_stored_field(store: Storage) -> None:
     await save_new(store, participant())
     data = await store.participants.export(1)
-    assert data["signup"]["phone"] == "+33612345678"
-    assert data["signup"]["departement"] == "2A" and data["signup"]["area"] == "corsica"
-    assert data["friends"] == ["a@free.fr", "b@free.fr"]
+    assert data["profile"]["phone"] == "+33612345678"
+    assert data["profile"]["departement"] == "2A" and data["profile"]["area"] == "corsica"
+    assert data["friends_you_invited"] == ["a@free.fr", "b@free.fr"]
     assert sorted(c["version"] for c in data["consents"]) == [
         "fr-adult",
         "fr-processing",
         "fr-rules",
     ]
-    columns = (await store.database.tables())["participants"]
-    assert set(data["signup"]) == {name for name, _, _ in columns}
+    columns = {name for name, _, _ in (await store.database.tables())["participants"]}
+    # Every column is shown under a name a person reads, or is the bot's own bookkeeping.
+    assert columns == set(PROFILE_SHOWS) | BOOKKEEPING
+    assert {PROFILE_SHOWS[column] for column in PROFILE_SHOWS} == set(data["profile"])
+
+
+PROFILE_SHOWS = {
+    "language": "language", "first_name": "first_name", "last_name": "last_name",
+    "phone": "phone", "email": "email", "pending_email": "email_being_changed_to",
+    "postcode": "postcode", "departement": "departement", "area": "area",
+    "question": "question", "step": "signup_step", "paused": "paused",
+    "created_at": "started_at", "completed_at": "completed_at", "updated_at": "updated_at",
+    "confirmation_address": "email_waiting_for_confirmation",
+    "confirmation_expires_at": "confirmation_valid_until",
+    "confirmation_sends": "confirmation_emails_sent_at", "code_failures": "wrong_codes_typed_at",
+    "referral_code": "your_referral_code", "referrer": "referred_by_code",
+    "friends_invited": "friends_invited_count", "actions": "ways_to_help",
+    "availability": "availability",
+}  # fmt: skip
+# The user id is the export's first field; the rest names nothing about the person (the
+# hashes are of secrets the bot drew).
+BOOKKEEPING = {
+    "user_id", "version", "consent_ticks", "editing", "confirmation_token_hash",
+    "confirmation_code_hash",
+}  # fmt: skip
 
 
 async def test_unsupported_database_urls_are_explained() -> None:

@@ -47,8 +47,8 @@ async def test_full_signup_is_stored_and_shown_by_mesdonnees(settings: Settings)
     assert any(text.startswith("🎉 Merci") for text in texts)
     [document] = api.documents_to(USER_ID)
     data = json.loads(document)
-    signup = data["signup"]
-    assert signup["step"] == "complete" and signup["completed_at"]
+    signup = data["profile"]
+    assert signup["signup_step"] == "complete" and signup["completed_at"]
     assert signup["first_name"] == "Zoé" and signup["last_name"] == "Martin"
     assert signup["phone"] == "+33612345678"
     assert signup["email"] == "Zoe.Martin+cafe@gmail.com"
@@ -58,7 +58,7 @@ async def test_full_signup_is_stored_and_shown_by_mesdonnees(settings: Settings)
         "province",
     )
     assert signup["question"] == "Que ferez-vous pour les trains de nuit ?"
-    assert data["friends"] == ["ami@orange.fr"]
+    assert data["friends_you_invited"] == ["ami@orange.fr"]
     assert {consent["kind"] for consent in data["consents"]} == {"rules", "processing", "adult"}
     assert all(consent["version"].startswith("fr-") for consent in data["consents"])
 
@@ -95,8 +95,8 @@ async def test_restart_mid_signup_resumes_at_the_same_step(settings: Settings) -
         await bot.feed(*steps[10:])
         await bot.feed(updates.text(user, "/mesdonnees"))
     data = json.loads(api.documents_to(USER_ID)[0])
-    assert data["signup"]["step"] == "complete"
-    assert data["signup"]["email"] == "Zoe.Martin+cafe@gmail.com"
+    assert data["profile"]["signup_step"] == "complete"
+    assert data["profile"]["email"] == "Zoe.Martin+cafe@gmail.com"
 
 
 async def test_the_same_update_twice_acts_once(settings: Settings) -> None:
@@ -127,8 +127,8 @@ async def test_bad_input_is_explained_and_changes_nothing(settings: Settings) ->
             assert "Étape 3/8" in api.texts_to(USER_ID)[-1] or "nom" in api.texts_to(USER_ID)[-1]
         await bot.feed(updates.text(user, "Martin"), updates.text(user, "/mesdonnees"))
     data = json.loads(api.documents_to(USER_ID)[0])
-    assert data["signup"]["last_name"] == "Martin"
-    assert data["signup"]["step"] == "phone"
+    assert data["profile"]["last_name"] == "Martin"
+    assert data["profile"]["signup_step"] == "phone"
     # Replies are plain text: what the person typed is never parsed as markup.
     assert all("parse_mode" not in call.params for call in api.calls)
 
@@ -171,7 +171,7 @@ async def test_groups_get_a_link_to_a_private_chat_and_nothing_is_stored(
         await bot.feed(updates.text(user, "/mesdonnees"))
     [group_reply] = api.to_chat(-100123)
     assert "https://t.me/coffee_test_bot" in group_reply.params["text"]
-    assert json.loads(api.documents_to(USER_ID)[0])["signup"] is None
+    assert json.loads(api.documents_to(USER_ID)[0])["profile"] is None
 
 
 async def test_english_speakers_get_english_and_can_switch(settings: Settings) -> None:
@@ -221,7 +221,7 @@ async def test_start_payloads_are_routed(settings: Settings, payload: str) -> No
         await bot.feed(updates.text(user, "/mesdonnees"))
     texts = api.texts_to(USER_ID)
     assert ("pas valable pour ce compte" in texts[0]) == payload.startswith("c_")
-    referrer = json.loads(api.documents_to(USER_ID)[0])["signup"]["referrer"]
+    referrer = json.loads(api.documents_to(USER_ID)[0])["profile"]["referred_by_code"]
     assert referrer == ("friend42" if payload.startswith("r_") else None)
 
 
@@ -242,4 +242,4 @@ async def test_a_crash_in_a_step_is_apologised_for_and_loses_nothing(
         assert "problème technique" in api.texts_to(USER_ID)[-1]
         await bot.feed(updates.text(user, "zoe@orange.fr"), updates.text(user, "/mesdonnees"))
     data = json.loads(api.documents_to(USER_ID)[0])
-    assert (data["signup"]["phone"], data["signup"]["email"]) == ("+33612345678", "zoe@orange.fr")
+    assert (data["profile"]["phone"], data["profile"]["email"]) == ("+33612345678", "zoe@orange.fr")

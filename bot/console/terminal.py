@@ -88,7 +88,7 @@ async def run_console(
         texts = load_catalogue(settings)
         username = settings.telegram_bot_username or CONSOLE_BOT_USERNAME
         mailer = build_mailer(settings, storage, texts, username, clock)
-        service = build_conversation(settings, storage, texts, username, clock, mailer.wake)
+        service = build_conversation(settings, storage, texts, username, clock, mailer)
         outbound = ConsoleOutbound(stdout)
         stdout.write(banner(settings) + "\n\n")
         state = await storage.participants.load(user_id)

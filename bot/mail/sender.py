@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from email.message import Message
 from typing import Protocol
 
+from bot.logs import failure
 from bot.mail.emails import EmailRenderer
+from bot.mail.eml import EmlFileTransport, EmlFolder
 from bot.settings import Settings
 from conversations.model import Quota
 from conversations.quotas import EVERYONE
@@ -28,16 +30,26 @@ DIRECT_KINDS = frozenset({"confirmation", "address_taken"})
 CapWarning = Callable[[datetime], Awaitable[None]]
 
 
-class TransientMailError(Exception):
+class MailError(Exception):
+    """A failure as the outbox and the logs keep it: the SMTP code and the error's class only,
+    never the server's words, which often quote the recipient's address."""
+
+    def __init__(self, code: int | None, cause: BaseException) -> None:
+        self.code = code
+        name = type(cause).__name__
+        super().__init__(f"{code} {name}" if code is not None else name)
+
+
+class TransientMailError(MailError):
     """Worth trying again later: the server is down, busy, or said 4xx."""
 
 
-class PermanentMailError(Exception):
+class PermanentMailError(MailError):
     """Not worth trying again: the server said 5xx for this message."""
 
 
 class Connection(Protocol):
-    async def send(self, message: Message) -> None: ...
+    async def send(self, key: str, message: Message) -> None: ...
 
 
 class Transport(Protocol):
@@ -52,9 +64,15 @@ class OutboxSender:
         renderer: EmailRenderer,
         settings: Settings,
         clock: Callable[[], datetime],
+        files: EmlFolder,
         quotas: Quotas | None = None,
     ) -> None:
         self._outbox = outbox
+        # The .eml files: the delivery itself when the transport writes them, else what a
+        # rehearsal left, deleted as the real server takes each email over.
+        self._files = files
+        self._files_are_delivery = isinstance(transport, EmlFileTransport)
+        self._sweep_after_batch = False
         # EMAILS_PER_HOUR, counted across processes; None: no cap (a tool sending a few).
         self._quotas = quotas
         self._per_hour = settings.emails_per_hour
@@ -78,13 +96,28 @@ class OutboxSender:
         """Tells the sender that emails were just committed to the outbox."""
         self._wake.set()
 
+    async def erased(self) -> None:
+        """Deletes the .eml files whose outbox rows an erasure deleted; once more after the
+        batch being sent, which may have been writing one of the person's emails meanwhile."""
+        self._sweep_after_batch = True
+        await self._files.sweep(self._outbox.kept)
+
     async def run(self) -> None:
         """Sends due emails until cancelled, as soon as woken or every poll interval."""
+        try:
+            await self.erased()  # what an erasure cut short by a crash left behind
+        except Exception as error:
+            log.warning("cannot sweep the .eml files: %s", type(error).__name__)
         while True:
             try:
                 sent = await self.send_due()
-            except Exception:
-                log.exception("the outbox sender failed; trying again in %s s", self._poll)
+                if self._sweep_after_batch:
+                    self._sweep_after_batch = False
+                    await self._files.sweep(self._outbox.kept)
+            except Exception as error:
+                log.error(
+                    "the outbox sender failed: %s; trying again in %s s", failure(error), self._poll
+                )
                 sent = 0
             if sent < self._batch_size:
                 with contextlib.suppress(TimeoutError):
@@ -122,7 +155,7 @@ class OutboxSender:
                 await self._failed(email, error, transient=True)
         finally:
             if delivered is not None:
-                await self._outbox.mark_sent(delivered, self._clock())
+                await self._mark_sent(delivered)
         return len(batch) - len(waiting)
 
     async def _within_cap(self) -> bool:
@@ -144,6 +177,11 @@ class OutboxSender:
                 log.exception("could not tell the admins that the emails are paused")
         return False
 
+    async def _mark_sent(self, key: str) -> None:
+        await self._outbox.mark_sent(key, self._clock())
+        if not self._files_are_delivery:
+            self._files.forget([key])
+
     async def _send_one(
         self, connection: Connection, email: OutboxEmail, delivered: str | None
     ) -> str | None:
@@ -155,13 +193,15 @@ class OutboxSender:
         try:
             message = self._renderer.render(email)
         except Exception as error:
-            log.exception("cannot render email %s", email.key)
-            await self._failed(email, error, transient=False)
+            log.error("cannot render email %s: %s", email.key, failure(error))
+            await self._failed(email, MailError(None, error), transient=False)
             return delivered
         if not await self._outbox.start_sending(email.key, self._clock(), delivered):
             return delivered
+        if delivered is not None and not self._files_are_delivery:
+            self._files.forget([delivered])
         try:
-            await connection.send(message)
+            await connection.send(email.key, message)
         except TransientMailError as error:
             await self._failed(email, error, transient=True)
         except PermanentMailError as error:
@@ -170,7 +210,7 @@ class OutboxSender:
             return email.key
         return None
 
-    async def _failed(self, email: OutboxEmail, error: Exception, transient: bool) -> None:
+    async def _failed(self, email: OutboxEmail, error: MailError, transient: bool) -> None:
         attempts = email.attempts + 1
         if transient and attempts < self._max_attempts:
             wait = min(self._retry_base * 2 ** (attempts - 1), _LONGEST_WAIT)

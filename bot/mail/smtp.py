@@ -1,4 +1,5 @@
-"""Sends emails over SMTP with aiosmtplib, one connection for a whole batch."""
+"""Sends emails over SMTP with aiosmtplib, one connection for a whole batch. A failure keeps the
+server's code and the error's class, not the server's words (which quote the recipient)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,7 @@ class SmtpTransport:
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError) as error:
-            raise TransientMailError(
-                f"cannot connect to {self._host}:{self._port}: {error}"
-            ) from error
+            raise TransientMailError(None, error) from error
         try:
             yield SmtpConnection(client)
         finally:
@@ -59,7 +58,7 @@ class SmtpConnection:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self._client = client
 
-    async def send(self, message: Message) -> None:
+    async def send(self, key: str, message: Message) -> None:
         sender, recipient = parseaddr(str(message["From"]))[1], str(message["To"])
         # An address with non-ASCII characters travels as UTF-8, which the server must accept
         # (SMTPUTF8); anything else as 7-bit MIME, which every server takes.
@@ -76,9 +75,9 @@ class SmtpConnection:
                 if any(400 <= code < 500 for code in codes)
                 else PermanentMailError
             )
-            raise failure(str(error)) from error
+            raise failure(codes[0] if codes else None, error) from error
         except aiosmtplib.SMTPResponseException as error:
             failure = TransientMailError if 400 <= error.code < 500 else PermanentMailError
-            raise failure(f"{error.code} {error.message}") from error
+            raise failure(error.code, error) from error
         except (aiosmtplib.SMTPException, OSError) as error:
-            raise TransientMailError(str(error)) from error
+            raise TransientMailError(None, error) from error

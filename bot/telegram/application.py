@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from telegram import Update
-from telegram.error import NetworkError
+from telegram.error import Forbidden, NetworkError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, CallbackContext
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.admin.purge import Purge
 from bot.admin.service import AdminService
 from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
+from bot.logs import failure, quiet_payload_loggers
 from bot.settings import HttpClient, Settings
 from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
 from bot.telegram.outage import ApiOutage
@@ -56,6 +57,7 @@ def build_application(
     """
     if not settings.telegram_bot_token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    quiet_payload_loggers()
     texts = load_catalogue(settings)
     handlers = TelegramHandlers(texts)
     processor = PerUserProcessor(
@@ -79,7 +81,7 @@ def build_application(
         mailer = build_mailer(settings, storage, texts, username, clock)
         tasks.append(asyncio.create_task(mailer.run(), name="outbox sender"))
         handlers.service = build_conversation(
-            settings, storage, texts, username, clock, mailer.wake, keep_replies=True
+            settings, storage, texts, username, clock, mailer, keep_replies=True
         )
         application.bot_data[STORE] = storage
         interrupted = await storage.telegram.mark_interrupted()
@@ -163,7 +165,13 @@ def build_application(
         if update is None and isinstance(context.error, NetworkError):
             outage.failed(application.bot, context.error)  # a failed poll: said once per outage
         else:
-            log.error("error while handling %r", update, exc_info=context.error)
+            # Never the update itself: it holds what the person typed or shared.
+            update_id = update.update_id if isinstance(update, Update) else None
+            error = context.error
+            if isinstance(error, Forbidden):  # a blocked chat: routine, not a fault
+                log.warning("update %s: the person's chat cannot be reached (Forbidden)", update_id)
+            elif error is not None:
+                log.error("error while handling update %s: %s", update_id, failure(error))
 
     application.add_error_handler(log_error)
     return application
@@ -200,8 +208,8 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
         await asyncio.sleep(seconds)
         try:
             await job()
-        except Exception:
-            log.exception("periodic %s failed", getattr(job, "__qualname__", job))
+        except Exception as error:
+            log.error("periodic %s failed: %s", getattr(job, "__qualname__", job), failure(error))
 
 
 async def _set_commands(application: Application, texts: Catalogue) -> None:  # type: ignore[type-arg]

@@ -71,7 +71,7 @@ def _unreachable_logged(chat_id: int) -> Iterator[None]:
     try:
         yield
     except Forbidden as error:
-        log.warning("chat %s cannot be reached: %s", chat_id, error)
+        log.warning("chat %s cannot be reached: %s", chat_id, type(error).__name__)
 
 
 class TelegramOutbound:
@@ -99,7 +99,9 @@ class TelegramOutbound:
                 # Pressing a button twice edits to the same text, which Telegram refuses.
                 if "not modified" in str(error).lower():
                     return
-                log.info("could not edit message %s: %s", self._pressed_message_id, error)
+                log.info(
+                    "could not edit message %s: %s", self._pressed_message_id, type(error).__name__
+                )
         await send_text(self._bot, self._chat_id, reply)
 
     async def send_document(self, filename: str, content: bytes, caption: str) -> None:

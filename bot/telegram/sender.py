@@ -13,6 +13,7 @@ from typing import Protocol
 
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.logs import failure
 from bot.settings import Settings, SettingsError
 from conversations.catalogue import Catalogue
 from conversations.model import Button, Reply
@@ -67,8 +68,12 @@ class TelegramOutboxSender:
         while True:
             try:
                 handled = await self.send_due()
-            except Exception:
-                log.exception("the Telegram outbox sender failed; trying again in %s s", self._poll)
+            except Exception as error:
+                log.error(
+                    "the Telegram outbox sender failed: %s; trying again in %s s",
+                    failure(error),
+                    self._poll,
+                )
                 handled = 0
             if handled < self._batch_size:
                 with contextlib.suppress(TimeoutError):
@@ -95,7 +100,7 @@ class TelegramOutboxSender:
         try:
             reply = self._render(queued)
         except Exception as error:
-            log.exception("cannot render Telegram message %s", message.key)
+            log.error("cannot render Telegram message %s: %s", message.key, failure(error))
             await self._outbox.mark_failed(message.key, queued.attempts + 1, type(error).__name__)
             return None
         await self._pace()
