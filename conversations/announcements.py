@@ -40,12 +40,26 @@ class AnnouncementRules:
 class Audience(StrEnum):
     ENTRANTS = "entrants"
     NEWS_TELEGRAM = "news_telegram"
+    # By email, to the confirmed address of each entrant who agreed to news by email.
+    NEWS_EMAIL = "news_email"
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+
+
+def channel_of(audience: Audience) -> Channel:
+    return Channel.EMAIL if audience == Audience.NEWS_EMAIL else Channel.TELEGRAM
 
 
 def in_audience(person: Participant, audience: Audience) -> bool:
-    """Whom an audience reaches; the shell counts and selects with the same rule."""
+    """Whom an audience reaches; the shell counts and selects with the same rule (the shell
+    also leaves out, on Telegram, whoever blocked the bot since they last wrote to it)."""
     if audience == Audience.ENTRANTS:
         return person.entry is not None
+    if audience == Audience.NEWS_EMAIL:
+        return person.entry is not None and person.has_consented(ConsentKind.NEWS_EMAIL)
     return person.has_consented(ConsentKind.NEWS_TELEGRAM)
 
 

@@ -14,6 +14,7 @@ TABLES = (
     "participants", "friends", "consents", "entries", "processed_updates", "anonymous_counts",
     "outbox", "address_hashes", "secrets", "draws", "draw_places", "meetings", "audit_log",
     "operation", "telegram_outbox", "draw_addenda",
+    "announcements", "telegram_blocked",
 )  # fmt: skip
 # Rows written per transaction into the target.
 BATCH_ROWS = 1000

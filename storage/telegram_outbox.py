@@ -148,8 +148,20 @@ class TelegramQueue:
             ]
         )
 
-    async def mark_blocked(self, key: str, attempts: int) -> None:
-        await self._done(key, TelegramStatus.BLOCKED, attempts, "Forbidden")
+    async def mark_blocked(self, key: str, attempts: int, now: datetime | None = None) -> None:
+        """The person blocked the bot: this message is given up, and so are later campaign
+        messages (announcements) until they write to the bot again."""
+        done = (
+            f"UPDATE telegram_outbox SET {_DONE} WHERE idempotency_key = ?",
+            (str(TelegramStatus.BLOCKED), attempts, "Forbidden", key),
+        )
+        remembered = (
+            "INSERT INTO telegram_blocked (user_id, blocked_at)"
+            " SELECT user_id, ? FROM telegram_outbox WHERE idempotency_key = ?"
+            " ON CONFLICT (user_id) DO UPDATE SET blocked_at = excluded.blocked_at",
+            (_time(now), key),
+        )
+        await self._database.run([done, remembered] if now is not None else [done])
 
     async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None:
         await self._database.run(

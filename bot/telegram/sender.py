@@ -105,7 +105,7 @@ class TelegramOutboxSender:
             await self._messenger.deliver(message.user_id, reply)
         except Forbidden:
             log.info("Telegram message %s: the person blocked the bot", message.key)
-            await self._outbox.mark_blocked(message.key, queued.attempts + 1)
+            await self._outbox.mark_blocked(message.key, queued.attempts + 1, self._clock())
         except RetryAfter as error:
             wait = _seconds(error)
             log.warning("Telegram flood control: waiting %s before %s", wait, message.key)
