@@ -142,6 +142,9 @@ class Settings:
     draw_check_seconds: float = 60.0
     # Lines in one /questions, /journal or /gagnants answer.
     admin_list_limit: int = 50
+    # The longest message an admin's /annonce may send, in Telegram's characters (UTF-16 units,
+    # an emoji counts two); at most 4096, Telegram's own limit.
+    announcement_max_length: int = 4096
     # Webhook mode (`coffeebot webhook`) and the bot's small HTTP server (webhook, /healthz,
     # one-click unsubscribe). host:port it listens on; TLS is the reverse proxy's job.
     webhook_listen: str = "127.0.0.1:8080"

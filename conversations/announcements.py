@@ -176,9 +176,10 @@ def start(
 ) -> AnnouncementOutcome:
     """`/annonce`: a new draft, replacing a draft not yet confirmed."""
     if current is not None and current.step not in (*DRAFT, *OVER):
-        return AnnouncementOutcome(
-            current, (Reply(_say(ctx, f"admin.announce.busy.{current.step}")),)
-        )
+        # Awaiting a second admin or sending: what stops it is at hand.
+        cancel = (Button(_say(ctx, "admin.announce.button.cancel"), "announce.cancel"),)
+        busy = Reply(_say(ctx, f"admin.announce.busy.{current.step}"), (cancel,))
+        return AnnouncementOutcome(current, (busy,))
     silence = _silenced(ctx)
     if silence is not None:
         return AnnouncementOutcome(current, (Reply(silence),))

@@ -39,7 +39,7 @@ _ENTERED = "EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = p.user_id)"
 # Blocked since they last wrote: Telegram would refuse the message.
 _NOT_BLOCKED = (
     "NOT EXISTS (SELECT 1 FROM telegram_blocked AS b WHERE b.user_id = p.user_id"
-    " AND b.blocked_at > p.updated_at)"
+    " AND b.blocked_at >= p.updated_at)"
 )
 # Who each audience reaches: the same rule as conversations.announcements.in_audience.
 _AUDIENCE = {

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from bot.admin.announcements import Announcements
 from bot.admin.draw_flow import CERTIFICATE_FILE, DrawFlow, DrawTools
 from bot.admin.draw_results import DrawResults
 from bot.admin.exports import gzipped, write_export
@@ -109,6 +110,9 @@ class AdminService:
         )  # fmt: skip
         self._draw_flow = DrawFlow(
             storage, settings, clock, tools, texts.default_language, self._results
+        )
+        self.announcements = Announcements(
+            storage, texts, settings, clock, messenger.send, mail_queued, telegram_queued
         )
 
     def is_admin(self, user_id: int) -> bool:
@@ -462,6 +466,7 @@ class AdminService:
             failed=str(emails.get("failed", 0) + emails.get("interrupted", 0)),
             erased=str(erased),
         )  # fmt: skip
+        text = "\n\n".join(filter(None, (text, await self.announcements.statistics(language))))
         await self._messenger.send(admin_id, Reply(text))
         # matplotlib takes a second to import: only when a chart is asked for.
         from bot.admin.charts import stats_chart

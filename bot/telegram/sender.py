@@ -80,6 +80,9 @@ class TelegramOutboxSender:
         now = self._clock()
         batch = await self._outbox.due(now, self._batch_size, self._hold_campaign(now))
         for handled, queued in enumerate(batch):
+            if queued.message.campaign and self._hold_campaign(self._clock()):
+                # A silence began while this batch was leaving: the rest waits for its end.
+                return handled
             wait = await self._send_one(queued)
             if wait is not None:
                 # Flood control holds every chat: the rest of the batch waits too, then the
