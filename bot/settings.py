@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from conversations.announcements import TELEGRAM_MAX_LENGTH
 from conversations.draw import BeaconSource
 from conversations.model import Area, Travel
 from conversations.phases import Calendar, SilencePeriod
@@ -185,11 +186,14 @@ class Settings:
     address_tag_providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
 
     def __post_init__(self) -> None:
-        """Refuse to start with a calendar that does not hold, naming the setting."""
+        """Refuse to start with a calendar that does not hold, or a limit Telegram would
+        refuse, naming the setting."""
         problems = self.calendar.problems()
         if problems:
             name, problem = problems[0]
             raise SettingsError(f"{name} {problem}")
+        if not 0 < self.announcement_max_length <= TELEGRAM_MAX_LENGTH:
+            raise SettingsError(f"ANNOUNCEMENT_MAX_LENGTH must be 1 to {TELEGRAM_MAX_LENGTH}")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -13,9 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.bootstrap import open_migrated_storage
 from bot.mail.unsubscribe import OneClickLinks, Unsubscriptions
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from conversations.announcements import Audience
 from conversations.model import Consent, ConsentKind, Participant, RecordConsent
 from tests.conftest import NOW
@@ -314,3 +316,62 @@ async def test_an_email_broadcast_reaches_consenting_addresses_escaped_with_one_
         assert (await store.announcements.recipients())[Audience.NEWS_EMAIL] == 1
     finally:
         await store.close()
+
+
+async def test_the_questionnaire_stores_the_telegram_news_consent_and_unsubscribing_ends_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings_for(settings, tmp_path)
+    await seed(settings, {}, count=2)
+    api, updates, admin = FakeBotApi(), Updates(), Updates.user(ADMIN)
+    zoe = Updates.user(1, "Zoé")
+    async with running_bot(settings, api, Clock()) as bot:
+        await bot.feed(
+            updates.text(zoe, "/engagement"),
+            updates.press(zoe, "engage.actions_skip"),
+            updates.press(zoe, "news.news_telegram"),
+            updates.press(zoe, "engage.news_done"),
+        )
+        await bot.feed(updates.text(admin, "/annonce"), updates.text(admin, MESSAGE))
+        assert "Abonnés aux nouvelles sur Telegram (1)" in api.last_buttons(ADMIN)
+        await bot.feed(updates.press(admin, "announce.cancel"), updates.text(zoe, "/desabonner"))
+        assert "vous ne recevrez plus de nouvelles" in api.texts_to(1)[-1]
+        await bot.feed(updates.text(admin, "/annonce"), updates.text(admin, MESSAGE))
+        assert "Abonnés aux nouvelles sur Telegram (0)" in api.last_buttons(ADMIN)
+        await bot.feed(updates.press(admin, "announce.audience.news_telegram"))
+        assert "Personne ne fait partie de ce public" in api.texts_to(ADMIN)[-1]
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        rows = await store.database.fetch(
+            "SELECT kind, withdrawn_at FROM consents WHERE user_id = 1 AND kind LIKE 'news%'"
+        )
+        assert [(row[0], row[1] is not None) for row in rows] == [("news_telegram", True)]
+    finally:
+        await store.close()
+
+
+def test_a_length_telegram_would_refuse_stops_the_bot_naming_the_setting() -> None:
+    with pytest.raises(SettingsError, match="ANNOUNCEMENT_MAX_LENGTH must be 1 to 4096"):
+        Settings.from_env({"TELEGRAM_BOT_TOKEN": "1:x", "ANNOUNCEMENT_MAX_LENGTH": "5000"})
+
+
+async def test_for_anyone_else_the_command_and_its_buttons_do_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings_for(settings, tmp_path)
+    await seed(settings, {}, count=2)
+    api, updates, someone = FakeBotApi(), Updates(), Updates.user(2)
+    async with running_bot(settings, api, Clock()) as bot:
+        await bot.feed(
+            updates.text(someone, "/annonce"),
+            updates.press(someone, "announce.audience.entrants"),
+            updates.press(someone, "announce.confirm"),
+        )
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        assert await store.announcements.latest() is None
+        assert (await store.database.fetch("SELECT COUNT(*) FROM telegram_outbox"))[0][0] == 0
+    finally:
+        await store.close()
+    assert "Je ne connais pas" in api.texts_to(2)[0]
+    assert api.texts_to(ADMIN) == []

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from bot.settings import Settings, SettingsError
+from bot.settings import Settings
 from conversations.admin_effects import Audit
 from conversations.announcements import (
     AnnouncementContext,
@@ -57,10 +57,8 @@ class Announcements:
         mail_queued: Callable[[], None],
         telegram_queued: Callable[[], None],
     ) -> None:
-        try:
-            self._rules = AnnouncementRules(max_length=settings.announcement_max_length)
-        except ValueError as error:
-            raise SettingsError(str(error)) from None
+        # Settings refuse a length Telegram would not take.
+        self._rules = AnnouncementRules(max_length=settings.announcement_max_length)
         self._storage = storage
         self._store = storage.announcements
         self._texts = texts
