@@ -1,7 +1,7 @@
 """An admin's `/annonce`: a message to supporters, as a transition table.
 
-The admin types the message, chooses the audience (every entrant, or only those who agreed to
-news on Telegram), sees it as it will be sent with the number of recipients, and confirms — a
+The admin types the message, chooses the audience (every entrant, those who agreed to news on
+Telegram, or by email), sees it as it will be sent with the number of recipients, and confirms — a
 second admin confirms when the draw's second-admin rule applies. Once sending, it can be
 cancelled. Nothing starts or leaves during electoral silence. The text is the admin's, sent as
 plain text: never read as markup, never filled as a template. `announcements.mmd` beside this

@@ -174,7 +174,8 @@ class AnnouncementStore:
         assert announcement.audience is not None
         audience = announcement.audience
         at = _time(now)
-        params = json.dumps({"text": announcement.text})
+        # The text is read from the announcement when each message is sent.
+        params = json.dumps({"announcement": announcement.number})
         prefix = f"{announcement.batch}:"
         where = _AUDIENCE[audience]
         if channel_of(audience) == Channel.EMAIL:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
 from storage.database import Database, Dialect, Statement
 from storage.ports import OutboxEmail, StaleWrite
@@ -36,6 +37,23 @@ def claimed(database: Database, table: str) -> str:
     return "idempotency_key = ? AND status = 'pending'"
 
 
+async def with_announcement_texts(
+    database: Database, params: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """An announcement's messages name it (`{"announcement": N}`) rather than each carry a copy
+    of its text, which at a million people would be gigabytes: the texts are read here, once
+    for a batch of due messages."""
+    numbers = sorted({p["announcement"] for p in params if "announcement" in p})
+    if not numbers:
+        return params
+    rows = await database.fetch(
+        f"SELECT number, text FROM announcements WHERE number IN ({', '.join('?' * len(numbers))})",
+        numbers,
+    )
+    texts = {int(number): text for number, text in rows}
+    return [{"text": texts[p["announcement"]]} if "announcement" in p else p for p in params]
+
+
 class EmailOutbox:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -53,16 +71,19 @@ class EmailOutbox:
             f" ORDER BY next_attempt_at LIMIT ?{claim}",
             (_time(now), *(only_kinds or ()), limit),
         )
+        params = await with_announcement_texts(
+            self._database, [json.loads(row["params"]) for row in rows]
+        )
         return [
             OutboxEmail(
                 row["idempotency_key"],
                 row["kind"],
                 row["recipient"],
                 row["language"],
-                json.loads(row["params"]),
+                values,
                 row["attempts"],
             )
-            for row in rows
+            for row, values in zip(rows, params, strict=True)
         ]
 
     async def start_sending(self, key: str, now: datetime, sent_before: str | None) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from storage.database import Database, Statement
-from storage.outbox import claimed
+from storage.outbox import claimed, with_announcement_texts
 from storage.participants import _parse_time, _time
 from storage.ports import (
     QueuedTelegram,
@@ -105,6 +105,9 @@ class TelegramQueue:
     async def due(self, now: datetime, limit: int, hold_campaign: bool) -> list[QueuedTelegram]:
         highest_campaign = 0 if hold_campaign else 1
         rows = await self._database.fetch(_DUE, (_time(now), highest_campaign, limit))
+        params = await with_announcement_texts(
+            self._database, [json.loads(row["params"]) for row in rows]
+        )
         return [
             QueuedTelegram(
                 TelegramMessage(
@@ -113,7 +116,7 @@ class TelegramQueue:
                     kind=TelegramKind(row["kind"]),
                     language=row["language"],
                     text_key=row["text_key"],
-                    params=json.loads(row["params"]),
+                    params=values,
                     buttons=tuple((label, data) for label, data in json.loads(row["buttons"])),
                     campaign=bool(row["campaign"]),
                     not_before=_parse_time(row["not_before"]),
@@ -121,7 +124,7 @@ class TelegramQueue:
                 ),
                 row["attempts"],
             )
-            for row in rows
+            for row, values in zip(rows, params, strict=True)
         ]
 
     async def start_sending(self, key: str) -> bool:

@@ -113,7 +113,11 @@ async def test_two_confirmations_of_one_preview_queue_one_batch_each_person_once
         (3, "pending"),
         (5, "pending"),
     ]
-    assert all(json.loads(params) == {"text": TEXT} for _, _, params in rows)
+    # Each row names the announcement; its text is read when the messages fall due.
+    assert all(json.loads(params) == {"announcement": 1} for _, _, params in rows)
+    due = await store.telegram.due(NOW, 10, hold_campaign=False)
+    assert [queued.message.params for queued in due] == [{"text": TEXT}] * 3
+    assert await store.telegram.due(NOW, 10, hold_campaign=True) == []
     keys = await store.database.fetch(
         "SELECT idempotency_key, campaign, text_key FROM telegram_outbox ORDER BY user_id"
     )
@@ -204,6 +208,11 @@ async def test_an_email_batch_goes_to_confirmed_addresses_that_agreed(store: Sto
     assert [tuple(row) for row in rows] == [
         ("announce:1:3", 3, "announcement", "p3@free.fr", "pending"),
         ("announce:1:4", 4, "announcement", "p4@free.fr", "pending"),
+    ]
+    due = await store.outbox.due(NOW, 10)
+    assert sorted((email.recipient, email.params["text"]) for email in due) == [
+        ("p3@free.fr", TEXT),
+        ("p4@free.fr", TEXT),
     ]
     stored = await store.announcements.latest()
     assert stored is not None
