@@ -239,25 +239,29 @@ class AnnouncementStore:
         if progress.queued == 0 and stored.progress is not None:
             # The outbox rows are gone (purged): the counts last written stay.
             return stored.progress
-        finished = announcement.step == AnnouncementStep.SENDING and progress.done
-        step = AnnouncementStep.SENT if finished else announcement.step
-        await self._database.run(
-            [
+        statements: list[Statement] = [
+            (
+                "UPDATE announcements SET sent = ?, blocked = ?, cancelled = ?, failed = ?"
+                " WHERE number = ?",
                 (
-                    "UPDATE announcements SET sent = ?, blocked = ?, cancelled = ?, failed = ?,"
-                    " step = ?, version = version + ? WHERE number = ?",
-                    (
-                        progress.sent,
-                        progress.blocked,
-                        progress.cancelled,
-                        progress.failed,
-                        str(step),
-                        1 if finished else 0,
-                        announcement.number,
-                    ),
+                    progress.sent,
+                    progress.blocked,
+                    progress.cancelled,
+                    progress.failed,
+                    announcement.number,
+                ),
+            )
+        ]
+        if announcement.step == AnnouncementStep.SENDING and progress.done:
+            # Only if still sending as read: a cancellation meanwhile stays.
+            statements.append(
+                (
+                    "UPDATE announcements SET step = ?, version = version + 1"
+                    " WHERE number = ? AND version = ?",
+                    (str(AnnouncementStep.SENT), announcement.number, stored.version),
                 )
-            ]
-        )
+            )
+        await self._database.run(statements)
         return progress
 
 

@@ -246,3 +246,18 @@ async def test_a_new_draft_replaces_a_draft_but_keeps_one_that_was_sent(store: S
     latest = await announcements.latest()
     assert await announcements.save(None, latest, NOW)
     assert [s.announcement.number for s in await announcements.recent(5)] == []
+
+
+async def test_counting_never_undoes_a_cancellation_written_meanwhile(store: Storage) -> None:
+    await people(store)
+    previewed, sending = await confirmed(store, Audience.NEWS_TELEGRAM)
+    assert await store.announcements.save(sending, previewed, NOW)
+    read_before = await store.announcements.latest()
+    assert read_before is not None
+    cancelled = replace(sending, step=AnnouncementStep.CANCELLED)
+    assert await store.announcements.save(cancelled, read_before, NOW)
+    # /stats had read the announcement sending, before the cancellation.
+    progress = await store.announcements.progress(read_before)
+    assert progress.done and progress.cancelled == 3
+    after = await store.announcements.latest()
+    assert after is not None and after.announcement.step == AnnouncementStep.CANCELLED
