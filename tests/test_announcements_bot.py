@@ -375,3 +375,50 @@ async def test_for_anyone_else_the_command_and_its_buttons_do_nothing(
         await store.close()
     assert "Je ne connais pas" in api.texts_to(2)[0]
     assert api.texts_to(ADMIN) == []
+
+
+async def test_two_other_admins_confirming_at_once_make_one_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    third = 902
+    admins = frozenset({ADMIN, OTHER_ADMIN, third})
+    settings = settings_for(settings, tmp_path, admin_ids=admins)
+    await seed(settings, {}, count=5)
+    api, updates = FakeBotApi(), Updates()
+    admin, other, last = Updates.user(ADMIN), Updates.user(OTHER_ADMIN), Updates.user(third)
+    async with running_bot(settings, api, Clock()) as bot:
+        await prepare(bot, updates, admin, "entrants")
+        await bot.feed(updates.press(admin, "announce.confirm"))
+        # Different people's updates run at the same time.
+        await bot.feed(
+            updates.press(other, "announce.confirm"), updates.press(last, "announce.confirm")
+        )
+        await until(lambda: all(announced(api, user) for user in range(1, 6)))
+        await asyncio.sleep(0.3)
+    assert all(len(announced(api, user)) == 1 for user in range(1, 6))
+    answers = [api.texts_to(OTHER_ADMIN)[-1], api.texts_to(third)[-1]]
+    assert sum("Envoi en cours à 5" in answer for answer in answers) == 1
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        rows = await store.database.fetch("SELECT action FROM audit_log")
+        assert [row[0] for row in rows].count("announce.send") == 1
+    finally:
+        await store.close()
+
+
+async def test_any_other_admin_can_turn_down_a_request(settings: Settings, tmp_path: Path) -> None:
+    settings = settings_for(settings, tmp_path, admin_ids=frozenset({ADMIN, OTHER_ADMIN}))
+    await seed(settings, {}, count=2)
+    api, updates = FakeBotApi(), Updates()
+    admin, other = Updates.user(ADMIN), Updates.user(OTHER_ADMIN)
+    async with running_bot(settings, api, Clock()) as bot:
+        await prepare(bot, updates, admin, "entrants")
+        await bot.feed(updates.press(admin, "announce.confirm"))
+        await bot.feed(updates.text(admin, "/annonce"))
+        assert "attend la confirmation d’un second admin" in api.texts_to(ADMIN)[-1]
+        await bot.feed(updates.press(other, "announce.cancel"))
+        assert "Annonce annulée" in api.texts_to(OTHER_ADMIN)[-1]
+        await bot.feed(updates.press(other, "announce.confirm"))
+        assert "annulée" in api.texts_to(OTHER_ADMIN)[-1]
+        await asyncio.sleep(0.2)
+    assert announced(api, 1) == [] and announced(api, 2) == []
