@@ -10,7 +10,6 @@ restarts and outside electoral silence.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -34,8 +33,6 @@ from conversations.catalogue import Catalogue
 from conversations.model import Press, Reply, Text
 from storage import Storage
 from storage.announcements import StoredAnnouncement
-
-log = logging.getLogger(__name__)
 
 COMMANDS = frozenset({"annonce", "announce"})
 # Presses this module answers: announce.confirm, announce.cancel, announce.audience.*
