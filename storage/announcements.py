@@ -23,7 +23,7 @@ from conversations.announcements import (
 )
 from conversations.model import ConsentKind
 from conversations.outgoing import TelegramKind
-from storage.database import Database, Row, Statement
+from storage.database import Database, Dialect, Row, Statement
 from storage.participants import MAIL_CHANNEL, _time
 from storage.ports import StaleWrite, TelegramStatus
 from storage.telegram_outbox import TELEGRAM_CHANNEL
@@ -213,8 +213,14 @@ class AnnouncementStore:
             f" (SELECT COUNT(*) FROM {table} WHERE batch = ?) WHERE number = ?",
             (announcement.batch, announcement.number),
         )
+        statements = [queue, size]
+        if self._database.dialect is Dialect.POSTGRESQL:
+            # Right after a bulk insert the planner would still think the outbox small, and
+            # sort every pending row for each read of due messages until autovacuum analyses it
+            # (1.3 s against 0.4 ms at 200,000 rows).
+            statements.append((f"ANALYZE {table}", ()))
         notify = self._database.notify(_CHANNELS[channel_of(audience)])
-        return [queue, size, *([notify] if notify is not None else [])]
+        return [*statements, *([notify] if notify is not None else [])]
 
     async def progress(self, stored: StoredAnnouncement) -> Progress:
         """The batch's counts in its outbox, written on the announcement too; an announcement
