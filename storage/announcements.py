@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from conversations.announcements import (
+    DRAFT,
     MESSAGE_KEY,
     Announcement,
     AnnouncementStep,
@@ -120,7 +121,7 @@ class AnnouncementStore:
             previous is not None and new is not None and new.number == previous.announcement.number
         )
         if previous is not None and not same:
-            if previous.announcement.step in (AnnouncementStep.SENT, AnnouncementStep.CANCELLED):
+            if previous.announcement.step not in DRAFT:
                 statements.append(_unchanged(previous))
             else:
                 # A draft replaced or discarded: it never queued anything.

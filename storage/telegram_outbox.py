@@ -105,8 +105,8 @@ class TelegramQueue:
     async def due(self, now: datetime, limit: int, hold_campaign: bool) -> list[QueuedTelegram]:
         highest_campaign = 0 if hold_campaign else 1
         rows = await self._database.fetch(_DUE, (_time(now), highest_campaign, limit))
-        params = await with_announcement_texts(
-            self._database, [json.loads(row["params"]) for row in rows]
+        due = await with_announcement_texts(
+            self._database, "UPDATE telegram_outbox SET status = 'cancelled', params = NULL", rows
         )
         return [
             QueuedTelegram(
@@ -124,7 +124,7 @@ class TelegramQueue:
                 ),
                 row["attempts"],
             )
-            for row, values in zip(rows, params, strict=True)
+            for row, values in due
         ]
 
     async def start_sending(self, key: str) -> bool:

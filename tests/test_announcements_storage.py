@@ -261,3 +261,24 @@ async def test_counting_never_undoes_a_cancellation_written_meanwhile(store: Sto
     assert progress.done and progress.cancelled == 3
     after = await store.announcements.latest()
     assert after is not None and after.announcement.step == AnnouncementStep.CANCELLED
+
+
+async def test_a_message_whose_announcement_is_gone_is_cancelled_not_sent_empty(
+    store: Storage,
+) -> None:
+    await people(store)
+    previewed, sending = await confirmed(store, Audience.NEWS_TELEGRAM)
+    assert await store.announcements.save(sending, previewed, NOW)
+    previewed, sending = await confirmed(store, Audience.NEWS_EMAIL, number=2)
+    assert await store.announcements.save(
+        replace(sending, step=AnnouncementStep.SENDING), previewed, NOW
+    )
+    # Say a purge removed the first announcement while its batch was waiting.
+    await store.database.run([("DELETE FROM announcements WHERE number = 1", ())])
+    assert await store.telegram.due(NOW, 10, hold_campaign=False) == []
+    statuses = await telegram_rows(store, "announce:1")
+    assert [status for _, status, _ in statuses] == ["cancelled"] * 3
+    await store.database.run([("DELETE FROM announcements WHERE number = 2", ())])
+    assert await store.outbox.due(NOW, 10) == []
+    rows = await store.database.fetch("SELECT status, recipient FROM outbox")
+    assert [tuple(row) for row in rows] == [("cancelled", None)] * 2
