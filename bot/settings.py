@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from conversations.announcements import TELEGRAM_MAX_LENGTH
 from conversations.draw import BeaconSource
 from conversations.model import Area, Travel
 from conversations.phases import Calendar, SilencePeriod
@@ -160,6 +161,9 @@ class Settings:
     draw_check_seconds: float = 60.0
     # Lines in one /questions, /journal or /gagnants answer.
     admin_list_limit: int = 50
+    # The longest message an admin's /annonce may send, in Telegram's characters (UTF-16 units,
+    # an emoji counts two); at most 4096, Telegram's own limit.
+    announcement_max_length: int = 4096
     # Webhook mode (`coffeebot webhook`) and the bot's small HTTP server (webhook, /healthz,
     # one-click unsubscribe). host:port it listens on; TLS is the reverse proxy's job.
     webhook_listen: str = "127.0.0.1:8080"
@@ -207,7 +211,8 @@ class Settings:
     address_tag_providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
 
     def __post_init__(self) -> None:
-        """Refuse to start with a calendar that does not hold, naming the setting."""
+        """Refuse to start with a calendar that does not hold, or a limit Telegram would
+        refuse, naming the setting."""
         problems = self.calendar.problems()
         if problems:
             name, problem = problems[0]
@@ -221,6 +226,8 @@ class Settings:
         ):
             if value <= 0:
                 raise SettingsError(f"{name} must be more than 0")
+        if not 0 < self.announcement_max_length <= TELEGRAM_MAX_LENGTH:
+            raise SettingsError(f"ANNOUNCEMENT_MAX_LENGTH must be 1 to {TELEGRAM_MAX_LENGTH}")
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,7 +1,7 @@
 """An admin's `/annonce`: a message to supporters, as a transition table.
 
-The admin types the message, chooses the audience (every entrant, or only those who agreed to
-news on Telegram), sees it as it will be sent with the number of recipients, and confirms — a
+The admin types the message, chooses the audience (every entrant, those who agreed to news on
+Telegram, or by email), sees it as it will be sent with the number of recipients, and confirms — a
 second admin confirms when the draw's second-admin rule applies. Once sending, it can be
 cancelled. Nothing starts or leaves during electoral silence. The text is the admin's, sent as
 plain text: never read as markup, never filled as a template. `announcements.mmd` beside this
@@ -40,12 +40,26 @@ class AnnouncementRules:
 class Audience(StrEnum):
     ENTRANTS = "entrants"
     NEWS_TELEGRAM = "news_telegram"
+    # By email, to the confirmed address of each entrant who agreed to news by email.
+    NEWS_EMAIL = "news_email"
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+
+
+def channel_of(audience: Audience) -> Channel:
+    return Channel.EMAIL if audience == Audience.NEWS_EMAIL else Channel.TELEGRAM
 
 
 def in_audience(person: Participant, audience: Audience) -> bool:
-    """Whom an audience reaches; the shell counts and selects with the same rule."""
+    """Whom an audience reaches; the shell counts and selects with the same rule (the shell
+    also leaves out, on Telegram, whoever blocked the bot since they last wrote to it)."""
     if audience == Audience.ENTRANTS:
         return person.entry is not None
+    if audience == Audience.NEWS_EMAIL:
+        return person.entry is not None and person.has_consented(ConsentKind.NEWS_EMAIL)
     return person.has_consented(ConsentKind.NEWS_TELEGRAM)
 
 
@@ -162,9 +176,10 @@ def start(
 ) -> AnnouncementOutcome:
     """`/annonce`: a new draft, replacing a draft not yet confirmed."""
     if current is not None and current.step not in (*DRAFT, *OVER):
-        return AnnouncementOutcome(
-            current, (Reply(_say(ctx, f"admin.announce.busy.{current.step}")),)
-        )
+        # Awaiting a second admin or sending: what stops it is at hand.
+        cancel = (Button(_say(ctx, "admin.announce.button.cancel"), "announce.cancel"),)
+        busy = Reply(_say(ctx, f"admin.announce.busy.{current.step}"), (cancel,))
+        return AnnouncementOutcome(current, (busy,))
     silence = _silenced(ctx)
     if silence is not None:
         return AnnouncementOutcome(current, (Reply(silence),))

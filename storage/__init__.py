@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from storage.announcements import AnnouncementStore
 from storage.audit_log import AuditLog
 from storage.database import Database
 from storage.draws import DrawStore
@@ -77,6 +78,7 @@ class Storage:
     meetings: MeetingStore
     audit: AuditLog
     reports: Reports
+    announcements: AnnouncementStore
 
     @classmethod
     def on(cls, database: Database) -> Storage:
@@ -89,6 +91,7 @@ class Storage:
             MeetingStore(database),
             AuditLog(database),
             Reports(database),
+            AnnouncementStore(database),
         )
 
     async def close(self) -> None:

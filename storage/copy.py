@@ -15,6 +15,7 @@ TABLES = (
     "participants", "friends", "consents", "entries", "processed_updates", "anonymous_counts",
     "outbox", "address_hashes", "draws", "draw_places", "meetings", "audit_log",
     "operation", "telegram_outbox", "draw_addenda", "quota_counts", "secret_key_check",
+    "announcements", "telegram_blocked",
 )  # fmt: skip
 # Rows written per transaction into the target.
 BATCH_ROWS = 1000

@@ -382,7 +382,53 @@ MIGRATIONS += (
     ),
 )
 
-# @@MIGRATIONS-10-13@@
+# @@MIGRATION-11@@
+
+MIGRATIONS += (
+    Migration(
+        12,
+        "announcements to supporters, the chats that blocked the bot, email batches",
+        (
+            # One row per /annonce: its text, audience and step, who asked and who confirmed,
+            # and its counts as last seen in the outboxes (kept once the outbox is purged).
+            """CREATE TABLE announcements (
+                number INTEGER PRIMARY KEY,
+                version INTEGER NOT NULL,
+                step TEXT NOT NULL,
+                text TEXT NOT NULL,
+                audience TEXT,
+                channel TEXT,
+                requested_by BIGINT NOT NULL,
+                confirmed_by BIGINT,
+                recipients INTEGER NOT NULL,
+                queued INTEGER,
+                sent INTEGER,
+                blocked INTEGER,
+                cancelled INTEGER,
+                failed INTEGER,
+                started_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            # Telegram answered Forbidden: no announcement goes to this chat until the person
+            # writes to the bot again (their row's updated_at is then later than blocked_at).
+            """CREATE TABLE telegram_blocked (
+                user_id BIGINT PRIMARY KEY REFERENCES participants (user_id) ON DELETE CASCADE,
+                blocked_at TEXT NOT NULL
+            )""",
+            # Emails sent as one batch (an announcement), for progress counts and cancelling.
+            "ALTER TABLE outbox ADD COLUMN batch TEXT",
+            "CREATE INDEX outbox_batch ON outbox (batch, status)",
+            # The sender's query in its own order: with an announcement's whole batch pending,
+            # each read of 100 due messages sorted every pending row (0.36 s at 200,000 rows on
+            # SQLite, against 0.01 s with the order in the index).
+            "DROP INDEX telegram_outbox_due",
+            "CREATE INDEX telegram_outbox_due ON telegram_outbox"
+            " (status, not_before, created_at, idempotency_key)",
+        ),
+    ),
+)
+
+# @@MIGRATION-13@@
 
 MIGRATIONS += (
     Migration(

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
-from storage.database import Database, Dialect, Statement
+from storage.database import Database, Dialect, Row, Statement
 from storage.ports import OutboxEmail, StaleWrite
 
 
@@ -24,6 +25,9 @@ def _sent(key: str, now: datetime) -> Statement:
     )
 
 
+_CANCEL = "UPDATE outbox SET status = 'cancelled', recipient = NULL, params = NULL"
+
+
 def claimed(database: Database, table: str) -> str:
     """The condition that claims one waiting row by its key. On PostgreSQL a row another
     sender is claiming is skipped rather than waited for (FOR UPDATE SKIP LOCKED); either way
@@ -34,6 +38,45 @@ def claimed(database: Database, table: str) -> str:
             " AND status = 'pending' FOR UPDATE SKIP LOCKED)"
         )
     return "idempotency_key = ? AND status = 'pending'"
+
+
+async def with_announcement_texts(
+    database: Database, cancel: str, rows: list[Row]
+) -> list[tuple[Row, dict[str, Any]]]:
+    """Each due row with its values to fill in. An announcement's messages name it
+    (`{"announcement": N}`) rather than each carry a copy of its text, which at a million people
+    would be gigabytes: the texts are read here, once for a batch of due rows. A message whose
+    announcement is gone is cancelled (`cancel`, the table's own UPDATE … SET) rather than sent
+    without its text."""
+    params = [json.loads(row["params"]) for row in rows]
+    numbers = sorted({p["announcement"] for p in params if "announcement" in p})
+    if not numbers:
+        return list(zip(rows, params, strict=True))
+    found = await database.fetch(
+        f"SELECT number, text FROM announcements WHERE number IN ({', '.join('?' * len(numbers))})",
+        numbers,
+    )
+    texts = {int(number): text for number, text in found}
+    due, orphans = [], []
+    for row, values in zip(rows, params, strict=True):
+        number = values.get("announcement")
+        if number is None:
+            due.append((row, values))
+        elif number in texts:
+            due.append((row, {"text": texts[number]}))
+        else:
+            orphans.append(row["idempotency_key"])
+    if orphans:
+        await database.run(
+            [
+                (
+                    f"{cancel} WHERE status = 'pending' AND idempotency_key IN"
+                    f" ({', '.join('?' * len(orphans))})",
+                    orphans,
+                )
+            ]
+        )
+    return due
 
 
 class EmailOutbox:
@@ -59,10 +102,10 @@ class EmailOutbox:
                 row["kind"],
                 row["recipient"],
                 row["language"],
-                json.loads(row["params"]),
+                values,
                 row["attempts"],
             )
-            for row in rows
+            for row, values in await with_announcement_texts(self._database, _CANCEL, rows)
         ]
 
     async def start_sending(self, key: str, now: datetime, sent_before: str | None) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from storage.database import Database, Statement
-from storage.outbox import claimed
+from storage.outbox import claimed, with_announcement_texts
 from storage.participants import _parse_time, _time
 from storage.ports import (
     QueuedTelegram,
@@ -105,6 +105,9 @@ class TelegramQueue:
     async def due(self, now: datetime, limit: int, hold_campaign: bool) -> list[QueuedTelegram]:
         highest_campaign = 0 if hold_campaign else 1
         rows = await self._database.fetch(_DUE, (_time(now), highest_campaign, limit))
+        due = await with_announcement_texts(
+            self._database, "UPDATE telegram_outbox SET status = 'cancelled', params = NULL", rows
+        )
         return [
             QueuedTelegram(
                 TelegramMessage(
@@ -113,7 +116,7 @@ class TelegramQueue:
                     kind=TelegramKind(row["kind"]),
                     language=row["language"],
                     text_key=row["text_key"],
-                    params=json.loads(row["params"]),
+                    params=values,
                     buttons=tuple((label, data) for label, data in json.loads(row["buttons"])),
                     campaign=bool(row["campaign"]),
                     not_before=_parse_time(row["not_before"]),
@@ -121,7 +124,7 @@ class TelegramQueue:
                 ),
                 row["attempts"],
             )
-            for row in rows
+            for row, values in due
         ]
 
     async def start_sending(self, key: str) -> bool:
@@ -148,8 +151,20 @@ class TelegramQueue:
             ]
         )
 
-    async def mark_blocked(self, key: str, attempts: int) -> None:
-        await self._done(key, TelegramStatus.BLOCKED, attempts, "Forbidden")
+    async def mark_blocked(self, key: str, attempts: int, now: datetime | None = None) -> None:
+        """The person blocked the bot: this message is given up, and so are later campaign
+        messages (announcements) until they write to the bot again."""
+        done = (
+            f"UPDATE telegram_outbox SET {_DONE} WHERE idempotency_key = ?",
+            (str(TelegramStatus.BLOCKED), attempts, "Forbidden", key),
+        )
+        remembered = (
+            "INSERT INTO telegram_blocked (user_id, blocked_at)"
+            " SELECT user_id, ? FROM telegram_outbox WHERE idempotency_key = ?"
+            " ON CONFLICT (user_id) DO UPDATE SET blocked_at = excluded.blocked_at",
+            (_time(now), key),
+        )
+        await self._database.run([done, remembered] if now is not None else [done])
 
     async def retry_later(self, key: str, attempts: int, at: datetime, error: str) -> None:
         await self._database.run(

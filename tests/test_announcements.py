@@ -21,9 +21,11 @@ from conversations.announcements import (
     AskAdmins,
     Audience,
     CancelBroadcast,
+    Channel,
     QueueBroadcast,
     announce_step,
     awaits_text,
+    channel_of,
     in_audience,
     start,
     telegram_length,
@@ -264,3 +266,28 @@ def test_the_questionnaire_offers_news_on_telegram_apart(ctx: Context) -> None:
     assert done.state.consents[-1].kind == ConsentKind.NEWS_TELEGRAM
     withdrawn = step(done.state, Command("desabonner"), ctx)
     assert withdrawn.effects == (WithdrawConsent(ConsentKind.NEWS_TELEGRAM, NOW),)
+
+
+def test_news_by_email_reaches_entrants_who_agreed_to_it_by_email() -> None:
+    by_email = Consent(ConsentKind.NEWS_EMAIL, "fr-v", NOW)
+    entrant = entered(1)
+    subscriber = replace(entrant, consents=(*entrant.consents, by_email))
+    unconfirmed = replace(entered(3, entry=None), consents=(by_email,))
+    assert in_audience(subscriber, Audience.NEWS_EMAIL)
+    assert not in_audience(entrant, Audience.NEWS_EMAIL)
+    assert not in_audience(unconfirmed, Audience.NEWS_EMAIL)
+    assert channel_of(Audience.NEWS_EMAIL) == Channel.EMAIL
+    assert {channel_of(a) for a in (Audience.ENTRANTS, Audience.NEWS_TELEGRAM)} == {
+        Channel.TELEGRAM
+    }
+
+
+@pytest.mark.parametrize("busy", [AnnouncementStep.SENDING, AnnouncementStep.AWAITING_SECOND_ADMIN])
+def test_a_new_announcement_while_one_is_busy_offers_to_cancel_it(
+    actx: AnnouncementContext, busy: AnnouncementStep
+) -> None:
+    current = replace(previewed(actx), step=busy)
+    outcome = start(current, 18, OTHER, actx)
+    assert outcome.announcement == current and outcome.effects == ()
+    [reply] = outcome.replies
+    assert [button.key for row in reply.buttons for button in row] == ["announce.cancel"]

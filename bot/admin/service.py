@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
+from bot.admin.announcements import Announcements
 from bot.admin.draw_flow import DrawFlow, DrawTools
 from bot.admin.draw_results import DrawResults
 from bot.admin.exclusions import Exclusions
@@ -85,13 +86,16 @@ class AdminService:
             tools.say, tools.reply, messenger.send, messenger.send_document, tools.audit,
             tools.local, self._places.drawn,
         )  # fmt: skip
+        self.announcements = Announcements(
+            storage, texts, settings, clock, messenger.send, mail_queued, telegram_queued
+        )
         self._draw_flow = DrawFlow(storage, settings, clock, draw_tools, self._language, results)
         jobs: list[AdminJob] = [
             Draw(self._draw_flow),
             self._places,
             self._meeting,
             Exclusions(tools),
-            Statistics(tools),
+            Statistics(tools, (self.announcements.statistics,)),
             ParticipantsExport(tools),
             Questions(tools),
             Journal(tools),

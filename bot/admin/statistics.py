@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from bot.admin.tools import AdminCommand, AdminJob, AdminTools
 from conversations.model import Reply
 
+# A further paragraph of /stats from another job (the announcements' progress), in a language.
+Section = Callable[[str], Awaitable[str | None]]
+
 
 class Statistics(AdminJob):
-    def __init__(self, tools: AdminTools) -> None:
+    def __init__(self, tools: AdminTools, sections: Sequence[Section] = ()) -> None:
         self._tools = tools
+        self._sections = sections
 
     def commands(self) -> Mapping[str, AdminCommand]:
         return {"stats": self.stats}
@@ -43,6 +47,8 @@ class Statistics(AdminJob):
             failed=str(emails.get("failed", 0) + emails.get("interrupted", 0)),
             erased=str(erased),
         )  # fmt: skip
+        more = [await section(language) for section in self._sections]
+        text = "\n\n".join(filter(None, (text, *more)))
         await tools.messenger.send(admin_id, Reply(text))
         # matplotlib takes a second to import: only when a chart is asked for.
         from bot.admin.charts import stats_chart

@@ -19,6 +19,8 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from bot.admin.announcements import COMMANDS as ANNOUNCE_COMMANDS
+from bot.admin.announcements import PRESS_PREFIX as ANNOUNCE_PRESS
 from bot.admin.service import AdminService
 from bot.service import ConversationService, Incoming
 from conversations.catalogue import Catalogue
@@ -180,6 +182,10 @@ class TelegramHandlers:
         assert update.message and update.message.text and update.effective_user
         command = command_of(update.message.text)
         admin = self._admin_for(update)
+        if admin and command.name in ANNOUNCE_COMMANDS:
+            language = self._texts.language_for(update.effective_user.language_code)
+            await admin.announcements.command(update.effective_user.id, language)
+            return
         if admin and admin.handles(command.name):
             language = self._texts.language_for(update.effective_user.language_code)
             await admin.command(update.effective_user.id, language, command.name, command.argument)
@@ -189,6 +195,11 @@ class TelegramHandlers:
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Answers the current question with the typed text."""
         assert update.message and update.message.text is not None
+        admin, user = self._admin_for(update), update.effective_user
+        if admin and user and await admin.announcements.awaits_text(user.id):
+            language = self._texts.language_for(user.language_code)
+            await admin.announcements.text(user.id, language, update.message.text)
+            return
         await self._run(update, Text(update.message.text))
 
     async def contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -210,6 +221,9 @@ class TelegramHandlers:
         admin = self._admin_for(update)
         if admin and data.startswith("admin."):
             await admin.press(user.id, self._texts.language_for(user.language_code), data)
+        elif admin and data.startswith(ANNOUNCE_PRESS):
+            language = self._texts.language_for(user.language_code)
+            await admin.announcements.press(user.id, language, data)
         elif self.admin and data.startswith("win."):
             await self.admin.winner_answer(user.id, data)
         else:

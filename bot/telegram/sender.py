@@ -85,6 +85,9 @@ class TelegramOutboxSender:
         now = self._clock()
         batch = await self._outbox.due(now, self._batch_size, self._hold_campaign(now))
         for handled, queued in enumerate(batch):
+            if queued.message.campaign and self._hold_campaign(self._clock()):
+                # A silence began while this batch was leaving: the rest waits for its end.
+                return handled
             wait = await self._send_one(queued)
             if wait is not None:
                 # Flood control holds every chat: the rest of the batch waits too, then the
@@ -110,7 +113,7 @@ class TelegramOutboxSender:
             await self._messenger.deliver(message.user_id, reply)
         except Forbidden:
             log.info("Telegram message %s: the person blocked the bot", message.key)
-            await self._outbox.mark_blocked(message.key, queued.attempts + 1)
+            await self._outbox.mark_blocked(message.key, queued.attempts + 1, self._clock())
         except RetryAfter as error:
             wait = _seconds(error)
             log.warning("Telegram flood control: waiting %s before %s", wait, message.key)
