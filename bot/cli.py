@@ -150,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         "phones and emails: write it outside the repository or to an ignored name.",
     )
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    expenses = commands.add_parser(
+        "expenses",
+        help="write the winners' travel expenses as CSV, for the mandataire (personal data)",
+        description="Write one line per travel expense (name, postcode, area class, cap, "
+        "claimed, paid, date paid, payment references, receipts' SHA-256), then the totals, "
+        "in the export's safe CSV format (UTF-8, ';', no cell a spreadsheet runs).",
+    )
+    expenses.add_argument("--output", "-o", help="file to write (default: standard output)")
     copy = commands.add_parser(
         "copy-db",
         help="copy a whole campaign into an empty database (SQLite to PostgreSQL, say)",
@@ -268,6 +276,14 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
         return copy_db(arguments.source, arguments.target)
     if command == "export":
         asyncio.run(export(settings, arguments.output))
+        return 0
+    if command == "expenses":
+        csv_content = asyncio.run(expenses_content(settings))
+        if arguments.output:
+            Path(arguments.output).write_bytes(csv_content)
+        else:
+            sys.stdout.buffer.write(csv_content)
+            sys.stdout.flush()
         return 0
     if command == "draw":
         content = asyncio.run(ticket_file(settings))
@@ -509,6 +525,15 @@ async def export(settings: Settings, output: str | None) -> None:
         else:
             await export_into(storage, sys.stdout)
             sys.stdout.flush()
+
+
+async def expenses_content(settings: Settings) -> bytes:
+    """The mandataire's CSV: one line per travel expense, then the totals."""
+    from bot.admin.expenses import expenses_csv_of
+    from bot.bootstrap import migrated_storage
+
+    async with migrated_storage(settings) as storage:
+        return await expenses_csv_of(storage, settings)
 
 
 def copy_db(source: str, target: str) -> int:

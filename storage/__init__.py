@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from storage.audit_log import AuditLog
 from storage.database import Database
 from storage.draws import DrawStore
+from storage.expenses import ExpenseStore
 from storage.meetings import MeetingStore
 from storage.outbox import EmailOutbox
 from storage.participants import Participants
@@ -77,6 +78,7 @@ class Storage:
     meetings: MeetingStore
     audit: AuditLog
     reports: Reports
+    expenses: ExpenseStore
 
     @classmethod
     def on(cls, database: Database) -> Storage:
@@ -89,6 +91,7 @@ class Storage:
             MeetingStore(database),
             AuditLog(database),
             Reports(database),
+            ExpenseStore(database),
         )
 
     async def close(self) -> None:

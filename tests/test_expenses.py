@@ -96,8 +96,8 @@ def test_any_text_is_an_amount_in_range_or_a_refusal(text: str) -> None:
     assert isinstance(result, Refusal) or 0 < result <= MAX
 
 
-RULES = ExpenseRules(max_receipts=3, receipt_max_mb=2)
-MB = 1024 * 1024
+MB = 1_000_000
+RULES = ExpenseRules(max_receipts=3, receipt_max_bytes=2 * MB)
 
 
 def receipt(name: str, kind: ReceiptKind = ReceiptKind.PHOTO, size: int = 500) -> Receipt:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from bot.admin.draw_flow import CERTIFICATE_FILE, DrawFlow, DrawTools
 from bot.admin.draw_results import DrawResults
+from bot.admin.expenses import ExpenseAdmin
 from bot.admin.exports import gzipped, write_export
 from bot.settings import Settings
 from conversations.addenda import BY_HAND, ReplacementReason
@@ -24,6 +25,7 @@ from conversations.admin import calendar_file, parse_meeting
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
 from conversations.draw import ExclusionReason
+from conversations.expenses import ReceiptKind
 from conversations.ledger import record_hash
 from conversations.model import Participant, Reply, Travel
 from conversations.winners import (
@@ -59,6 +61,10 @@ ADMIN_COMMANDS = {
     "meeting": "meeting",
     "gagnants": "winners",
     "winners": "winners",
+    "frais": "expenses",
+    "expenses": "expenses",
+    "rembourser": "reimburse",
+    "reimburse": "reimburse",
 }
 
 
@@ -75,6 +81,10 @@ class Messenger(Protocol):
     ) -> None: ...
 
     async def send_photo(self, chat_id: int, content: bytes, caption: str) -> None: ...
+
+    async def send_receipt(
+        self, chat_id: int, file_id: str, kind: ReceiptKind, caption: str
+    ) -> None: ...
 
 
 class AdminService:
@@ -110,6 +120,8 @@ class AdminService:
         self._draw_flow = DrawFlow(
             storage, settings, clock, tools, texts.default_language, self._results
         )
+        expenses = ExpenseAdmin(storage, texts, settings, clock, messenger, telegram_queued)
+        self._expenses, self._reimburse = expenses.show, expenses.pay
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self._settings.admin_ids
