@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.bootstrap import migrated_storage
 from bot.settings import Settings
+from bot.telegram.application import file_url
 from conversations.model import Area
 from tests.conftest import NOW
 from tests.fake_beacon import running_drand
@@ -185,10 +186,14 @@ async def test_files_that_are_not_receipts_are_refused_kindly_and_change_nothing
                 ),
                 updates.text(winner, "45"),
             )
+            refused = api.texts_to(chosen)[-5:]
+            # Telegram will not give the file (gone, or above its 20 MB): said, nothing kept.
+            await bot.feed(updates.photo(winner, "FILE-GONE", "UGONE"))
             # Someone who is not a winner sends a photo: the signup's usual answer.
             stranger_photo = api.add_file(PHOTO)
             await bot.feed(updates.photo(Updates.user(other), *stranger_photo))
-    answers = api.texts_to(chosen)[-5:]
+    answers = refused
+    assert api.texts_to(chosen)[-1].startswith("Je n’ai pas pu récupérer ce fichier")
     for refused in answers[:3]:
         assert refused.startswith("Je ne lis que les photos et les fichiers PDF")
         assert "Envoyez-moi la photo ou le PDF de votre justificatif" in refused
@@ -203,6 +208,11 @@ async def test_files_that_are_not_receipts_are_refused_kindly_and_change_nothing
     assert expense.expense.receipts == ()
     assert expense.expense.travel == ("arranged" if chosen == 1 else "train")
     assert expense.claimant.postcode == "69003"
+
+
+def test_files_are_downloaded_beside_the_bot_api() -> None:
+    assert file_url("https://api.telegram.org/bot") == "https://api.telegram.org/file/bot"
+    assert file_url("http://127.0.0.1:8081/bot/") == "http://127.0.0.1:8081/file/bot"
 
 
 async def test_a_winner_without_travel_is_not_asked_and_unknown_tickets_are_said(
