@@ -14,12 +14,14 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from bot.kept_replies import KeptReplies, KeptStep, encode
 from bot.service import Outbound
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.expenses import (
     ClaimContext,
     ClaimInput,
+    ClaimOutcome,
     ExpenseRules,
     Receipt,
     ReceiptKind,
@@ -54,8 +56,11 @@ class ExpenseClaims:
         settings: Settings,
         clock: Callable[[], datetime],
         telegram_queued: Callable[[], None],
+        kept: KeptReplies | None = None,
     ) -> None:
         self._store = store
+        # With it, each step's replies are kept with its update until they have left.
+        self._kept = kept
         self._texts = texts
         self._rules = settings.expense_rules
         self._files_dir = Path(settings.expense_files_dir) if settings.expense_files_dir else None
@@ -130,28 +135,45 @@ class ExpenseClaims:
             try:
                 outcome = claim_step(expense, event, ctx)
             except Exception:
+                # The expense is left as it was: nothing the winner sent before is lost.
                 log.exception("expense step failed for user %s", user_id)
-                outcome = None
+                error = Reply(self._texts.render(expense.language, "error.internal"))
+                outcome = ClaimOutcome(expense, (error,))
+            kept = encode(KeptStep(outcome.replies)) if self._kept is not None else None
             try:
-                if outcome is None:
-                    if update_id is not None:
-                        await store.mark_processed(update_id, ctx.now)
-                else:
-                    await store.save(outcome.expense, update_id, ctx.now)
+                await store.save(outcome.expense, update_id, ctx.now, kept)
             except DuplicateUpdate:
                 log.info("update %s already processed: not acted on again", update_id)
-                return True
-        if outcome is None:
-            await outbound.send(Reply(self._texts.render(expense.language, "error.internal")))
+                redelivered = True
+            else:
+                redelivered = False
+        if redelivered:
+            await self._send_kept(update_id, outbound)
             return True
         taken = isinstance(event, Receipt) and any(
             claimed.receipt == event for claimed in outcome.expense.receipts
         )
         if content is not None and isinstance(event, Receipt) and taken:
             self.keep_file(content, event.sha256, event.kind)
-        for reply in outcome.replies:
-            await outbound.send(reply)
+        await self._deliver(outcome.replies, 0, update_id, outbound)
         return True
+
+    async def _deliver(
+        self, replies: tuple[Reply, ...], sent: int, update_id: int | None, outbound: Outbound
+    ) -> None:
+        for index in range(sent, len(replies)):
+            await outbound.send(replies[index])
+            if self._kept is not None and update_id is not None:
+                await self._kept.sent(update_id, index + 1)
+
+    async def _send_kept(self, update_id: int | None, outbound: Outbound) -> None:
+        """A redelivered update: send what its committed step had not sent yet (a crash after
+        the commit), and nothing else."""
+        if self._kept is None or update_id is None:
+            return
+        found = await self._kept.unsent(update_id)
+        if found is not None and found[1] < found[0].items:
+            await self._deliver(found[0].replies, found[1], update_id, outbound)
 
     def keep_file(self, content: bytes, sha256: str, kind: ReceiptKind) -> None:
         """With EXPENSE_FILES_DIR set, a copy of the receipt readable by the bot's user only,

@@ -93,7 +93,7 @@ _PAYMENT = (
     "INSERT INTO expense_payments (ticket, seq, amount_cents, reference, override_reason,"
     " admin_id, paid_at) VALUES (?, ?, ?, ?, ?, CAST(? AS BIGINT), ?)"
 )
-_PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, NULL)"
+_PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
 
 
 class ExpenseStore:
@@ -187,9 +187,16 @@ class ExpenseStore:
         ]
         return sorted(stored, key=lambda s: s.expense.ticket)
 
-    async def save(self, expense: Expense, update_id: int | None, now: datetime) -> None:
+    async def save(
+        self,
+        expense: Expense,
+        update_id: int | None,
+        now: datetime,
+        replies: str | None = None,
+    ) -> None:
         """Write the expense as the step left it, unless it changed since it was read
-        (StaleWrite) or this update was processed before (DuplicateUpdate): then nothing."""
+        (StaleWrite) or this update was processed before (DuplicateUpdate): then nothing.
+        `replies` are kept with the update until they have left (bot/kept_replies.py)."""
         at = _time(now)
         changed = (
             str(expense.step), expense.language, expense.claimed_cents,
@@ -207,12 +214,14 @@ class ExpenseStore:
             )  # fmt: skip
             statements.append((_RECEIPT, row))
         if update_id is not None:
-            statements.append((_PROCESSED, (update_id, at)))
+            statements.append((_PROCESSED, (update_id, at, replies)))
         await self._database.run(statements, guarded=0)
 
-    async def mark_processed(self, update_id: int, now: datetime) -> None:
+    async def mark_processed(
+        self, update_id: int, now: datetime, replies: str | None = None
+    ) -> None:
         """An update that changed nothing, noted so that its redelivery is not acted on."""
-        await self._database.run([(_PROCESSED, (update_id, _time(now)))])
+        await self._database.run([(_PROCESSED, (update_id, _time(now), replies))])
 
     async def record_payment(
         self, ticket: str, seq: int, payment: Payment, told: TelegramMessage, now: datetime

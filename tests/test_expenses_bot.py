@@ -10,6 +10,7 @@ import hashlib
 import io
 import stat
 from pathlib import Path
+from typing import Any
 
 from bot.bootstrap import migrated_storage
 from bot.settings import Settings
@@ -243,3 +244,40 @@ async def test_a_winner_without_travel_is_not_asked_and_unknown_tickets_are_said
     assert unknown_pay == unknown
     assert usage.startswith("Usage\u00a0: /rembourser TICKET MONTANT")
     assert negative == "Un montant ne peut pas être négatif."
+
+
+class FailingOnce(FakeBotApi):
+    """Refuses the next message to one chat, as a process killed before it could send."""
+
+    fail_next_to: int | None = None
+
+    def _answer(self, endpoint: str, params: dict[str, Any], files: dict[str, Any]) -> Any:
+        if endpoint == "sendMessage" and params.get("chat_id") == self.fail_next_to:
+            self.fail_next_to = None
+            return None
+        return super()._answer(endpoint, params, files)
+
+
+async def test_a_redelivered_receipt_sends_the_reply_its_step_kept_back_and_nothing_else(
+    settings: Settings, tmp_path: Path
+) -> None:
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FailingOnce(), Updates(start=500)
+        winner = Updates.user(1)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            photo = updates.photo(winner, *api.add_file(PHOTO))
+            api.fail_next_to = 1
+            await bot.feed(photo)  # committed, but its answer never left
+            await bot.feed(photo, photo)  # Telegram delivers it again (twice)
+            await bot.feed(updates.text(winner, "20"))
+    received = [text for text in api.texts_to(1) if text.startswith("Bien reçu (📷 photo)")]
+    assert len(received) == 2  # the failed attempt, then the one sent on redelivery
+    assert not any("déjà été envoyé" in text for text in api.texts_to(1))
+    assert "1. 📷 photo — 20,00\u00a0€" in api.texts_to(1)[-1]
+    async with migrated_storage(settings) as storage:
+        found = await storage.expenses.by_ticket("TK00000001")
+    assert found is not None and len(found.expense.receipts) == 1

@@ -18,6 +18,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.admin.service import AdminService
 from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
 from bot.expense_claims import ExpenseClaims
+from bot.kept_replies import KeptReplies
 from bot.settings import HttpClient, Settings
 from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
 from bot.telegram.outage import ApiOutage
@@ -100,7 +101,10 @@ def build_application(
             storage, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
         )
         handlers.admin = admin
-        claims = ExpenseClaims(storage.expenses, texts, settings, clock, telegram_sender.wake)
+        claims = ExpenseClaims(
+            storage.expenses, texts, settings, clock, telegram_sender.wake,
+            KeptReplies(storage.database),
+        )  # fmt: skip
         handlers.expenses = claims
         # Winners who accepted while no process was running are asked for receipts too.
         tasks.append(
