@@ -13,7 +13,8 @@ from storage.migrator import migrate
 TABLES = (
     "participants", "friends", "consents", "entries", "processed_updates", "anonymous_counts",
     "outbox", "address_hashes", "secrets", "draws", "draw_places", "meetings", "audit_log",
-    "operation", "telegram_outbox", "draw_addenda",
+    "operation", "telegram_outbox", "draw_addenda", "expenses", "expense_receipts",
+    "expense_payments",
 )  # fmt: skip
 # Rows written per transaction into the target.
 BATCH_ROWS = 1000

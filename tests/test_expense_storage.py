@@ -21,6 +21,7 @@ from conversations.expenses import (
 from conversations.model import Area, RecordConsent, Travel
 from conversations.outgoing import TelegramKind, TelegramMessage
 from storage import Storage, open_storage
+from storage.copy import copy_database
 from storage.expenses import Claimant
 from storage.migrator import migrate
 from storage.ports import DuplicateUpdate, StaleWrite
@@ -150,3 +151,33 @@ async def test_the_expense_outlives_the_participant_for_the_accounts(store: Stor
     await store.database.run([("DELETE FROM participants WHERE user_id = ?", (1,))])
     [kept] = await store.expenses.all()
     assert kept.claimant == CLAIMANT and kept.expense.ticket == "TK00000001"
+
+
+async def test_expenses_move_with_the_campaign_to_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source_url = f"sqlite:///{tmp_path / 'source.db'}"
+    source = await open_storage(source_url)
+    try:
+        await migrate(source.database, NOW)
+        await winner(source, 1, Travel.TRAIN)
+        await source.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+        expense = await source.expenses.by_user(1)
+        assert expense is not None
+        photo = Receipt("F1", "U1", "a" * 64, ReceiptKind.PHOTO, 1234)
+        await source.expenses.save(
+            replace(expense, receipts=(ClaimedReceipt(photo, NOW, 4550),)), 7, NOW
+        )
+        payment = Payment(4550, NOW, 900, "VIR-1", None)
+        told = TelegramMessage("k", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid")
+        await source.expenses.record_payment("TK00000001", 1, payment, told, NOW)
+        before = await source.expenses.all()
+    finally:
+        await source.close()
+    counts = await copy_database(source_url, postgres_url, NOW)
+    assert (counts["expenses"], counts["expense_receipts"], counts["expense_payments"]) == (1, 1, 1)
+    target = await open_storage(postgres_url)
+    try:
+        assert await target.expenses.all() == before
+    finally:
+        await target.close()
