@@ -63,6 +63,7 @@ class ExpenseClaims:
         self._kept = kept
         self._texts = texts
         self._rules = settings.expense_rules
+        self.download_timeout = settings.expense_download_timeout_seconds
         self._files_dir = Path(settings.expense_files_dir) if settings.expense_files_dir else None
         self._clock = clock
         self._telegram_queued = telegram_queued

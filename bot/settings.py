@@ -186,6 +186,8 @@ class Settings:
     expense_files_dir: str | None = None
     expense_reference_max_length: int = 100
     expense_reason_max_length: int = 300
+    # A receipt's download from Telegram (up to 20 MB) may take this long.
+    expense_download_timeout_seconds: float = 60.0
     # The same payment again within this many minutes, without a reference, is a double tap.
     expense_repeat_minutes: int = 10
     # The names as English texts show them; unset: CANDIDATE_NAME and CAMPAIGN_NAME.

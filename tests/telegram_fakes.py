@@ -19,11 +19,10 @@ from telegram.request import BaseRequest, RequestData
 
 from bot.settings import Settings
 from bot.telegram.application import build_application
+from tests.bot_api_server import DOWNLOAD_MAX_BYTES
 
 BOT_ID = 7000000001
 BOT_USERNAME = "coffee_test_bot"
-# Telegram lets bots download files up to 20 MB; getFile refuses bigger ones.
-DOWNLOAD_MAX_BYTES = 20 * 1024 * 1024
 
 
 @dataclass

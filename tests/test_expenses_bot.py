@@ -12,10 +12,15 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from telegram import Update
+
 from bot.bootstrap import migrated_storage
 from bot.settings import Settings
-from bot.telegram.application import file_url
+from bot.telegram.application import build_application, file_url
+from bot.telegram.receipts import receipt_of
+from conversations.expenses import NotAReceipt, Receipt, ReceiptKind
 from conversations.model import Area
+from tests.bot_api_server import LocalBotApi
 from tests.conftest import NOW
 from tests.fake_beacon import running_drand
 from tests.telegram_fakes import BotHarness, FakeBotApi, Updates, running_bot
@@ -281,3 +286,31 @@ async def test_a_redelivered_receipt_sends_the_reply_its_step_kept_back_and_noth
     async with migrated_storage(settings) as storage:
         found = await storage.expenses.by_ticket("TK00000001")
     assert found is not None and len(found.expense.receipts) == 1
+
+
+async def test_a_receipt_is_downloaded_over_http_from_the_bot_api(settings: Settings) -> None:
+    """The real HTTP client (aiohttp) against a Bot API server: getFile, then the download
+    beside the API, as Telegram serves them."""
+    server = LocalBotApi()
+    server.files["FILE1"] = PDF
+    await server.start()
+    try:
+        application = build_application(settings.replace(telegram_api_base_url=server.base_url))
+        await application.bot.initialize()
+        try:
+            sent = Updates().document(Updates.user(1), "FILE1", "U1", "b.pdf", "application/pdf")
+            gone = Updates().document(Updates.user(1), "FILE2", "U2", "c.pdf", "application/pdf")
+            rules = settings.expense_rules
+            found = [
+                await receipt_of(
+                    Update.de_json(update, application.bot).message, application.bot, rules, 5.0
+                )
+                for update in (sent, gone)
+            ]
+        finally:
+            await application.bot.shutdown()
+    finally:
+        await server.stop()
+    assert found[0] == (Receipt("FILE1", "U1", sha(PDF), ReceiptKind.PDF, len(PDF)), PDF)
+    assert found[1] == (NotAReceipt("unreadable_file"), None)
+    assert server.calls["getFile"] == 2 and server.calls["download"] == 1

@@ -234,7 +234,9 @@ class TelegramHandlers:
             and await claims.may_have()
             and await claims.expects_receipt(user.id)
         ):
-            event, content = await receipt_of(message, context.bot, claims.rules)
+            event, content = await receipt_of(
+                message, context.bot, claims.rules, claims.download_timeout
+            )
             if await self._claimed(update, event, content=content):
                 return
         await self._run(update, Unsupported())

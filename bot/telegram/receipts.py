@@ -25,7 +25,7 @@ def _too_big(rules: ExpenseRules) -> NotAReceipt:
 
 
 async def receipt_of(
-    message: Message, bot: Bot, rules: ExpenseRules
+    message: Message, bot: Bot, rules: ExpenseRules, download_seconds: float
 ) -> tuple[Receipt | NotAReceipt, bytes | None]:
     """The message's file as a receipt with its content, or why it is not one."""
     if message.photo:
@@ -48,7 +48,7 @@ async def receipt_of(
         return _too_big(rules), None
     try:
         file = await bot.get_file(file_id)
-        content = bytes(await file.download_as_bytearray())
+        content = bytes(await file.download_as_bytearray(read_timeout=download_seconds))
     except TelegramError as error:
         log.warning("could not download a receipt (%s): %s", kind, error)
         return NotAReceipt("unreadable_file"), None
