@@ -235,6 +235,12 @@ async def test_a_winner_without_travel_is_not_asked_and_unknown_tickets_are_said
             await until(lambda: 1 in winner_chats(api))
             await bot.feed(updates.press(Updates.user(1), "win.accept"))
             await asyncio.sleep(0.3)  # the expense job runs meanwhile
+            # Without an expense, a photo is not downloaded and a forged button does nothing.
+            await bot.feed(
+                updates.photo(Updates.user(1), *api.add_file(PHOTO)),
+                updates.press(Updates.user(1), "expense.confirm"),
+            )
+            photo_answer, press_answer = api.texts_to(1)[-2:]
             await bot.feed(
                 updates.text(admin, "/frais"),
                 updates.text(admin, "/frais TK00000001"),
@@ -243,6 +249,9 @@ async def test_a_winner_without_travel_is_not_asked_and_unknown_tickets_are_said
                 updates.text(admin, "/rembourser TK00000001 -5"),
             )
     assert not any(ASKED in text or "pris en charge" in text for text in api.texts_to(1))
+    assert photo_answer.startswith("Je ne peux lire ici que du texte")
+    assert "plus actif" in press_answer  # the signup's answer to a stale button
+    assert api.downloads() == [] and not any(call.method == "getFile" for call in api.calls)
     none, unknown, unknown_pay, usage, negative = api.texts_to(ADMIN)[-5:]
     assert none == "Aucun gagnant n’a de frais de voyage pour l’instant."
     assert unknown.startswith("Aucun frais de voyage pour le ticket TK00000001")
