@@ -26,6 +26,7 @@ from conversations.expenses import (
     Receipt,
     ReceiptKind,
     accepts,
+    accepts_at,
     claim_step,
     open_claim,
 )
@@ -106,7 +107,7 @@ class ExpenseClaims:
 
     async def expects_receipt(self, user_id: int) -> bool:
         """Whether the person has an expense (then a file they send is read as a receipt)."""
-        return await self._store.by_user(user_id) is not None
+        return await self._store.step_of(user_id) is not None
 
     async def may_have(self) -> bool:
         """Whether any expense may exist, to be worth looking a person's text up."""
@@ -128,6 +129,10 @@ class ExpenseClaims:
         """Run `event` through the person's expense; False when they have none, or when it is
         not for it (a text while no amount is awaited goes to the signup conversation).
         `content` is a receipt's file, kept (EXPENSE_FILES_DIR) once the receipt is taken."""
+        # Most texts are not amounts: they are told apart before taking the person's turn.
+        step = await self._store.step_of(user_id)
+        if step is None or not accepts_at(step, event):
+            return False
         async with self._store.serving(user_id) as store:
             expense = await store.by_user(user_id)
             if expense is None or not accepts(expense, event):

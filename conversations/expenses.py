@@ -167,11 +167,16 @@ def open_claim(
 
 def accepts(expense: Expense, event: ClaimInput) -> bool:
     """Whether this input is for the expense conversation rather than the signup one."""
+    return accepts_at(expense.step, event)
+
+
+def accepts_at(step: ClaimStep, event: ClaimInput) -> bool:
+    """`accepts`, knowing only the expense's step (a cheap read before the person's turn)."""
     if isinstance(event, Press):
         return event.key.startswith("expense.")
     if isinstance(event, Receipt | NotAReceipt):
         return True
-    return expense.step == ClaimStep.AMOUNT
+    return step == ClaimStep.AMOUNT
 
 
 def claim_step(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:

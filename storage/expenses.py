@@ -140,6 +140,11 @@ class ExpenseStore:
         rows = await self._database.fetch("SELECT 1 FROM expenses LIMIT 1")
         return bool(rows)
 
+    async def step_of(self, user_id: int) -> ClaimStep | None:
+        """The step of the person's expense, or None without one: one small indexed read."""
+        rows = await self._database.fetch("SELECT step FROM expenses WHERE user_id = ?", (user_id,))
+        return ClaimStep(rows[0][0]) if rows else None
+
     async def by_user(self, user_id: int) -> Expense | None:
         found = await self._load(_OF_USER, (user_id,))
         return found[0].expense if found else None

@@ -12,7 +12,17 @@ import pytest
 from bot.cli import build_parser, main
 from tests.test_console import coffeebot
 
-SUBCOMMANDS = {"run", "console", "migrate", "draw", "export", "audit", "copy-db", "webhook"}
+SUBCOMMANDS = {
+    "run",
+    "console",
+    "migrate",
+    "draw",
+    "export",
+    "audit",
+    "copy-db",
+    "webhook",
+    "expenses",
+}
 
 
 def every_parser() -> list[argparse.ArgumentParser]:

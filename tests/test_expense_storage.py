@@ -98,6 +98,8 @@ async def test_an_expense_round_trips_whole_and_a_stale_or_repeated_save_changes
     await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
     loaded = await store.expenses.by_user(1)
     assert loaded is not None and loaded.version == 1 and loaded.step == ClaimStep.RECEIPT
+    assert await store.expenses.step_of(1) == ClaimStep.RECEIPT
+    assert await store.expenses.step_of(2) is None and await store.expenses.by_user(2) is None
     photo = Receipt("F1", "U1", "a" * 64, ReceiptKind.PHOTO, 1234)
     pdf = Receipt("F2", "U2", "b" * 64, ReceiptKind.PDF, 99)
     later = NOW + timedelta(minutes=5)
@@ -109,6 +111,7 @@ async def test_an_expense_round_trips_whole_and_a_stale_or_repeated_save_changes
         claimed_at=later,
     )
     await store.expenses.save(changed, 41, later)
+    assert await store.expenses.step_of(1) == ClaimStep.SUBMITTED
     again = await store.expenses.by_ticket("TK00000001")
     assert again is not None and again.claimant == CLAIMANT
     assert again.expense == replace(changed, version=2)
