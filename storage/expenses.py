@@ -30,6 +30,7 @@ from conversations.model import Area, Travel
 from conversations.outgoing import TelegramMessage
 from storage.database import Database, Row, Statement
 from storage.participants import _parse_time, _time
+from storage.ports import StaleWrite
 from storage.telegram_outbox import TelegramQueue
 
 
@@ -229,16 +230,33 @@ class ExpenseStore:
         await self._database.run([(_PROCESSED, (update_id, _time(now), replies))])
 
     async def record_payment(
-        self, ticket: str, seq: int, payment: Payment, told: TelegramMessage, now: datetime
-    ) -> None:
-        """Record the expense's `seq`th payment and queue the winner's notice, in one
-        transaction; StaleWrite when that payment was recorded meanwhile."""
+        self,
+        ticket: str,
+        seq: int,
+        payment: Payment,
+        told: TelegramMessage,
+        audited: Statement,
+        now: datetime,
+    ) -> bool:
+        """Record the expense's `seq`th payment, its audit entry (`AuditLog.append_statement`)
+        and the winner's notice, in one transaction. False when the audit log moved on since
+        its head was read (nothing written: read it again); StaleWrite when that payment was
+        recorded meanwhile."""
         values = (
             ticket, seq, payment.amount_cents, payment.reference, payment.override_reason,
             payment.admin_id, _time(payment.paid_at),
         )  # fmt: skip
         queued = self._telegram.queue_statements([told], now)
-        await self._database.run([(_PAYMENT, values), *queued])
+        try:
+            await self._database.run([audited, (_PAYMENT, values), *queued], guarded=0)
+        except StaleWrite:
+            taken = await self._database.fetch(
+                "SELECT 1 FROM expense_payments WHERE ticket = ? AND seq = ?", (ticket, seq)
+            )
+            if taken:
+                raise
+            return False
+        return True
 
 
 def _receipt(row: Row) -> ClaimedReceipt:

@@ -18,10 +18,12 @@ from conversations.expenses import (
     Receipt,
     ReceiptKind,
 )
+from conversations.ledger import verify_audit_chain
 from conversations.model import Area, RecordConsent, Travel
 from conversations.outgoing import TelegramKind, TelegramMessage
 from storage import Storage, open_storage
 from storage.copy import copy_database
+from storage.database import Statement
 from storage.expenses import Claimant
 from storage.migrator import migrate
 from storage.ports import DuplicateUpdate, StaleWrite
@@ -126,7 +128,13 @@ async def test_an_expense_round_trips_whole_and_a_stale_or_repeated_save_changes
     assert (await store.expenses.by_user(1)) == replace(removed, version=3)
 
 
-async def test_each_payment_number_is_recorded_once_with_its_notice(store: Storage) -> None:
+async def audited(store: Storage, details: str) -> Statement:
+    return await store.audit.append_statement(900, "expense.pay", details, NOW)
+
+
+async def test_each_payment_number_is_recorded_once_with_its_notice_and_audit_entry(
+    store: Storage,
+) -> None:
     await winner(store, 1, Travel.TRAIN)
     await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
     payment = Payment(7550, NOW, 900, "VIR-1", None)
@@ -134,18 +142,37 @@ async def test_each_payment_number_is_recorded_once_with_its_notice(store: Stora
         "expense-paid:TK00000001:1", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid",
         {"amount": "75,50 €", "total": "75,50 €"},
     )  # fmt: skip
-    await store.expenses.record_payment("TK00000001", 1, payment, told, NOW)
-    with pytest.raises(StaleWrite):
+    first = await audited(store, "TK00000001 75,50")
+    assert await store.expenses.record_payment("TK00000001", 1, payment, told, first, NOW)
+    with pytest.raises(StaleWrite):  # the same number again: recorded once
         await store.expenses.record_payment(
-            "TK00000001", 1, replace(payment, amount_cents=1), told, NOW
+            "TK00000001", 1, replace(payment, amount_cents=1), told, await audited(store, "x"), NOW
         )
     forced = Payment(1200, NOW, 900, None, "taxi")
-    await store.expenses.record_payment("TK00000001", 2, forced, replace(told, key="k2"), NOW)
+    # Another entry is appended after this one's head was read: nothing is written.
+    late = await audited(store, "TK00000001 12,00")
+    await store.audit.log(900, "expense.list", "1 shown", NOW)
+    assert not await store.expenses.record_payment(
+        "TK00000001", 2, forced, replace(told, key="k2"), late, NOW
+    )
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None and found.expense.payments == (payment,)
+    again = await audited(store, "TK00000001 12,00")
+    assert await store.expenses.record_payment(
+        "TK00000001", 2, forced, replace(told, key="k2"), again, NOW
+    )
     found = await store.expenses.by_ticket("TK00000001")
     assert found is not None and found.expense.payments == (payment, forced)
     assert found.expense.paid_cents == 8750
     keys = [m.message.key for m in await store.telegram.due(NOW, 10, hold_campaign=False)]
     assert sorted(keys) == ["expense-paid:TK00000001:1", "expense-request:TK00000001", "k2"]
+    chain = await store.audit.chain()
+    assert [(e["action"], e["details"]) for e in chain] == [
+        ("expense.pay", "TK00000001 75,50"),
+        ("expense.list", "1 shown"),
+        ("expense.pay", "TK00000001 12,00"),
+    ]
+    assert verify_audit_chain(chain) == []
 
 
 async def test_the_expense_outlives_the_participant_for_the_accounts(store: Storage) -> None:
@@ -173,7 +200,8 @@ async def test_expenses_move_with_the_campaign_to_postgresql(
         )
         payment = Payment(4550, NOW, 900, "VIR-1", None)
         told = TelegramMessage("k", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid")
-        await source.expenses.record_payment("TK00000001", 1, payment, told, NOW)
+        entry = await source.audit.append_statement(900, "expense.pay", "TK00000001", NOW)
+        await source.expenses.record_payment("TK00000001", 1, payment, told, entry, NOW)
         before = await source.expenses.all()
     finally:
         await source.close()

@@ -146,18 +146,25 @@ class ExpenseAdmin:
             return
         recorded = next(e for e in outcome.effects if isinstance(e, RecordPayment))
         told = next(e for e in outcome.effects if isinstance(e, TellPerson))
+        audit = next(e for e in outcome.effects if isinstance(e, Audit))
         try:
-            await self._store.record_payment(
-                expense.ticket, len(expense.payments) + 1, recorded.payment, _message(told), now
-            )
+            # The payment and its audit entry commit together: a kill leaves both or neither.
+            while not await self._store.record_payment(
+                expense.ticket,
+                len(expense.payments) + 1,
+                recorded.payment,
+                _message(told),
+                await self._audit_log.append_statement(
+                    audit.admin_id, audit.action, audit.details, now
+                ),
+                now,
+            ):
+                pass
         except StaleWrite:
             await self._reply(
                 admin_id, self._say(language, "admin.expense.changed", ticket=expense.ticket)
             )
             return
-        for effect in outcome.effects:
-            if isinstance(effect, Audit):
-                await self._audit(effect.admin_id, effect.action, effect.details)
         self._telegram_queued()
         done = self._say(
             language,
