@@ -8,6 +8,7 @@ from typing import Any
 from conversations.ledger import GENESIS, audit_entry, record_hash
 from storage.database import Database, Statement
 from storage.participants import _time
+from storage.ports import StaleWrite
 
 
 class AuditLog:
@@ -17,9 +18,11 @@ class AuditLog:
     async def log(self, admin_id: int, action: str, details: str, now: datetime) -> None:
         """Append an entry chained to the last one; a concurrent append makes this one retry."""
         while True:
-            appended = await self._database.run(
-                [await self.append_statement(admin_id, action, details, now)]
-            )
+            statement = await self.append_statement(admin_id, action, details, now)
+            try:
+                appended = await self._database.run([statement])
+            except StaleWrite:  # another entry took this number first
+                continue
             if appended[0] == 1:
                 return
 

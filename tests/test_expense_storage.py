@@ -3,6 +3,7 @@ a whole expense round-tripping, stale and redelivered saves refused, one payment
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -212,3 +213,12 @@ async def test_expenses_move_with_the_campaign_to_postgresql(
         assert await target.expenses.all() == before
     finally:
         await target.close()
+
+
+async def test_audit_entries_appended_at_once_all_land_in_one_chain(store: Storage) -> None:
+    """Payments record their audit entry in their own transaction: on PostgreSQL several
+    appends read the same head at once, and each must still land, once, in order."""
+    await asyncio.gather(*(store.audit.log(900, "expense.list", str(n), NOW) for n in range(20)))
+    chain = await store.audit.chain()
+    assert sorted(int(entry["details"]) for entry in chain) == list(range(20))
+    assert verify_audit_chain(chain) == []
