@@ -151,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         "phones and emails: write it outside the repository or to an ignored name.",
     )
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    expenses = commands.add_parser(
+        "expenses",
+        help="write the winners' travel expenses as CSV, for the mandataire (personal data)",
+        description="Write one line per travel expense (name, postcode, area class, cap, "
+        "claimed, paid, date paid, payment references, receipts' SHA-256), then the totals, "
+        "in the export's safe CSV format (UTF-8, ';', no cell a spreadsheet runs).",
+    )
+    expenses.add_argument("--output", "-o", help="file to write (default: standard output)")
     copy = commands.add_parser(
         "copy-db",
         help="copy a whole campaign into an empty database (SQLite to PostgreSQL, say)",
@@ -290,6 +298,14 @@ def run_command(command: str, arguments: argparse.Namespace, settings: Settings)
     if command == "purge":
         for line in asyncio.run(purge(settings, arguments.dry_run)):
             print(line)
+        return 0
+    if command == "expenses":
+        csv_content = asyncio.run(expenses_content(settings))
+        if arguments.output:
+            Path(arguments.output).write_bytes(csv_content)
+        else:
+            sys.stdout.buffer.write(csv_content)
+            sys.stdout.flush()
         return 0
     if command == "draw":
         content = asyncio.run(ticket_file(settings))
@@ -553,6 +569,15 @@ async def purge(settings: Settings, dry_run: bool) -> list[str]:
     async with migrated_storage(settings) as storage:
         report = await Purge(storage, settings, utc_now).run(dry_run)
     return report.lines()
+
+
+async def expenses_content(settings: Settings) -> bytes:
+    """The mandataire's CSV: one line per travel expense, then the totals."""
+    from bot.admin.expenses import expenses_csv_of
+    from bot.bootstrap import migrated_storage
+
+    async with migrated_storage(settings) as storage:
+        return await expenses_csv_of(storage, settings)
 
 
 def copy_db(source: str, target: str) -> int:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.announcements import TELEGRAM_MAX_LENGTH
 from conversations.draw import BeaconSource
+from conversations.expenses import ExpenseRules
 from conversations.model import Area, Travel
 from conversations.phases import Calendar, SilencePeriod
 from conversations.policy import DEFAULT_TRAVEL, Limits
@@ -203,6 +204,21 @@ class Settings:
     # How often the bot purges what the retention settings say is due (`coffeebot purge` does
     # it by hand); a restart starts the wait again.
     purge_every_hours: float = 24.0
+    # Travel expenses: a receipt's file (photo or PDF) is refused above this size (Telegram
+    # lets bots download 20 MB at most); receipts per winner; the amount of one receipt above
+    # which it is taken as a typing mistake.
+    expense_max_file_bytes: int = 20_000_000
+    expense_max_receipts: int = 10
+    expense_amount_max_eur: int = 2000
+    # Unset: only Telegram's file id and the file's SHA-256 are kept. Set: each receipt is also
+    # saved there (mode 0600), named by its hash.
+    expense_files_dir: str | None = None
+    expense_reference_max_length: int = 100
+    expense_reason_max_length: int = 300
+    # A receipt's download from Telegram (up to 20 MB) may take this long.
+    expense_download_timeout_seconds: float = 60.0
+    # The same payment again within this many minutes, without a reference, is a double tap.
+    expense_repeat_minutes: int = 10
     # The names as English texts show them; unset: CANDIDATE_NAME and CAMPAIGN_NAME.
     candidate_name_en: str | None = None
     campaign_name_en: str | None = None
@@ -330,6 +346,19 @@ class Settings:
         if self.draw_requires_second_admin is not None:
             return self.draw_requires_second_admin
         return len(self.admin_ids) >= 2
+
+    @property
+    def expense_rules(self) -> ExpenseRules:
+        return ExpenseRules(
+            train_max_eur=self.travel_max_eur,
+            arranged_max_eur=self.travel_arranged_max_eur,
+            amount_max_eur=self.expense_amount_max_eur,
+            max_receipts=self.expense_max_receipts,
+            receipt_max_bytes=self.expense_max_file_bytes,
+            reference_max_length=self.expense_reference_max_length,
+            reason_max_length=self.expense_reason_max_length,
+            repeat_window=timedelta(minutes=self.expense_repeat_minutes),
+        )
 
     @property
     def travel(self) -> dict[Area, Travel]:

@@ -206,6 +206,8 @@ def pay(
         "claimed": format_amount(expense.claimed_cents, language),
         "room": format_amount(max(cap - paid, 0), language),
     }
+    if _repeated(expense, request, now, rules):
+        return Refusal("admin.expense.repeat", {"ticket": expense.ticket})
     if after > cap:
         return Refusal("admin.expense.above_cap", amounts)
     if after > expense.claimed_cents and request.override_reason is None:
@@ -235,6 +237,24 @@ def pay(
         told,
     )
     return PaymentOutcome(new, effects)
+
+
+def _repeated(
+    expense: Expense, request: PaymentRequest, now: datetime, rules: ExpenseRules
+) -> bool:
+    """A double tap, or the same command sent again: a reference names one transfer, so it is
+    recorded once; without one, the same amount within the repeat window is taken as a repeat."""
+    for payment in expense.payments:
+        if request.reference is not None and payment.reference == request.reference:
+            return True
+        if (
+            request.reference is None
+            and payment.reference is None
+            and payment.amount_cents == request.amount_cents
+            and now - payment.paid_at < rules.repeat_window
+        ):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,9 +32,16 @@ class ExpenseRules:
     amount_max_eur: int = 2000
     max_receipts: int = 10
     # Telegram lets a bot download files up to 20 MB: a bigger one could not be hashed.
-    receipt_max_mb: int = 20
+    receipt_max_bytes: int = 20_000_000
     reference_max_length: int = 100
     reason_max_length: int = 300
+    # The same payment again this soon, without a reference of its own, is a double tap.
+    repeat_window: timedelta = timedelta(minutes=10)
+
+    @property
+    def receipt_max_mb(self) -> str:
+        """The file size limit as people read it, in (decimal) megabytes."""
+        return f"{self.receipt_max_bytes / 1_000_000:g}"
 
     def cap_cents(self, travel: Travel) -> int:
         """What travel of this kind is paid at most; nothing for no travel."""
@@ -102,6 +109,8 @@ class Expense:
     claimed_cents: int = 0
     claimed_at: datetime | None = None
     payments: tuple[Payment, ...] = ()
+    # The stored row's version: a save from a stale read is refused.
+    version: int = 0
 
     @property
     def paid_cents(self) -> int:
@@ -126,7 +135,16 @@ class ClaimOutcome:
     replies: tuple[Reply, ...] = ()
 
 
-ClaimInput = Receipt | Text | Press
+@dataclass(frozen=True)
+class NotAReceipt:
+    """A file the shell could not take as a receipt (another type, too big, not downloaded):
+    `reason` names the refusal (`expense.refusal.<reason>`)."""
+
+    reason: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
+ClaimInput = Receipt | NotAReceipt | Text | Press
 
 
 def open_claim(
@@ -149,13 +167,27 @@ def open_claim(
 
 def accepts(expense: Expense, event: ClaimInput) -> bool:
     """Whether this input is for the expense conversation rather than the signup one."""
+    return accepts_at(expense.step, event)
+
+
+def accepts_at(step: ClaimStep, event: ClaimInput) -> bool:
+    """`accepts`, knowing only the expense's step (a cheap read before the person's turn)."""
     if isinstance(event, Press):
         return event.key.startswith("expense.")
-    return isinstance(event, Receipt) or expense.step == ClaimStep.AMOUNT
+    if isinstance(event, Receipt | NotAReceipt):
+        return True
+    return step == ClaimStep.AMOUNT
 
 
 def claim_step(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:
-    """Return the expense after `event` and what to reply."""
+    """Return the expense after `event` and what to reply; a file that is not a receipt is
+    refused at any step, changing nothing."""
+    if isinstance(event, NotAReceipt):
+        refusal = Refusal(f"expense.refusal.{event.reason}", dict(event.params))
+        if expense.step == ClaimStep.SUBMITTED:
+            said = _say(expense, ctx, refusal.reason, **refusal.params)
+            return ClaimOutcome(expense, (Reply(said),))
+        return _refuse(expense, ctx, refusal)
     return TABLE[expense.step](expense, event, ctx)
 
 
@@ -243,8 +275,8 @@ def _refuse(expense: Expense, ctx: ClaimContext, refusal: Refusal) -> ClaimOutco
 
 def _take_receipt(expense: Expense, receipt: Receipt, ctx: ClaimContext) -> ClaimOutcome:
     rules = ctx.rules
-    if receipt.size > rules.receipt_max_mb * 1024 * 1024:
-        maximum = str(rules.receipt_max_mb)
+    if receipt.size > rules.receipt_max_bytes:
+        maximum = rules.receipt_max_mb
         return _refuse(expense, ctx, Refusal("expense.refusal.too_big", {"max": maximum}))
     if any(claimed.receipt.sha256 == receipt.sha256 for claimed in expense.receipts):
         return _refuse(expense, ctx, Refusal("expense.refusal.duplicate"))

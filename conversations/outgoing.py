@@ -15,6 +15,8 @@ class TelegramKind(StrEnum):
     DRAW_RESULT = "draw-result"
     DEADLINE_REMINDER = "deadline-reminder"
     ANNOUNCEMENT = "announcement"
+    EXPENSE_REQUEST = "expense-request"
+    EXPENSE_PAID = "expense-paid"
 
 
 @dataclass(frozen=True)

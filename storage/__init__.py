@@ -10,6 +10,7 @@ from storage.announcements import AnnouncementStore
 from storage.audit_log import AuditLog
 from storage.database import Database
 from storage.draws import DrawStore
+from storage.expenses import ExpenseStore
 from storage.meetings import MeetingStore
 from storage.outbox import EmailOutbox
 from storage.participants import Participants
@@ -79,6 +80,7 @@ class Storage:
     audit: AuditLog
     reports: Reports
     announcements: AnnouncementStore
+    expenses: ExpenseStore
 
     @classmethod
     def on(cls, database: Database) -> Storage:
@@ -92,6 +94,7 @@ class Storage:
             AuditLog(database),
             Reports(database),
             AnnouncementStore(database),
+            ExpenseStore(database),
         )
 
     async def close(self) -> None:

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from conversations.ledger import GENESIS, audit_entry, record_hash
-from storage.database import Database
+from storage.database import Database, Statement
 from storage.participants import _time
+from storage.ports import StaleWrite
 
 
 class AuditLog:
@@ -17,21 +18,28 @@ class AuditLog:
     async def log(self, admin_id: int, action: str, details: str, now: datetime) -> None:
         """Append an entry chained to the last one; a concurrent append makes this one retry."""
         while True:
-            seq, prev = await self._head()
-            entry = audit_entry(seq + 1, now, admin_id, action, details, prev)
-            appended = await self._database.run(
-                [
-                    (
-                        "INSERT INTO audit_log (at, admin_id, action, details, seq, prev_hash,"
-                        " hash) SELECT ?, CAST(? AS BIGINT), ?, ?, CAST(? AS INTEGER), ?, ?"
-                        " WHERE COALESCE((SELECT MAX(seq) FROM audit_log), 0) = ?",
-                        (_time(now), admin_id, action, details, seq + 1, prev,
-                         record_hash(entry), seq),
-                    )
-                ]
-            )  # fmt: skip
+            statement = await self.append_statement(admin_id, action, details, now)
+            try:
+                appended = await self._database.run([statement])
+            except StaleWrite:  # another entry took this number first
+                continue
             if appended[0] == 1:
                 return
+
+    async def append_statement(
+        self, admin_id: int, action: str, details: str, now: datetime
+    ) -> Statement:
+        """The entry's insert, chained to the head as read now, for a caller's own transaction
+        (the action and its entry commit together): it inserts nothing if another entry was
+        appended meanwhile, and the caller starts again."""
+        seq, prev = await self._head()
+        entry = audit_entry(seq + 1, now, admin_id, action, details, prev)
+        return (
+            "INSERT INTO audit_log (at, admin_id, action, details, seq, prev_hash,"
+            " hash) SELECT ?, CAST(? AS BIGINT), ?, ?, CAST(? AS INTEGER), ?, ?"
+            " WHERE COALESCE((SELECT MAX(seq) FROM audit_log), 0) = ?",
+            (_time(now), admin_id, action, details, seq + 1, prev, record_hash(entry), seq),
+        )
 
     async def _head(self) -> tuple[int, str]:
         rows = await self._database.fetch(

@@ -18,6 +18,10 @@ CONSTRAINTS: dict[str, Callable[[], Exception]] = {
     "entries_address_key": lambda: ContactTaken("email"),
     # A first save racing another for the same new person: the loser reloads.
     "participants_pkey": StaleWrite,
+    # Two audit entries appended at once on PostgreSQL: both read the same head; one retries.
+    "audit_log_seq": StaleWrite,
+    # Another admin (or a double tap) recorded this expense's next payment first.
+    "expense_payments_pkey": StaleWrite,
 }
 
 

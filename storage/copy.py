@@ -16,6 +16,7 @@ TABLES = (
     "outbox", "address_hashes", "draws", "draw_places", "meetings", "audit_log",
     "operation", "telegram_outbox", "draw_addenda", "quota_counts", "secret_key_check",
     "announcements", "telegram_blocked",
+    "expenses", "expense_receipts", "expense_payments",
 )  # fmt: skip
 # Rows written per transaction into the target.
 BATCH_ROWS = 1000

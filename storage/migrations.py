@@ -382,7 +382,62 @@ MIGRATIONS += (
     ),
 )
 
-# @@MIGRATION-11@@
+MIGRATIONS += (
+    Migration(
+        11,
+        "travel expenses: each entitled winner's claim, its receipts and its payments",
+        (
+            # Name and postcode are copied when the expense opens: the mandataire's line must
+            # outlive the participant's own row (campaign accounts are kept for years).
+            """CREATE TABLE expenses (
+                ticket TEXT PRIMARY KEY,
+                user_id BIGINT,
+                language TEXT NOT NULL,
+                first_name TEXT NOT NULL,
+                last_name TEXT NOT NULL,
+                postcode TEXT NOT NULL,
+                area TEXT NOT NULL,
+                travel TEXT NOT NULL,
+                step TEXT NOT NULL,
+                claimed_cents BIGINT NOT NULL,
+                claimed_at TEXT,
+                version INTEGER NOT NULL,
+                opened_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                -- The latest payment's moment: the mandataire's line is kept for
+                -- EXPENSES_RETENTION_YEARS from it (storage/purge.py).
+                last_paid_at TEXT
+            )""",
+            "CREATE UNIQUE INDEX expenses_user ON expenses (user_id)",
+            # Telegram's ids of the file (to show it again) and its SHA-256 (what it was); the
+            # file itself is kept only where EXPENSE_FILES_DIR says.
+            """CREATE TABLE expense_receipts (
+                ticket TEXT NOT NULL REFERENCES expenses (ticket) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                file_id TEXT,
+                file_unique_id TEXT,
+                sha256 TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                amount_cents BIGINT,
+                received_at TEXT NOT NULL,
+                PRIMARY KEY (ticket, position)
+            )""",
+            # A payment's number within its expense is its key: two admins (or one double tap)
+            # recording "the next payment" at once record one.
+            """CREATE TABLE expense_payments (
+                ticket TEXT NOT NULL REFERENCES expenses (ticket) ON DELETE CASCADE,
+                seq INTEGER NOT NULL,
+                amount_cents BIGINT NOT NULL,
+                reference TEXT,
+                override_reason TEXT,
+                admin_id BIGINT NOT NULL,
+                paid_at TEXT NOT NULL,
+                CONSTRAINT expense_payments_pkey PRIMARY KEY (ticket, seq)
+            )""",
+        ),
+    ),
+)
 
 MIGRATIONS += (
     Migration(

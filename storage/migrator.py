@@ -33,7 +33,8 @@ async def migrate(database: Database, now: datetime) -> list[str]:
                 f"{LATEST_VERSION}: upgrade the bot rather than run an older one on it"
             )
         applied = []
-        for migration in MIGRATIONS[current:]:
+        # By version, not position: the numbers are kept when steps are merged from branches.
+        for migration in (m for m in MIGRATIONS if m.version > current):
             record = (migration.version, migration.description, now.astimezone(UTC).isoformat())
             await locked.run(
                 [

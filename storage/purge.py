@@ -85,6 +85,9 @@ _SET_ASIDE = (
     "EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = participants.user_id"
     " AND lower(e.email) <> lower(participants.email))",
 )
+_PAID = "SELECT ticket FROM expenses WHERE last_paid_at IS NOT NULL"
+_UNPAID = "SELECT ticket FROM expenses WHERE last_paid_at IS NULL"
+_PAID_BEFORE = "SELECT ticket FROM expenses WHERE last_paid_at < ?"
 
 
 @dataclass(frozen=True)
@@ -147,10 +150,13 @@ PURGE_STEPS: tuple[PurgeStep, ...] = (
         "consents",
         "outbox",
         "telegram_outbox",
+        "telegram_blocked",
     ),
     PurgeStep(Category.INCOMPLETE_SIGNUPS, "participants", f"user_id IN ({_INCOMPLETE})"),
     # Everyone without a news consent.
-    *_people(Category.PARTICIPANTS, _NOT_NEWS, "friends", "consents", "entries"),
+    *_people(
+        Category.PARTICIPANTS, _NOT_NEWS, "friends", "consents", "entries", "telegram_blocked"
+    ),
     PurgeStep(Category.PARTICIPANTS, "participants", f"user_id IN ({_NOT_NEWS})"),
     # News contacts: the contact and the news consents stay.
     *_people(Category.NEWS_CONTACTS, _NEWS, "friends"),
@@ -169,6 +175,28 @@ PURGE_STEPS: tuple[PurgeStep, ...] = (
         prepare=_SET_ASIDE,
     ),
     *_people(Category.NEWS_CONTACTS, _NEWS, "entries"),
+    # Travel expenses, once the operation is over. A paid expense is an accounting record: it
+    # loses its link to the person and Telegram's ids of the receipts (the hashes stay), and is
+    # kept EXPENSES_RETENTION_YEARS from its latest payment; an expense never paid goes.
+    PurgeStep(
+        Category.EXPENSE_CLAIMS,
+        "expense_receipts",
+        f"(file_id IS NOT NULL OR file_unique_id IS NOT NULL) AND ticket IN ({_PAID})",
+        strip="file_id = NULL, file_unique_id = NULL",
+    ),
+    PurgeStep(
+        Category.EXPENSE_CLAIMS,
+        "expenses",
+        "user_id IS NOT NULL AND last_paid_at IS NOT NULL",
+        strip="user_id = NULL",
+    ),
+    PurgeStep(Category.EXPENSE_CLAIMS, "expense_receipts", f"ticket IN ({_UNPAID})"),
+    PurgeStep(Category.EXPENSE_CLAIMS, "expenses", "last_paid_at IS NULL"),
+    PurgeStep(Category.EXPENSE_LINES, "expense_receipts", f"ticket IN ({_PAID_BEFORE})"),
+    PurgeStep(Category.EXPENSE_LINES, "expense_payments", f"ticket IN ({_PAID_BEFORE})"),
+    PurgeStep(Category.EXPENSE_LINES, "expenses", "last_paid_at < ?"),
+    # Announcements: the admins' texts and counts; the chats that blocked the bot.
+    PurgeStep(Category.OUTBOXES, "announcements", _EVERY_ROW),
 )
 
 # Tables no step touches, and why.

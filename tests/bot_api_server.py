@@ -19,6 +19,9 @@ from aiohttp import web
 
 from tests.smtp_server import free_port
 
+# Telegram lets bots download files up to 20 MB; getFile refuses bigger ones.
+DOWNLOAD_MAX_BYTES = 20 * 1024 * 1024
+
 BOT = {
     "id": 7000000001,
     "is_bot": True,
@@ -64,6 +67,8 @@ class LocalBotApi:
     webhook: dict[str, Any] = field(default_factory=dict)
     # Chats of people who blocked the bot: sending there gets Telegram's 403.
     blocked: set[int] = field(default_factory=set)
+    # Files people sent, by file id, for getFile and the download beside the API.
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -81,6 +86,7 @@ class LocalBotApi:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -128,6 +134,15 @@ class LocalBotApi:
             return self._ok(BOT)
         if method in ("setMyCommands", "answerCallbackQuery"):
             return self._ok(True)
+        if method == "getFile":
+            content = self.files.get(str(params.get("file_id")))
+            if content is None:
+                return self._error(400, "Bad Request: invalid file_id")
+            if len(content) > DOWNLOAD_MAX_BYTES:
+                return self._error(400, "Bad Request: file is too big")
+            file_id = str(params["file_id"])
+            return self._ok({"file_id": file_id, "file_unique_id": f"U{file_id}",
+                             "file_size": len(content), "file_path": file_id})  # fmt: skip
         chat_id = params.get("chat_id")
         if not isinstance(chat_id, int):
             return self._error(400, "Bad Request: chat not found")
@@ -153,6 +168,14 @@ class LocalBotApi:
         if method == "sendPhoto":
             message["photo"] = [{"file_id": "p", "file_unique_id": "pu", "width": 1, "height": 1}]
         return self._ok(message)
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file, as Telegram serves it at /file/bot<token>/<file_path>."""
+        self.calls["download"] += 1
+        content = self.files.get(request.match_info["path"])
+        if content is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=content, content_type="application/octet-stream")
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
         if request.content_type == "application/json":

@@ -19,6 +19,7 @@ from telegram.request import BaseRequest, RequestData
 
 from bot.settings import Settings
 from bot.telegram.application import build_application
+from tests.bot_api_server import DOWNLOAD_MAX_BYTES
 
 BOT_ID = 7000000001
 BOT_USERNAME = "coffee_test_bot"
@@ -44,6 +45,16 @@ class FakeBotApi(BaseRequest):
         self.blocked: set[int] = set()
         self._listener = listener
         self._message_ids = itertools.count(10_000)
+        # Files people sent, by file id, as Telegram keeps them for the bot to download.
+        self.files: dict[str, bytes] = {}
+        self._file_ids = itertools.count(1)
+
+    def add_file(self, content: bytes) -> tuple[str, str]:
+        """Keep a file as if a person had sent it: its (file_id, file_unique_id)."""
+        number = next(self._file_ids)
+        file_id = f"FILE{number:04d}"
+        self.files[file_id] = content
+        return file_id, f"U{number:04d}"
 
     @property
     def read_timeout(self) -> float | None:
@@ -68,6 +79,13 @@ class FakeBotApi(BaseRequest):
         endpoint = url.rsplit("/", 1)[-1]
         params = dict(request_data.parameters) if request_data else {}
         files = dict(request_data.multipart_data) if request_data else {}
+        if "/file/bot" in url:
+            # A download: https://api.telegram.org/file/bot<token>/<file_path>
+            self.calls.append(ApiCall("download", {"file_path": endpoint}, {}, time.monotonic()))
+            content = self.files.get(endpoint)
+            if content is None:
+                return 404, b"Not Found"
+            return 200, content
         if endpoint == "getUpdates":
             await asyncio.sleep(0.05)
             return 200, json.dumps({"ok": True, "result": []}).encode()
@@ -99,6 +117,17 @@ class FakeBotApi(BaseRequest):
             }
         if endpoint in ("setMyCommands", "answerCallbackQuery", "deleteWebhook"):
             return True
+        if endpoint == "getFile":
+            file_id = params.get("file_id", "")
+            content = self.files.get(file_id)
+            if content is None or len(content) > DOWNLOAD_MAX_BYTES:
+                return None  # Telegram: "invalid file_id" or "file is too big"
+            return {
+                "file_id": file_id,
+                "file_unique_id": f"U{file_id}",
+                "file_size": len(content),
+                "file_path": file_id,
+            }
         if endpoint in (
             "sendMessage", "editMessageText", "editMessageReplyMarkup", "sendDocument", "sendPhoto"
         ):  # fmt: skip
@@ -144,18 +173,22 @@ class FakeBotApi(BaseRequest):
         return {}
 
     def named_documents_to(self, chat_id: int) -> dict[str, bytes]:
+        """Uploaded documents (not those sent again by file id)."""
         return {
             next(iter(call.files.values()))[0]: next(iter(call.files.values()))[1]
             for call in self.to_chat(chat_id)
-            if call.method == "sendDocument"
+            if call.method == "sendDocument" and call.files
         }
 
     def documents_to(self, chat_id: int) -> list[bytes]:
         return [
             next(iter(call.files.values()))[1]
             for call in self.to_chat(chat_id)
-            if call.method == "sendDocument"
+            if call.method == "sendDocument" and call.files
         ]
+
+    def downloads(self) -> list[str]:
+        return [call.params["file_path"] for call in self.calls if call.method == "download"]
 
 
 class Updates:
@@ -226,6 +259,42 @@ class Updates:
         return {
             "update_id": next(self._update_ids),
             "message": self._message(user, sticker=sticker),
+        }
+
+    def photo(
+        self, user: dict[str, Any], file_id: str, unique_id: str, size: int | None = None
+    ) -> dict[str, Any]:
+        """A photo as Telegram sends it: several sizes, the largest (the one sent) last."""
+        thumbnail = {"file_id": f"{file_id}t", "file_unique_id": f"{unique_id}t", "width": 90,
+                     "height": 90, "file_size": 1000}  # fmt: skip
+        largest: dict[str, Any] = {
+            "file_id": file_id, "file_unique_id": unique_id, "width": 1280, "height": 960,
+        }  # fmt: skip
+        if size is not None:
+            largest["file_size"] = size
+        return {
+            "update_id": next(self._update_ids),
+            "message": self._message(user, photo=[thumbnail, largest]),
+        }
+
+    def document(
+        self,
+        user: dict[str, Any],
+        file_id: str,
+        unique_id: str,
+        file_name: str,
+        mime_type: str,
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "file_id": file_id, "file_unique_id": unique_id, "file_name": file_name,
+            "mime_type": mime_type,
+        }  # fmt: skip
+        if size is not None:
+            document["file_size"] = size
+        return {
+            "update_id": next(self._update_ids),
+            "message": self._message(user, document=document),
         }
 
     def location(self, user: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tests.test_console import coffeebot
 
 SUBCOMMANDS = {
     "run", "console", "migrate", "draw", "export", "audit", "copy-db", "webhook", "purge",
+    "expenses",
 }  # fmt: skip
 
 

@@ -278,3 +278,29 @@ def test_a_line_keeps_every_reference_and_receipt_hash() -> None:
         "K7", "Zoé", "Martin", "69003", Area.PROVINCE, Travel.TRAIN, 20000, 8550, 8550,
         NOW.astimezone(PARIS).date(), ("VIR-0", "VIR-1"), ("a" * 64, "b" * 64),
     )  # fmt: skip
+
+
+def test_the_same_payment_sent_twice_is_recorded_once() -> None:
+    first = pay(expense(8550), PaymentRequest("K7", 4000, "VIR-1"), 7, LATER, RULES, "fr")
+    assert not isinstance(first, Refusal)
+    paid = first.expense
+    # A reference names one transfer: the same one again is a repeat, however late.
+    much_later = LATER + timedelta(days=3)
+    again = pay(paid, PaymentRequest("K7", 4000, "VIR-1"), 7, much_later, RULES, "fr")
+    assert again == Refusal("admin.expense.repeat", {"ticket": "K7"})
+    other = pay(paid, PaymentRequest("K7", 4000, "VIR-2"), 7, LATER, RULES, "fr")
+    assert not isinstance(other, Refusal)
+
+
+def test_without_a_reference_the_same_amount_is_a_repeat_only_within_the_window() -> None:
+    first = pay(expense(8550), PaymentRequest("K7", 4000), 7, LATER, RULES, "fr")
+    assert not isinstance(first, Refusal)
+    soon = LATER + RULES.repeat_window - timedelta(seconds=1)
+    repeat = pay(first.expense, PaymentRequest("K7", 4000), 7, soon, RULES, "fr")
+    assert repeat == Refusal("admin.expense.repeat", {"ticket": "K7"})
+    later = LATER + RULES.repeat_window
+    assert not isinstance(
+        pay(first.expense, PaymentRequest("K7", 4000), 7, later, RULES, "fr"), Refusal
+    )
+    different = pay(first.expense, PaymentRequest("K7", 4550), 7, soon, RULES, "fr")
+    assert not isinstance(different, Refusal)

@@ -18,6 +18,7 @@ from conversations.expenses import (
     ClaimStep,
     Expense,
     ExpenseRules,
+    NotAReceipt,
     Payment,
     Receipt,
     ReceiptKind,
@@ -96,8 +97,8 @@ def test_any_text_is_an_amount_in_range_or_a_refusal(text: str) -> None:
     assert isinstance(result, Refusal) or 0 < result <= MAX
 
 
-RULES = ExpenseRules(max_receipts=3, receipt_max_mb=2)
-MB = 1024 * 1024
+MB = 1_000_000
+RULES = ExpenseRules(max_receipts=3, receipt_max_bytes=2 * MB)
 
 
 def receipt(name: str, kind: ReceiptKind = ReceiptKind.PHOTO, size: int = 500) -> Receipt:
@@ -256,3 +257,31 @@ def test_only_input_for_the_expense_goes_to_it(
     claim: ClaimContext, step: ClaimStep, event: ClaimInput, routed: bool
 ) -> None:
     assert accepts(replace(opened(claim), step=step), event) is routed
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        (),
+        (receipt("billet"),),
+        (receipt("billet"), Text("45")),
+        (receipt("billet"), Text("45"), Press("expense.confirm")),
+    ],
+)
+@pytest.mark.parametrize(
+    ("reason", "params"), [("file_type", ()), ("too_big", (("max", "2"),)), ("unreadable_file", ())]
+)
+def test_a_file_that_is_not_a_receipt_is_refused_at_any_step_and_changes_nothing(
+    claim: ClaimContext,
+    texts: Catalogue,
+    steps: tuple[ClaimInput, ...],
+    reason: str,
+    params: tuple[tuple[str, str], ...],
+) -> None:
+    before = run(opened(claim), claim, *steps)
+    event = NotAReceipt(reason, params)
+    assert accepts(before, event)
+    outcome = claim_step(before, event, claim)
+    assert outcome.expense == before
+    [reply] = outcome.replies
+    assert reply.text.startswith(texts.render("fr", f"expense.refusal.{reason}", **dict(params)))

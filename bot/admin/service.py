@@ -16,6 +16,7 @@ from bot.admin.announcements import Announcements
 from bot.admin.draw_flow import DrawFlow, DrawTools
 from bot.admin.draw_results import DrawResults
 from bot.admin.exclusions import Exclusions
+from bot.admin.expenses import ExpenseAdmin
 from bot.admin.journal import Journal
 from bot.admin.meeting import Meeting
 from bot.admin.participants_export import ParticipantsExport
@@ -89,6 +90,7 @@ class AdminService:
         self.announcements = Announcements(
             storage, texts, settings, clock, messenger.send, mail_queued, telegram_queued
         )
+        expenses = ExpenseAdmin(storage, texts, settings, clock, messenger, telegram_queued)
         self._draw_flow = DrawFlow(storage, settings, clock, draw_tools, self._language, results)
         jobs: list[AdminJob] = [
             Draw(self._draw_flow),
@@ -99,6 +101,7 @@ class AdminService:
             ParticipantsExport(tools),
             Questions(tools),
             Journal(tools),
+            expenses,
         ]
         self._commands, self._buttons = routes(jobs)
 

@@ -10,6 +10,7 @@ from typing import Protocol
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
+from conversations.expenses import ReceiptKind
 from conversations.model import Reply
 from storage import Storage
 
@@ -29,6 +30,10 @@ class Messenger(Protocol):
     ) -> None: ...
 
     async def send_photo(self, chat_id: int, content: bytes, caption: str) -> None: ...
+
+    async def send_receipt(
+        self, chat_id: int, file_id: str, kind: ReceiptKind, caption: str
+    ) -> None: ...
 
 
 class AdminJob:

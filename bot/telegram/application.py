@@ -18,6 +18,8 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.admin.purge import Purge
 from bot.admin.service import AdminService
 from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
+from bot.expense_claims import ExpenseClaims
+from bot.kept_replies import KeptReplies
 from bot.logs import failure, quiet_payload_loggers
 from bot.settings import HttpClient, Settings
 from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
@@ -114,6 +116,17 @@ def build_application(
                 _every(_QUOTA_PURGE_SECONDS, forget_ended_quotas), name="quota purge"
             )
         )
+        claims = ExpenseClaims(
+            storage.expenses, texts, settings, clock, telegram_sender.wake,
+            KeptReplies(storage.database),
+        )  # fmt: skip
+        handlers.expenses = claims
+        # Winners who accepted while no process was running are asked for receipts too.
+        tasks.append(
+            asyncio.create_task(
+                _every(settings.draw_check_seconds, claims.open_due), name="expenses"
+            )
+        )
         tasks.append(
             asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
         )
@@ -125,6 +138,7 @@ def build_application(
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
         handlers.service = handlers.admin = None
+        handlers.expenses = None
         application.bot_data.pop(STORE, None)
         await outage.stop()
         while tasks:
@@ -139,6 +153,7 @@ def build_application(
         ApplicationBuilder()
         .token(settings.telegram_bot_token)
         .base_url(settings.telegram_api_base_url)
+        .base_file_url(file_url(settings.telegram_api_base_url))
         .concurrent_updates(processor)
         .rate_limiter(
             AIORateLimiter(
@@ -177,6 +192,12 @@ def build_application(
     return application
 
 
+def file_url(api_base_url: str) -> str:
+    """Where files are downloaded from: Telegram serves them beside its API, under /file."""
+    head, separator, tail = api_base_url.rstrip("/").rpartition("/bot")
+    return f"{head}/file/bot{tail}" if separator else f"{api_base_url.rstrip('/')}/file/bot"
+
+
 def telegram_request(settings: Settings, pool_size: int) -> BaseRequest:
     """The HTTP client the settings choose, with a keep-alive pool of `pool_size` connections."""
     if settings.telegram_http_client is HttpClient.HTTPX:
@@ -202,7 +223,7 @@ def telegram_request(settings: Settings, pool_size: int) -> BaseRequest:
 _QUOTA_PURGE_SECONDS = 3600.0
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:
     """Runs `job` every `seconds` until cancelled; a failure is logged and the next run happens."""
     while True:
         await asyncio.sleep(seconds)

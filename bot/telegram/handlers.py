@@ -22,8 +22,11 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from bot.admin.announcements import COMMANDS as ANNOUNCE_COMMANDS
 from bot.admin.announcements import PRESS_PREFIX as ANNOUNCE_PRESS
 from bot.admin.service import AdminService
+from bot.expense_claims import ExpenseClaims
 from bot.service import ConversationService, Incoming
+from bot.telegram.receipts import receipt_of
 from conversations.catalogue import Catalogue
+from conversations.expenses import ClaimInput, ReceiptKind
 from conversations.model import (
     Command,
     Edited,
@@ -66,6 +69,16 @@ class TelegramMessenger:
             await self._bot.send_photo(
                 chat_id, InputFile(content, filename="chart.png"), caption=caption
             )
+
+    async def send_receipt(
+        self, chat_id: int, file_id: str, kind: ReceiptKind, caption: str
+    ) -> None:
+        """A winner's receipt shown again from Telegram's copy, by its file id."""
+        with _unreachable_logged(chat_id):
+            if kind is ReceiptKind.PHOTO:
+                await self._bot.send_photo(chat_id, file_id, caption=caption)
+            else:
+                await self._bot.send_document(chat_id, file_id, caption=caption)
 
 
 @contextmanager
@@ -162,6 +175,7 @@ class TelegramHandlers:
         self._texts = texts
         self.service: ConversationService | None = None
         self.admin: AdminService | None = None
+        self.expenses: ExpenseClaims | None = None
 
     def _admin_for(self, update: Update) -> AdminService | None:
         user = update.effective_user
@@ -192,15 +206,53 @@ class TelegramHandlers:
             return
         await self._run(update, command)
 
+    async def _claimed(
+        self,
+        update: Update,
+        event: ClaimInput,
+        pressed_message_id: int | None = None,
+        content: bytes | None = None,
+    ) -> bool:
+        """Runs the input through the person's travel expense, if it is for it."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is None or chat is None or self.expenses is None:
+            return False
+        if not await self.expenses.may_have():
+            return False
+        outbound = TelegramOutbound(chat.get_bot(), chat.id, pressed_message_id)
+        return await self.expenses.handle(user.id, event, update.update_id, outbound, content)
+
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Answers the current question with the typed text."""
+        """Answers the current question with the typed text (a receipt's amount, when one is
+        awaited)."""
         assert update.message and update.message.text is not None
         admin, user = self._admin_for(update), update.effective_user
         if admin and user and await admin.announcements.awaits_text(user.id):
             language = self._texts.language_for(user.language_code)
             await admin.announcements.text(user.id, language, update.message.text)
             return
+        if await self._claimed(update, Text(update.message.text)):
+            return
         await self._run(update, Text(update.message.text))
+
+    async def attachment(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A photo or a file: a receipt, from a winner whose expense waits for one; anything
+        else is answered as unsupported."""
+        user, message = update.effective_user, update.message
+        claims = self.expenses
+        if (
+            claims is not None
+            and user is not None
+            and message is not None
+            and await claims.may_have()
+            and await claims.expects_receipt(user.id)
+        ):
+            event, content = await receipt_of(
+                message, context.bot, claims.rules, claims.download_timeout
+            )
+            if await self._claimed(update, event, content=content):
+                return
+        await self._run(update, Unsupported())
 
     async def contact(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Answers the phone question with a shared contact, noting whether it is the sender's."""
@@ -226,8 +278,12 @@ class TelegramHandlers:
             await admin.announcements.press(user.id, language, data)
         elif self.admin and data.startswith("win."):
             await self.admin.winner_answer(user.id, data)
+            if self.expenses:
+                await self.expenses.open_due()
         else:
             message_id = query.message.message_id if query.message else None
+            if data.startswith("expense.") and await self._claimed(update, Press(data), message_id):
+                return
             await self._run(update, Press(data), message_id)
 
     async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -266,11 +322,25 @@ class TelegramHandlers:
                 MessageHandler(private & message & filters.CONTACT, self.contact),
                 MessageHandler(private & message & filters.TEXT, self.text),
                 MessageHandler(private & filters.UpdateType.EDITED, self.edited),
+                MessageHandler(private & message & RECEIPT_LIKE, self.attachment),
                 MessageHandler(private & message, self.unsupported),
                 CallbackQueryHandler(self.press),
                 MessageHandler(~private & filters.COMMAND, self.group),
             ]
         )
+
+
+# What a winner might send as a receipt: photos and PDFs are read, the rest refused kindly.
+RECEIPT_LIKE = (
+    filters.PHOTO
+    | filters.Document.ALL
+    | filters.VIDEO
+    | filters.VOICE
+    | filters.AUDIO
+    | filters.ANIMATION
+    | filters.VIDEO_NOTE
+    | filters.Sticker.ALL
+)
 
 
 def command_menu(texts: Catalogue, language: str) -> list[BotCommand]:

@@ -1,0 +1,285 @@
+"""Travel expenses on any Database: each entitled winner's claim, its receipts, its payments.
+
+An expense is saved whole, guarded by its version, with the update that changed it (a
+redelivered update changes nothing). A payment is numbered within its expense: recording the
+same next number twice records it once. The messages the winner is sent (asked for receipts,
+told of a payment) are queued in the Telegram outbox in the same transaction.
+
+What the mandataire's accounts need (storage for the purge to keep): `expenses` without
+`user_id` and `language`, `expense_payments`, and `expense_receipts.sha256`, `kind`, `size`,
+`amount_cents`, `received_at`; Telegram's `file_id` and `file_unique_id` are only for showing
+a receipt again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from conversations.expenses import (
+    ClaimedReceipt,
+    ClaimStep,
+    Expense,
+    Payment,
+    Receipt,
+    ReceiptKind,
+)
+from conversations.model import Area, Travel
+from conversations.outgoing import TelegramMessage
+from storage.database import Database, Row, Statement
+from storage.participants import _parse_time, _time
+from storage.ports import StaleWrite
+from storage.telegram_outbox import TelegramQueue
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who an expense is paid to, as copied when it opened: the accounts outlive the signup."""
+
+    first_name: str
+    last_name: str
+    postcode: str
+
+
+@dataclass(frozen=True)
+class StoredExpense:
+    expense: Expense
+    claimant: Claimant
+
+
+@dataclass(frozen=True)
+class EntitledWinner:
+    """A winner who accepted, whose place (as frozen at the draw) entitles them to travel, and
+    who has no expense yet."""
+
+    ticket: str
+    user_id: int
+    language: str
+    area: Area
+    travel: Travel
+    claimant: Claimant
+
+
+_EXPENSE = "SELECT * FROM expenses WHERE {where}"
+_RECEIPTS = "SELECT * FROM expense_receipts WHERE {where} ORDER BY ticket, position"
+_PAYMENTS = "SELECT * FROM expense_payments WHERE {where} ORDER BY ticket, seq"
+_OF_USER = "ticket = (SELECT ticket FROM expenses WHERE user_id = ?)"
+_ENTITLED = (
+    "SELECT d.ticket, d.user_id, d.area, d.travel, p.language, p.first_name, p.last_name,"
+    " COALESCE(e.postcode, p.postcode) AS postcode"
+    " FROM draw_places AS d JOIN participants AS p ON p.user_id = d.user_id"
+    " LEFT JOIN entries AS e ON e.user_id = d.user_id"
+    " WHERE d.status = 'accepted' AND d.travel IS NOT NULL AND d.travel <> 'none'"
+    " AND d.area IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM expenses AS x WHERE x.ticket = d.ticket)"
+    " ORDER BY d.rank"
+)
+_OPEN = (
+    "INSERT INTO expenses (ticket, user_id, language, first_name, last_name, postcode, area,"
+    " travel, step, claimed_cents, claimed_at, version, opened_at, updated_at)"
+    " VALUES (?, CAST(? AS BIGINT), ?, ?, ?, ?, ?, ?, ?, 0, NULL, 1, ?, ?)"
+    " ON CONFLICT (ticket) DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE expenses SET step = ?, language = ?, claimed_cents = ?, claimed_at = ?,"
+    " version = version + 1, updated_at = ? WHERE ticket = ? AND version = ?"
+)
+_RECEIPT = (
+    "INSERT INTO expense_receipts (ticket, position, file_id, file_unique_id, sha256, kind, size,"
+    " amount_cents, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PAYMENT = (
+    "INSERT INTO expense_payments (ticket, seq, amount_cents, reference, override_reason,"
+    " admin_id, paid_at) VALUES (?, ?, ?, ?, ?, CAST(? AS BIGINT), ?)"
+)
+_PAID = "UPDATE expenses SET last_paid_at = ? WHERE ticket = ?"
+_PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
+
+
+class ExpenseStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._telegram = TelegramQueue(database)
+
+    @asynccontextmanager
+    async def serving(self, user_id: int) -> AsyncIterator[ExpenseStore]:
+        """This store within the person's turn (Database.serving), committed at the end."""
+        async with self._database.serving(user_id) as database:
+            yield self if database is self._database else ExpenseStore(database)
+
+    async def entitled_without_expense(self) -> list[EntitledWinner]:
+        rows = await self._database.fetch(_ENTITLED)
+        return [
+            EntitledWinner(
+                r["ticket"],
+                r["user_id"],
+                r["language"],
+                Area(r["area"]),
+                Travel(r["travel"]),
+                Claimant(r["first_name"] or "", r["last_name"] or "", r["postcode"] or ""),
+            )
+            for r in rows
+        ]
+
+    async def open(
+        self, expense: Expense, claimant: Claimant, asked: TelegramMessage, now: datetime
+    ) -> bool:
+        """Open the expense and queue the request for receipts; False if it was open already."""
+        at = _time(now)
+        values = (
+            expense.ticket, expense.user_id, expense.language, claimant.first_name,
+            claimant.last_name, claimant.postcode, str(expense.area), str(expense.travel),
+            str(expense.step), _time(expense.opened_at), at,
+        )  # fmt: skip
+        counts = await self._database.run(
+            [(_OPEN, values), *self._telegram.queue_statements([asked], now)]
+        )
+        return counts[0] == 1
+
+    async def any(self) -> bool:
+        rows = await self._database.fetch("SELECT 1 FROM expenses LIMIT 1")
+        return bool(rows)
+
+    async def step_of(self, user_id: int) -> ClaimStep | None:
+        """The step of the person's expense, or None without one: one small indexed read."""
+        rows = await self._database.fetch("SELECT step FROM expenses WHERE user_id = ?", (user_id,))
+        return ClaimStep(rows[0][0]) if rows else None
+
+    async def by_user(self, user_id: int) -> Expense | None:
+        found = await self._load(_OF_USER, (user_id,))
+        return found[0].expense if found else None
+
+    async def by_ticket(self, ticket: str) -> StoredExpense | None:
+        found = await self._load("ticket = ?", (ticket,))
+        return found[0] if found else None
+
+    async def all(self) -> list[StoredExpense]:
+        return await self._load("1 = 1", ())
+
+    async def _load(self, where: str, key: Sequence[object]) -> list[StoredExpense]:
+        expenses, receipts, payments = await self._database.read(
+            [
+                (_EXPENSE.format(where=where), key),
+                (_RECEIPTS.format(where=where), key),
+                (_PAYMENTS.format(where=where), key),
+            ]
+        )
+        claimed: dict[str, list[ClaimedReceipt]] = {}
+        for r in receipts:
+            claimed.setdefault(r["ticket"], []).append(_receipt(r))
+        paid: dict[str, list[Payment]] = {}
+        for r in payments:
+            paid.setdefault(r["ticket"], []).append(_payment(r))
+        stored = [
+            StoredExpense(
+                Expense(
+                    ticket=r["ticket"],
+                    user_id=r["user_id"] or 0,
+                    language=r["language"],
+                    area=Area(r["area"]),
+                    travel=Travel(r["travel"]),
+                    opened_at=datetime.fromisoformat(r["opened_at"]),
+                    step=ClaimStep(r["step"]),
+                    receipts=tuple(claimed.get(r["ticket"], ())),
+                    claimed_cents=r["claimed_cents"],
+                    claimed_at=_parse_time(r["claimed_at"]),
+                    payments=tuple(paid.get(r["ticket"], ())),
+                    version=r["version"],
+                ),
+                Claimant(r["first_name"], r["last_name"], r["postcode"]),
+            )
+            for r in expenses
+        ]
+        return sorted(stored, key=lambda s: s.expense.ticket)
+
+    async def save(
+        self,
+        expense: Expense,
+        update_id: int | None,
+        now: datetime,
+        replies: str | None = None,
+    ) -> None:
+        """Write the expense as the step left it, unless it changed since it was read
+        (StaleWrite) or this update was processed before (DuplicateUpdate): then nothing.
+        `replies` are kept with the update until they have left (bot/kept_replies.py)."""
+        at = _time(now)
+        changed = (
+            str(expense.step), expense.language, expense.claimed_cents,
+            _time(expense.claimed_at), at, expense.ticket, expense.version,
+        )  # fmt: skip
+        statements: list[Statement] = [
+            (_UPDATE, changed),
+            ("DELETE FROM expense_receipts WHERE ticket = ?", (expense.ticket,)),
+        ]
+        for position, claimed in enumerate(expense.receipts, 1):
+            receipt = claimed.receipt
+            row = (
+                expense.ticket, position, receipt.file_id, receipt.file_unique_id, receipt.sha256,
+                str(receipt.kind), receipt.size, claimed.amount_cents, _time(claimed.received_at),
+            )  # fmt: skip
+            statements.append((_RECEIPT, row))
+        if update_id is not None:
+            statements.append((_PROCESSED, (update_id, at, replies)))
+        await self._database.run(statements, guarded=0)
+
+    async def mark_processed(
+        self, update_id: int, now: datetime, replies: str | None = None
+    ) -> None:
+        """An update that changed nothing, noted so that its redelivery is not acted on."""
+        await self._database.run([(_PROCESSED, (update_id, _time(now), replies))])
+
+    async def record_payment(
+        self,
+        ticket: str,
+        seq: int,
+        payment: Payment,
+        told: TelegramMessage,
+        audited: Statement,
+        now: datetime,
+    ) -> bool:
+        """Record the expense's `seq`th payment, its audit entry (`AuditLog.append_statement`)
+        and the winner's notice, in one transaction. False when the audit log moved on since
+        its head was read (nothing written: read it again); StaleWrite when that payment was
+        recorded meanwhile."""
+        values = (
+            ticket, seq, payment.amount_cents, payment.reference, payment.override_reason,
+            payment.admin_id, _time(payment.paid_at),
+        )  # fmt: skip
+        queued = self._telegram.queue_statements([told], now)
+        try:
+            paid = (_PAID, (_time(payment.paid_at), ticket))
+            await self._database.run([audited, (_PAYMENT, values), paid, *queued], guarded=0)
+        except StaleWrite:
+            taken = await self._database.fetch(
+                "SELECT 1 FROM expense_payments WHERE ticket = ? AND seq = ?", (ticket, seq)
+            )
+            if taken:
+                raise
+            return False
+        return True
+
+
+def _receipt(row: Row) -> ClaimedReceipt:
+    return ClaimedReceipt(
+        Receipt(
+            row["file_id"] or "",
+            row["file_unique_id"] or "",
+            row["sha256"],
+            ReceiptKind(row["kind"]),
+            row["size"],
+        ),
+        datetime.fromisoformat(row["received_at"]),
+        row["amount_cents"],
+    )
+
+
+def _payment(row: Row) -> Payment:
+    return Payment(
+        row["amount_cents"],
+        datetime.fromisoformat(row["paid_at"]),
+        row["admin_id"],
+        row["reference"],
+        row["override_reason"],
+    )

@@ -1,0 +1,224 @@
+"""The expense store's contract, on a SQLite file, SQLite in memory and PostgreSQL: opening once,
+a whole expense round-tripping, stale and redelivered saves refused, one payment per number."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conversations.expenses import (
+    ClaimedReceipt,
+    ClaimStep,
+    Expense,
+    Payment,
+    Receipt,
+    ReceiptKind,
+)
+from conversations.ledger import verify_audit_chain
+from conversations.model import Area, RecordConsent, Travel
+from conversations.outgoing import TelegramKind, TelegramMessage
+from storage import Storage, open_storage
+from storage.copy import copy_database
+from storage.database import Statement
+from storage.expenses import Claimant
+from storage.migrator import migrate
+from storage.ports import DuplicateUpdate, StaleWrite
+from tests.conftest import NOW
+from tests.factories import entered
+from tests.test_storage import BACKENDS, backend_url
+
+CLAIMANT = Claimant("Zoé", "N’Diaye", "69003")
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    opened = await open_storage(backend_url(request, tmp_path))
+    await migrate(opened.database, NOW)
+    yield opened
+    await opened.close()
+
+
+async def winner(store: Storage, user_id: int, travel: Travel, status: str = "accepted") -> None:
+    person = entered(user_id, phone=f"+3361234{user_id:04d}", ticket=f"TK{user_id:08d}")
+    await store.participants.save(person, 0, [RecordConsent(c) for c in person.consents], None, NOW)
+    await store.database.run(
+        [
+            (
+                "INSERT INTO draw_places (ticket, rank, role, status, user_id, deadline,"
+                " updated_at, area, travel) VALUES (?, ?, 'winner', ?, ?, NULL, ?, ?, ?)",
+                (
+                    f"TK{user_id:08d}",
+                    user_id,
+                    status,
+                    user_id,
+                    NOW.isoformat(),
+                    str(Area.PROVINCE),
+                    str(travel),
+                ),
+            )
+        ]
+    )
+
+
+def asked(ticket: str, user_id: int) -> TelegramMessage:
+    return TelegramMessage(
+        f"expense-request:{ticket}",
+        user_id,
+        TelegramKind.EXPENSE_REQUEST,
+        "fr",
+        "expense.ask.train",
+    )
+
+
+def new_expense(user_id: int = 1) -> Expense:
+    return Expense(f"TK{user_id:08d}", user_id, "fr", Area.PROVINCE, Travel.TRAIN, NOW)
+
+
+async def test_only_accepted_winners_entitled_to_travel_are_due_and_open_once(
+    store: Storage,
+) -> None:
+    await winner(store, 1, Travel.TRAIN)
+    await winner(store, 2, Travel.NONE)
+    await winner(store, 3, Travel.ARRANGED, status="notified")
+    [due] = await store.expenses.entitled_without_expense()
+    assert (due.ticket, due.user_id, due.travel, due.language) == ("TK00000001", 1, "train", "fr")
+    assert await store.expenses.open(new_expense(), due.claimant, asked(due.ticket, 1), NOW)
+    assert not await store.expenses.open(new_expense(), due.claimant, asked(due.ticket, 1), NOW)
+    assert await store.expenses.entitled_without_expense() == []
+    queued = await store.telegram.due(NOW, 10, hold_campaign=False)
+    assert [message.message.key for message in queued] == ["expense-request:TK00000001"]
+    assert await store.expenses.any()
+
+
+async def test_an_expense_round_trips_whole_and_a_stale_or_repeated_save_changes_nothing(
+    store: Storage,
+) -> None:
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    loaded = await store.expenses.by_user(1)
+    assert loaded is not None and loaded.version == 1 and loaded.step == ClaimStep.RECEIPT
+    assert await store.expenses.step_of(1) == ClaimStep.RECEIPT
+    assert await store.expenses.step_of(2) is None and await store.expenses.by_user(2) is None
+    photo = Receipt("F1", "U1", "a" * 64, ReceiptKind.PHOTO, 1234)
+    pdf = Receipt("F2", "U2", "b" * 64, ReceiptKind.PDF, 99)
+    later = NOW + timedelta(minutes=5)
+    changed = replace(
+        loaded,
+        step=ClaimStep.SUBMITTED,
+        receipts=(ClaimedReceipt(photo, NOW, 4550), ClaimedReceipt(pdf, later, 3000)),
+        claimed_cents=7550,
+        claimed_at=later,
+    )
+    await store.expenses.save(changed, 41, later)
+    assert await store.expenses.step_of(1) == ClaimStep.SUBMITTED
+    again = await store.expenses.by_ticket("TK00000001")
+    assert again is not None and again.claimant == CLAIMANT
+    assert again.expense == replace(changed, version=2)
+    with pytest.raises(StaleWrite):
+        await store.expenses.save(replace(changed, receipts=()), 42, later)  # read at version 1
+    with pytest.raises(DuplicateUpdate):
+        await store.expenses.save(replace(changed, version=2, receipts=()), 41, later)
+    after = await store.expenses.by_user(1)
+    assert after is not None and after.receipts == changed.receipts and after.version == 2
+    removed = replace(after, receipts=after.receipts[:1])
+    await store.expenses.save(removed, None, later)
+    assert (await store.expenses.by_user(1)) == replace(removed, version=3)
+
+
+async def audited(store: Storage, details: str) -> Statement:
+    return await store.audit.append_statement(900, "expense.pay", details, NOW)
+
+
+async def test_each_payment_number_is_recorded_once_with_its_notice_and_audit_entry(
+    store: Storage,
+) -> None:
+    await winner(store, 1, Travel.TRAIN)
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    payment = Payment(7550, NOW, 900, "VIR-1", None)
+    told = TelegramMessage(
+        "expense-paid:TK00000001:1", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid",
+        {"amount": "75,50 €", "total": "75,50 €"},
+    )  # fmt: skip
+    first = await audited(store, "TK00000001 75,50")
+    assert await store.expenses.record_payment("TK00000001", 1, payment, told, first, NOW)
+    with pytest.raises(StaleWrite):  # the same number again: recorded once
+        await store.expenses.record_payment(
+            "TK00000001", 1, replace(payment, amount_cents=1), told, await audited(store, "x"), NOW
+        )
+    forced = Payment(1200, NOW, 900, None, "taxi")
+    # Another entry is appended after this one's head was read: nothing is written.
+    late = await audited(store, "TK00000001 12,00")
+    await store.audit.log(900, "expense.list", "1 shown", NOW)
+    assert not await store.expenses.record_payment(
+        "TK00000001", 2, forced, replace(told, key="k2"), late, NOW
+    )
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None and found.expense.payments == (payment,)
+    again = await audited(store, "TK00000001 12,00")
+    assert await store.expenses.record_payment(
+        "TK00000001", 2, forced, replace(told, key="k2"), again, NOW
+    )
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None and found.expense.payments == (payment, forced)
+    assert found.expense.paid_cents == 8750
+    keys = [m.message.key for m in await store.telegram.due(NOW, 10, hold_campaign=False)]
+    assert sorted(keys) == ["expense-paid:TK00000001:1", "expense-request:TK00000001", "k2"]
+    chain = await store.audit.chain()
+    assert [(e["action"], e["details"]) for e in chain] == [
+        ("expense.pay", "TK00000001 75,50"),
+        ("expense.list", "1 shown"),
+        ("expense.pay", "TK00000001 12,00"),
+    ]
+    assert verify_audit_chain(chain) == []
+
+
+async def test_the_expense_outlives_the_participant_for_the_accounts(store: Storage) -> None:
+    await winner(store, 1, Travel.TRAIN)
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    await store.database.run([("DELETE FROM participants WHERE user_id = ?", (1,))])
+    [kept] = await store.expenses.all()
+    assert kept.claimant == CLAIMANT and kept.expense.ticket == "TK00000001"
+
+
+async def test_expenses_move_with_the_campaign_to_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    source_url = f"sqlite:///{tmp_path / 'source.db'}"
+    source = await open_storage(source_url)
+    try:
+        await migrate(source.database, NOW)
+        await winner(source, 1, Travel.TRAIN)
+        await source.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+        expense = await source.expenses.by_user(1)
+        assert expense is not None
+        photo = Receipt("F1", "U1", "a" * 64, ReceiptKind.PHOTO, 1234)
+        await source.expenses.save(
+            replace(expense, receipts=(ClaimedReceipt(photo, NOW, 4550),)), 7, NOW
+        )
+        payment = Payment(4550, NOW, 900, "VIR-1", None)
+        told = TelegramMessage("k", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid")
+        entry = await source.audit.append_statement(900, "expense.pay", "TK00000001", NOW)
+        await source.expenses.record_payment("TK00000001", 1, payment, told, entry, NOW)
+        before = await source.expenses.all()
+    finally:
+        await source.close()
+    counts = await copy_database(source_url, postgres_url, NOW)
+    assert (counts["expenses"], counts["expense_receipts"], counts["expense_payments"]) == (1, 1, 1)
+    target = await open_storage(postgres_url)
+    try:
+        assert await target.expenses.all() == before
+    finally:
+        await target.close()
+
+
+async def test_audit_entries_appended_at_once_all_land_in_one_chain(store: Storage) -> None:
+    """Payments record their audit entry in their own transaction: on PostgreSQL several
+    appends read the same head at once, and each must still land, once, in order."""
+    await asyncio.gather(*(store.audit.log(900, "expense.list", str(n), NOW) for n in range(20)))
+    chain = await store.audit.chain()
+    assert sorted(int(entry["details"]) for entry in chain) == list(range(20))
+    assert verify_audit_chain(chain) == []
