@@ -202,7 +202,7 @@ PURGE_STEPS: tuple[PurgeStep, ...] = (
 # Tables no step touches, and why.
 KEPT: dict[str, str] = {
     "anonymous_counts": "counts linked to nobody",
-    "secrets": "the keys the kept hashes and the draw's proofs were made with",
+    "secret_key_check": "an HMAC of a fixed text under the key, never the key, nor anyone's data",
     "draws": "the certificate: tickets, hashes and the admins who confirmed, linked to nobody",
     "draw_addenda": "the replacements, by ticket and public reason",
     "audit_log": "tickets and admins' ids by construction; a hash chain that must stay whole",

@@ -247,6 +247,65 @@ async def test_without_an_end_date_nothing_but_unfinished_signups_is_ever_due(
     assert {c.category for c in counts} == {Category.INCOMPLETE_SIGNUPS}
 
 
+async def expenses(store: Storage) -> None:
+    """Two winners' travel expenses, one paid (an accounting record), one never paid."""
+    at = NOW.isoformat()
+    opened = (
+        "INSERT INTO expenses (ticket, user_id, language, first_name, last_name, postcode, area,"
+        " travel, step, claimed_cents, claimed_at, version, opened_at, updated_at, last_paid_at)"
+        " VALUES (?, ?, 'fr', ?, 'Martin', '69001', 'province', 'train', 'claimed', 8550, ?, 1,"
+        " ?, ?, ?)"
+    )
+    receipt = (
+        "INSERT INTO expense_receipts (ticket, position, file_id, file_unique_id, sha256, kind,"
+        " size, amount_cents, received_at) VALUES (?, 0, 'file-id', 'unique-id', ?, 'photo',"
+        " 1000, 8550, ?)"
+    )
+    await store.database.run(
+        [
+            (opened, ("TICKET0004", 4, "Zoé", at, at, at, at)),
+            (opened, ("TICKET0003", 3, "Léo", at, at, at, None)),
+            (receipt, ("TICKET0004", "ab" * 32, at)),
+            (receipt, ("TICKET0003", "cd" * 32, at)),
+            ("INSERT INTO expense_payments (ticket, seq, amount_cents, reference,"
+             " override_reason, admin_id, paid_at) VALUES ('TICKET0004', 1, 8550, 'VIR-1', NULL,"
+             " 900, ?)", (at,)),
+        ]
+    )  # fmt: skip
+
+
+async def test_expense_lines_outlive_the_end_linked_to_nobody_until_their_years_pass(
+    store: Storage,
+) -> None:
+    await expenses(store)
+    assert await dry_then_run(store, BEFORE_THE_END) == {}
+    plan = purge_plan(POLICY, ENDS, ERASED)
+    counted = await Purger(store.database).count(plan)
+    done = await Purger(store.database).run(plan)
+    assert done == counted
+    # Each table twice: the paid expense stripped, the unpaid one deleted.
+    assert [(c.table, c.rows) for c in done if c.rows] == [
+        ("expense_receipts", 1), ("expenses", 1), ("expense_receipts", 1), ("expenses", 1),
+    ]  # fmt: skip
+    # The paid line stays for the mandataire: name, postcode, amounts, the receipt's hash; not
+    # the person's Telegram id nor Telegram's ids of the file.
+    assert await table(store, "expenses", "ticket, user_id, first_name, last_paid_at") == [
+        ("TICKET0004", None, "Zoé", NOW.isoformat())
+    ]
+    assert await table(store, "expense_receipts", "ticket, file_id, file_unique_id, sha256") == [
+        ("TICKET0004", None, None, "ab" * 32)
+    ]
+    assert await table(store, "expense_payments", "ticket, amount_cents") == [("TICKET0004", 8550)]
+    later = NOW + timedelta(days=366 * POLICY.expenses_years)
+    assert await dry_then_run(store, later) == {
+        "expense_lines.expense_receipts": 1,
+        "expense_lines.expense_payments": 1,
+        "expense_lines.expenses": 1,
+    }
+    for emptied in ("expenses", "expense_receipts", "expense_payments"):
+        assert await table(store, emptied, "*") == [], emptied
+
+
 async def test_every_table_is_purged_or_kept_for_a_stated_reason(store: Storage) -> None:
     tables = set(await store.database.tables())
     purged = {step.table for step in PURGE_STEPS}
