@@ -284,6 +284,7 @@ def _profile_export(row: Any) -> dict[str, Any]:
         "first_name": row["first_name"],
         "last_name": row["last_name"],
         "phone": row["phone"],
+        "phone_shared_with_the_telegram_button": bool(row["phone_verified"]),
         "email": row["email"],
         "email_being_changed_to": row["pending_email"],
         "postcode": row["postcode"],

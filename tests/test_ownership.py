@@ -88,8 +88,8 @@ async def test_a_taken_phone_typed_gets_the_same_replies_as_a_free_one(
         assert said(api, LEA) == free
         await bot.feed(updates.text(lea, "/mesdonnees"))
         data = json.loads(api.documents_to(LEA)[-1])
-        assert data["signup"]["phone"] == "+33612345678"
-        assert data["signup"]["phone_verified"] == 0
+        assert data["profile"]["phone"] == "+33612345678"
+        assert data["profile"]["phone_shared_with_the_telegram_button"] is False
 
 
 async def test_a_taken_address_gets_the_same_replies_and_its_mailbox_is_told(

@@ -26,7 +26,7 @@ from tests.test_storage import BACKENDS, backend_url, save_new
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     opened = await open_storage(backend_url(request, tmp_path))
     await migrate(opened.database, NOW)
-    await opened.participants.use_address_key("a key for the tests")
+    opened.participants.use_key(b"a key for the tests")
     yield opened
     await opened.close()
 
@@ -158,7 +158,7 @@ async def test_migration_9_frees_typed_values_and_keys_confirmed_addresses(
     await save_pre_9(old)
     applied = await migrate(old.database, NOW)
     assert applied[0] == f"9: {MIGRATIONS[8].description}"
-    await old.participants.use_address_key("a key for the tests")
+    old.participants.use_key(b"a key for the tests")
     assert await old.participants.key_entries() == (1, 0)
     person = await old.participants.load(1)
     assert person is not None and person.phone_verified is False

@@ -247,7 +247,8 @@ async def test_export_holds_every_stored_field(store: Storage) -> None:
 
 PROFILE_SHOWS = {
     "language": "language", "first_name": "first_name", "last_name": "last_name",
-    "phone": "phone", "email": "email", "pending_email": "email_being_changed_to",
+    "phone": "phone", "phone_verified": "phone_shared_with_the_telegram_button",
+    "email": "email", "pending_email": "email_being_changed_to",
     "postcode": "postcode", "departement": "departement", "area": "area",
     "question": "question", "step": "signup_step", "paused": "paused",
     "created_at": "started_at", "completed_at": "completed_at", "updated_at": "updated_at",

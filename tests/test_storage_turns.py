@@ -25,7 +25,7 @@ from tests.test_storage import BACKENDS, backend_url, participant
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     opened = await open_storage(backend_url(request, tmp_path))
     await migrate(opened.database, NOW)
-    await opened.participants.use_address_key("test key")
+    opened.participants.use_key(b"test key")
     yield opened
     await opened.close()
 
