@@ -390,6 +390,8 @@ class Participants:
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
             statements += self.mail_queued()
+        # Together (one round trip to a server): no statement here may read what another one
+        # writes, nor two write the same row (Database.run).
         await self._database.run(statements, guarded, user_id, together=True)
         return version
 
