@@ -174,8 +174,8 @@ class PostgresDatabase(Database):
             begin = "BEGIN"
             if user_id is not None and self._connection is None:
                 begin += f"; SELECT pg_advisory_xact_lock({int(user_id)})"
-            await connection.execute(begin)
             try:
+                await connection.execute(begin)
                 counts = await _guarded(connection, statements, guarded, together)
             except BaseException:
                 await _undo(connection, "ROLLBACK")
