@@ -105,15 +105,15 @@ _SAVE_ENTRY = (
     " updated_at = excluded.updated_at"
 )
 # `load_for_step`: the person's row joined to their entry, their friends, consents and draw
-# place as JSON arrays (each from a sorted subquery), their confirmed referrals, and the
-# operation's state, in one row even for someone unknown. Only the JSON functions' names differ.
+# place as JSON arrays, their confirmed referrals, and the operation's state, in one row even
+# for someone unknown. Only the JSON functions differ between the backends.
 _LOAD_TEMPLATE = (
     "SELECT {participant}, {entry},"
-    " (SELECT {agg}(email) FROM (SELECT email FROM friends WHERE user_id = ?"
-    " ORDER BY position) AS f) AS friends,"
-    " (SELECT {agg}({array}(kind, version, given_at)) FROM (SELECT kind, version, given_at"
-    " FROM consents WHERE user_id = ? AND withdrawn_at IS NULL ORDER BY given_at, kind) AS c)"
-    " AS consents,"
+    " (SELECT {agg}(email{by_position}) FROM (SELECT email, position FROM friends"
+    " WHERE user_id = ? ORDER BY position) AS f) AS friends,"
+    " (SELECT {agg}({array}(kind, version, given_at){by_time}) FROM (SELECT kind, version,"
+    " given_at FROM consents WHERE user_id = ? AND withdrawn_at IS NULL ORDER BY given_at, kind)"
+    " AS c) AS consents,"
     " (SELECT {array}(role, rank - CASE WHEN role = 'reserve'"
     " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END, status, travel)"
     " FROM draw_places WHERE user_id = ? LIMIT 1) AS place,"
@@ -131,12 +131,18 @@ _LOAD_COLUMNS = {
     "participant": ", ".join(f"p.{name}" for name in _COLUMNS),
     "entry": ", ".join(f"e.{name} AS entry_{name}" for name in _ENTRY_COLUMNS),
 }
+# SQLite aggregates a sorted subquery's rows in order (it never flattens one into an
+# aggregate); PostgreSQL is told the order (SQLite learnt ORDER BY in aggregates in 3.44 only).
 _LOAD = {
     Dialect.SQLITE: _LOAD_TEMPLATE.format(
-        agg="json_group_array", array="json_array", **_LOAD_COLUMNS
+        agg="json_group_array", array="json_array", by_position="", by_time="", **_LOAD_COLUMNS
     ),
     Dialect.POSTGRESQL: _LOAD_TEMPLATE.format(
-        agg="json_agg", array="json_build_array", **_LOAD_COLUMNS
+        agg="json_agg",
+        array="json_build_array",
+        by_position=" ORDER BY position",
+        by_time=" ORDER BY given_at, kind",
+        **_LOAD_COLUMNS,
     ),
 }
 _OPERATION = (
@@ -527,6 +533,8 @@ class Participants:
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
             statements += self.mail_queued()
+        # Together (one round trip to a server): no statement here may read what another one
+        # writes, nor two write the same row (Database.run).
         await self._database.run(statements, guarded, user_id, together=_apart(effects))
         return version
 

@@ -174,8 +174,8 @@ class PostgresDatabase(Database):
             begin = "BEGIN"
             if user_id is not None and self._connection is None:
                 begin += f"; SELECT pg_advisory_xact_lock({int(user_id)})"
-            await connection.execute(begin)
             try:
+                await connection.execute(begin)
                 counts = await _guarded(connection, statements, guarded, together)
             except BaseException:
                 await _undo(connection, "ROLLBACK")
@@ -231,11 +231,15 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[Database]:
         async with self._pool.acquire() as connection:
-            await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
             try:
+                await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
                 yield PostgresDatabase(self._pool, connection)
-            finally:
-                await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            except BaseException:
+                # Its session ends, and the server lets the lock go (the pool sends no reset
+                # that would): never a connection back in the pool still holding it.
+                connection.terminate()
+                raise
+            await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
 
     async def on_change(self, channel: str, callback: Callable[[], None]) -> None:
         if self._listener is None:

@@ -16,6 +16,7 @@ from storage import Storage, open_storage
 from storage.database import Dialect
 from storage.migrator import migrate
 from storage.ports import ContactTaken, DuplicateUpdate, StaleWrite
+from storage.postgres import batched
 from tests.conftest import NOW
 from tests.factories import entered
 from tests.test_storage import BACKENDS, backend_url, participant
@@ -50,7 +51,8 @@ async def test_friends_keep_their_order_as_the_list_grows_shrinks_and_changes(
 ) -> None:
     person = participant(friends=("c@free.fr", "a@free.fr", "b@free.fr"))
     version = await store.participants.save(person, 0, [], None, NOW)
-    for friends in [("b@free.fr",), (), ("z@free.fr", "y@free.fr"), ("y@free.fr", "x@free.fr")]:
+    odd = "o'\"\\ü,[]@free.fr"  # quotes, a backslash, JSON's and a list's punctuation
+    for friends in [("b@free.fr",), (), ("z@free.fr", odd), ("y@free.fr", "x@free.fr")]:
         version = await store.participants.save(
             replace(person, friends=friends), version, [], None, NOW
         )
@@ -139,3 +141,15 @@ async def test_turns_cancelled_midway_leave_the_person_free_and_the_store_usable
     await asyncio.wait_for(turn(200), 10)  # the person's lock was let go every time
     loaded = await store.participants.load(1)
     assert loaded is not None and loaded.question == "200"
+
+
+def test_statements_sent_together_are_numbered_in_turn_and_count_their_rows() -> None:
+    sql = batched(("INSERT INTO t VALUES (?, '?')", "UPDATE t SET a = ? WHERE b = ?", "SELECT ?"))
+    assert sql == (
+        "WITH s0 AS (INSERT INTO t VALUES ($1, '?') RETURNING 1),"
+        " s1 AS (UPDATE t SET a = $2 WHERE b = $3 RETURNING 1), s2 AS (SELECT $4)"
+        " SELECT (SELECT COUNT(*) FROM s0), (SELECT COUNT(*) FROM s1), (SELECT COUNT(*) FROM s2)"
+    )
+    # What cannot be nested is sent statement by statement.
+    assert batched(("INSERT INTO t VALUES (1) RETURNING a", "DELETE FROM t")) is None
+    assert batched(("CREATE TABLE u (a INT)", "DELETE FROM t")) is None
