@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from telegram import Update
@@ -17,6 +17,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.admin.service import AdminService
 from bot.bootstrap import build_conversation, build_mailer, open_migrated_storage, utc_now
+from bot.periodic import PeriodicJobs
 from bot.settings import HttpClient, Settings
 from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
 from bot.telegram.outage import ApiOutage
@@ -27,6 +28,7 @@ from bot.telegram.webhook import STORE
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue
 from storage import Storage
+from storage.leadership import Lock
 from storage.participants import MAIL_CHANNEL
 from storage.telegram_outbox import TELEGRAM_CHANNEL
 
@@ -99,9 +101,11 @@ def build_application(
             storage, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
         )
         handlers.admin = admin
-        tasks.append(
-            asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
+        periodic = PeriodicJobs(
+            storage.database.leadership(Lock.PERIODIC_JOBS), settings.leader_check_seconds
         )
+        periodic.add("draw", settings.draw_check_seconds, admin.tick)
+        tasks.append(asyncio.create_task(periodic.run(), name="periodic jobs"))
         await _set_commands(application, texts)
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
@@ -123,7 +127,7 @@ def build_application(
         .concurrent_updates(processor)
         .rate_limiter(
             AIORateLimiter(
-                overall_max_rate=settings.telegram_max_messages_per_second,
+                overall_max_rate=settings.telegram_rate_per_replica,
                 max_retries=settings.telegram_max_retries,
             )
         )
@@ -171,16 +175,6 @@ def telegram_request(settings: Settings, pool_size: int) -> BaseRequest:
         media_write=settings.telegram_media_write_timeout_seconds,
     )
     return AiohttpRequest(pool_size, timeouts)
-
-
-async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
-    """Runs `job` every `seconds` until cancelled; a failure is logged and the next run happens."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await job()
-        except Exception:
-            log.exception("periodic %s failed", getattr(job, "__qualname__", job))
 
 
 async def _set_commands(application: Application, texts: Catalogue) -> None:  # type: ignore[type-arg]
