@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from storage import open_database
 from tests.bot_api_server import LocalBotApi
 
 
@@ -22,6 +23,9 @@ class BotProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
+    # The `database_url` fixture's (PostgreSQL under COFFEEBOT_TEST_DATABASE=postgresql);
+    # unset: a SQLite file in the work folder.
+    database_url: str | None = None
 
     # What `coffeebot` runs, and the settings it runs with besides the common ones.
     command = "run"
@@ -37,7 +41,7 @@ class BotProcess:
         environment |= {
             "TELEGRAM_BOT_TOKEN": "123456:LIVE",
             "TELEGRAM_API_BASE_URL": self.api.base_url,
-            "DATABASE_URL": f"sqlite:///{self.workdir / 'live.db'}",
+            "DATABASE_URL": self.database_url or f"sqlite:///{self.workdir / 'live.db'}",
             "MAIL_OUTBOX_DIR": str(self.workdir / "outbox"),
             "COFFEEBOT_ENV_FILE": str(self.workdir / "none.env"),
             "OUTBOX_POLL_SECONDS": "0.2",
@@ -76,6 +80,16 @@ class BotProcess:
         return "\n".join(
             p.read_text(errors="replace") for p in sorted(self.workdir.glob("bot-*.log"))
         )
+
+
+async def rows(database_url: str, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """What the bot stored, read through the storage API whichever the database: the live
+    tests run on SQLite and on PostgreSQL alike."""
+    database = await open_database(database_url)
+    try:
+        return [tuple(row) for row in await database.fetch(sql, parameters)]
+    finally:
+        await database.close()
 
 
 @dataclass
