@@ -114,6 +114,33 @@ async def drive(urls: list[str], users: int, first: int = 1) -> tuple[int, float
         return steps, time.perf_counter() - started, latencies
 
 
+def run_replicas(
+    replicas: int, api_url: str, database: str, workdir: Path, users: int
+) -> tuple[int, float, float, list[float]]:
+    """Start the replicas, drive the signups, stop the replicas (SIGTERM); the replicas' CPU."""
+    processes = []
+    try:
+        ports = [free_port() for _ in range(replicas)]
+        for port in ports:
+            processes.append(start_replica(port, api_url, database, replicas, workdir))
+            time.sleep(1)  # one migrates the new database; the next finds it done
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        asyncio.run(drive(urls[:1], 1, first=9_000_000))  # one signup to warm up
+        cpu = sum(cpu_seconds(p.pid) for p in processes)
+        steps, elapsed, latencies = asyncio.run(drive(urls, users))
+        cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu
+        query = "SELECT COUNT(*) FROM participants WHERE completed_at IS NOT NULL"
+        completed = asyncio.run(count_rows(database, query))
+        if completed != users + 1:
+            raise SystemExit(f"{completed} of {users + 1} signups completed: the run is void")
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(30)
+    return steps, elapsed, cpu, latencies
+
+
 def measure(replicas: int, arguments: argparse.Namespace) -> dict[str, float]:
     name = f"coffeebot_bench_webhook_{os.getpid()}"
     asyncio.run(server_statement(f"CREATE DATABASE {name}"))
@@ -124,32 +151,14 @@ def measure(replicas: int, arguments: argparse.Namespace) -> dict[str, float]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    processes = []
     try:
         assert server.stdout
         api_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/bot"
         with tempfile.TemporaryDirectory() as workdir:
-            ports = [free_port() for _ in range(replicas)]
-            for port in ports:
-                processes.append(start_replica(port, api_url, database, replicas, Path(workdir)))
-                time.sleep(1)  # one migrates the new database; the next finds it done
-            urls = [f"http://127.0.0.1:{port}" for port in ports]
-            asyncio.run(drive(urls[:1], 1, first=9_000_000))  # one signup to warm up
-            cpu = sum(cpu_seconds(p.pid) for p in processes)
-            steps, elapsed, latencies = asyncio.run(drive(urls, arguments.users))
-            cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu
-            completed = asyncio.run(
-                count_rows(
-                    database, "SELECT COUNT(*) FROM participants WHERE completed_at IS NOT NULL"
-                )
+            steps, elapsed, cpu, latencies = run_replicas(
+                replicas, api_url, database, Path(workdir), arguments.users
             )
-            if completed != arguments.users + 1:
-                raise SystemExit(f"{completed} of {arguments.users + 1} signups completed: void")
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(30)
         server.communicate("")
         asyncio.run(server_statement(f"DROP DATABASE {name} WITH (FORCE)"))
     latencies.sort()

@@ -162,8 +162,9 @@ class Person:
                 }
         return {}
 
-    def answer(self) -> dict[str, Any]:
-        """The update a person sends after reading the bot's last message."""
+    def answer(self, again: bool = False) -> dict[str, Any]:
+        """The update a person sends after reading the bot's last message; `again` when the bot
+        did not answer the last one."""
         texts = self.api.texts_to(self.user_id)
         last = texts[-1] if texts else ""
         if "Prenez un café" in last:
@@ -171,7 +172,9 @@ class Person:
         if "trois accords" in last:
             buttons = self.buttons()
             unticked = [key for label, key in buttons.items() if label.startswith("☐")]
-            return self.press(unticked[0] if unticked else "consent.continue")
+            # A tick pressed again would untick it if the first press was only slow to come
+            # back: after a silence, Continue shows where the ticks stand.
+            return self.press(unticked[0] if unticked and not again else "consent.continue")
         steps = {
             "votre prénom": lambda: self.text(self.first_name),
             "nom de famille": lambda: self.text("Martin"),
@@ -190,21 +193,24 @@ class Person:
     async def sign_up(self, patience: float = 5.0, deadline: float = 240.0) -> None:
         """Answer until the bot says the signup is complete; ask again when it goes silent."""
         give_up = time.monotonic() + deadline
+        again = False
         while not self.saw_complete:
             if time.monotonic() > give_up:
                 raise AssertionError(
                     f"person {self.user_id} never completed: {self.api.texts_to(self.user_id)[-3:]}"
                 )
             seen = len(self.api.sent[self.user_id])
-            await self.api.push(self.answer())
+            await self.api.push(self.answer(again))
             self.updates_sent += 1
             try:
-                await self.api.wait_for(
-                    lambda n=seen: len(self.api.sent[self.user_id]) > n, patience
+                await self.api.wait_for_chat(
+                    self.user_id, lambda n=seen: len(self.api.sent[self.user_id]) > n, patience
                 )
                 await asyncio.sleep(0.05)  # a step may send two messages
             except AssertionError:
+                again = True
                 continue  # the bot died or lost the update: a person would write again
+            again = False
             # Told at completion or, when the bot died right after saving it, by the status.
             told = ("Un e-mail de confirmation part", "Votre inscription est complète")
             texts = self.api.texts_to(self.user_id)
