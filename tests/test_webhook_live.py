@@ -104,11 +104,19 @@ async def sign_up(
     """Reads before answering, as a person would, and never writes twice: nothing is lost."""
     seen = 0
     for clue, updates in script(person):
-        await api.wait_for_chat(
-            person.user_id,
-            lambda s=seen, c=clue: not c or any(c in t for t in api.texts_to(person.user_id)[s:]),
-            patience,
-        )
+        try:
+            await api.wait_for_chat(
+                person.user_id,
+                lambda s=seen, c=clue: (
+                    not c or any(c in t for t in api.texts_to(person.user_id)[s:])
+                ),
+                patience,
+            )
+        except AssertionError:
+            last = [t[:40] for t in api.texts_to(person.user_id)[-2:]]
+            raise AssertionError(
+                f"person {person.user_id} waited for {clue!r}, saw {last}"
+            ) from None
         seen = len(api.texts_to(person.user_id))
         for update in updates:
             pusher.push(update)
