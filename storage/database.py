@@ -75,8 +75,9 @@ class Database(ABC):
     async def indexes(self) -> dict[str, tuple[str, bool]]:
         """Each named index or unique constraint: (table, unique)."""
 
-    def leadership(self, lock: Lock) -> Leadership:
-        """The lead among the processes sharing this database. This default is for a backend
+    def leadership(self, lock: Lock, timeout_seconds: float) -> Leadership:
+        """The lead among the processes sharing this database; a try for it that takes longer
+        than `timeout_seconds` counts as a lost connection. This default is for a backend
         that one process owns (SQLite): it always leads."""
         return SoleLeadership()
 

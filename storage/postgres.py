@@ -155,8 +155,8 @@ class PostgresDatabase(Database):
         )
         return {name: (table, unique) for name, table, unique in rows}
 
-    def leadership(self, lock: Lock) -> Leadership:
-        return AdvisoryLeadership(self._pool, lock)
+    def leadership(self, lock: Lock, timeout_seconds: float) -> Leadership:
+        return AdvisoryLeadership(self._pool, lock, timeout_seconds)
 
     def mutex(self, lock: Lock) -> AbstractAsyncContextManager[None]:
         return advisory_mutex(self._pool, lock)

@@ -25,29 +25,34 @@ class AdvisoryLeadership(Leadership):
     """The lead is a session advisory lock held on a connection of its own, kept out of the
     pool for as long as this process leads or tries to."""
 
-    def __init__(self, pool: asyncpg.Pool, lock: Lock) -> None:
+    def __init__(self, pool: asyncpg.Pool, lock: Lock, timeout_seconds: float) -> None:
         self._pool = pool
         self._lock = lock
+        self._timeout = timeout_seconds
         self._connection: asyncpg.Connection | None = None
         self._held = False
 
     async def lead(self) -> bool:
         try:
-            if self._connection is None:
-                self._connection = await self._pool.acquire()
-            if self._held:
-                # The connection answers, so its session, and the lock with it, still stand.
-                await self._connection.fetchval("SELECT 1")
-            else:
-                self._held = bool(
-                    await self._connection.fetchval(
-                        "SELECT pg_try_advisory_lock($1, $2)", _KEY_SPACE, int(self._lock)
-                    )
-                )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            await asyncio.wait_for(self._try(), self._timeout)
+        except Exception as error:
+            # A connection cut by the server may fail in any of asyncpg's ways, or not answer.
             log.warning("lost the database connection of the lead: %s", type(error).__name__)
             await self._drop()
         return self._held
+
+    async def _try(self) -> None:
+        if self._connection is None:
+            self._connection = await self._pool.acquire()
+        if self._held:
+            # The connection answers, so its session, and the lock with it, still stand.
+            await self._connection.fetchval("SELECT 1")
+        else:
+            self._held = bool(
+                await self._connection.fetchval(
+                    "SELECT pg_try_advisory_lock($1, $2)", _KEY_SPACE, int(self._lock)
+                )
+            )
 
     async def resign(self) -> None:
         await self._drop()

@@ -45,7 +45,7 @@ async def test_sqlite_always_leads_and_runs_its_jobs(tmp_path: Path) -> None:
         runs += 1
 
     try:
-        jobs = PeriodicJobs(database.leadership(Lock.PERIODIC_JOBS), 0.05)
+        jobs = PeriodicJobs(database.leadership(Lock.PERIODIC_JOBS, 5), 0.05)
         jobs.add("count", 0.01, job)
         running = asyncio.create_task(jobs.run())
         await until(lambda: runs >= 3)
@@ -59,13 +59,14 @@ async def test_sqlite_always_leads_and_runs_its_jobs(tmp_path: Path) -> None:
 
 async def test_one_replica_leads_until_its_session_dies(postgres_url: str) -> None:
     async with replicas(postgres_url, 3) as databases:
-        leads = [database.leadership(Lock.PERIODIC_JOBS) for database in databases]
+        leads = [database.leadership(Lock.PERIODIC_JOBS, 5) for database in databases]
         assert [await lead.lead() for lead in leads] == [True, False, False]
         assert [await lead.lead() for lead in leads] == [True, False, False]  # still held
         # The leader's connection is cut, as when its process is killed.
         await databases[1].fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_locks"
-            " WHERE locktype = 'advisory' AND classid = ? AND objid = ? AND granted",
+            " WHERE locktype = 'advisory' AND classid = ? AND objid = ? AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (0x0C0FFEE, int(Lock.PERIODIC_JOBS)),
         )
         assert await leads[0].lead() is False  # it knows it lost the lead
@@ -88,7 +89,7 @@ async def test_periodic_jobs_run_in_one_replica_and_are_taken_over(postgres_url:
         return run
 
     async with replicas(postgres_url, 2) as databases:
-        jobs = [PeriodicJobs(db.leadership(Lock.PERIODIC_JOBS), 0.1) for db in databases]
+        jobs = [PeriodicJobs(db.leadership(Lock.PERIODIC_JOBS, 5), 0.1) for db in databases]
         for replica, periodic in enumerate(jobs):
             periodic.add("tick", 0.02, job(replica))
             periodic.add("other", 0.05, job(10 + replica))

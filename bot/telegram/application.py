@@ -101,9 +101,8 @@ def build_application(
             storage, texts, settings, clock, messenger, mailer.wake, telegram_sender.wake
         )
         handlers.admin = admin
-        periodic = PeriodicJobs(
-            storage.database.leadership(Lock.PERIODIC_JOBS), settings.leader_check_seconds
-        )
+        check = settings.leader_check_seconds
+        periodic = PeriodicJobs(storage.database.leadership(Lock.PERIODIC_JOBS, check), check)
         periodic.add("draw", settings.draw_check_seconds, admin.tick)
         tasks.append(asyncio.create_task(periodic.run(), name="periodic jobs"))
         await _set_commands(application, texts)
