@@ -189,7 +189,12 @@ class Settings:
     address_tag_providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
 
     def __post_init__(self) -> None:
-        """Refuse to start with a calendar that does not hold, naming the setting."""
+        """Refuse to start with a calendar that does not hold, or replicas that cannot share,
+        naming the setting."""
+        if self.webhook_replicas < 1:
+            raise SettingsError("WEBHOOK_REPLICAS must be 1 or more")
+        if self.leader_check_seconds <= 0:
+            raise SettingsError("LEADER_CHECK_SECONDS must be above 0")
         problems = self.calendar.problems()
         if problems:
             name, problem = problems[0]
@@ -253,16 +258,11 @@ class Settings:
     @property
     def telegram_rate_per_replica(self) -> float:
         """This replica's share of Telegram's overall limit on the bot's messages."""
-        return self.telegram_max_messages_per_second / self._replicas()
+        return self.telegram_max_messages_per_second / self.webhook_replicas
 
     @property
     def telegram_outbox_rate_per_replica(self) -> float:
-        return self.telegram_outbox_messages_per_second / self._replicas()
-
-    def _replicas(self) -> int:
-        if self.webhook_replicas < 1:
-            raise SettingsError("WEBHOOK_REPLICAS must be 1 or more")
-        return self.webhook_replicas
+        return self.telegram_outbox_messages_per_second / self.webhook_replicas
 
     @property
     def limits(self) -> Limits:

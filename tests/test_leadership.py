@@ -141,8 +141,20 @@ def test_each_replica_takes_its_share_of_telegrams_limit(replicas_setting: int) 
     assert settings.telegram_outbox_rate_per_replica * replicas_setting == pytest.approx(20)
 
 
-def test_zero_replicas_is_refused_naming_the_setting() -> None:
+@pytest.mark.parametrize(
+    ("name", "value"), [("WEBHOOK_REPLICAS", "0"), ("LEADER_CHECK_SECONDS", "0")]
+)
+def test_replicas_that_cannot_share_are_refused_naming_the_setting(name: str, value: str) -> None:
     from bot.settings import Settings, SettingsError
 
-    with pytest.raises(SettingsError, match="WEBHOOK_REPLICAS"):
-        _ = Settings(webhook_replicas=0).telegram_rate_per_replica
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_a_bad_replica_count_stops_every_command_in_one_line(tmp_path: Path) -> None:
+    from tests.test_console import coffeebot
+
+    for command in ("run", "webhook"):
+        result = coffeebot(tmp_path, command, env={"WEBHOOK_REPLICAS": "0"})
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == "coffeebot: WEBHOOK_REPLICAS must be 1 or more\n"
