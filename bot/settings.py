@@ -179,6 +179,13 @@ class Settings:
     webhook_max_body_bytes: int = 262_144
     # On SIGTERM, how long the requests in flight may take to finish.
     webhook_shutdown_seconds: float = 20.0
+    # Replicas serving the bot together (on one PostgreSQL database): each takes this share of
+    # TELEGRAM_MAX_MESSAGES_PER_SECOND and TELEGRAM_OUTBOX_MESSAGES_PER_SECOND, so that together
+    # they stay under Telegram's limit.
+    webhook_replicas: int = 1
+    # How often each replica tries for the lead of the periodic jobs (and the leader checks it
+    # still holds it): the longest a dead leader's jobs wait for another replica.
+    leader_check_seconds: float = 10.0
     # The bot's public https address, e.g. https://cafe.example.org: when set, emails carry a
     # one-click unsubscribe link to it (RFC 8058), served beside polling too.
     public_url: str | None = None
@@ -227,8 +234,12 @@ class Settings:
     address_tag_providers: tuple[str, ...] = TAG_IGNORING_PROVIDERS
 
     def __post_init__(self) -> None:
-        """Refuse to start with a calendar that does not hold, or a limit Telegram would
-        refuse, naming the setting."""
+        """Refuse to start with a calendar that does not hold, a limit Telegram would refuse,
+        or replicas that cannot share, naming the setting."""
+        if self.webhook_replicas < 1:
+            raise SettingsError("WEBHOOK_REPLICAS must be 1 or more")
+        if self.leader_check_seconds <= 0:
+            raise SettingsError("LEADER_CHECK_SECONDS must be above 0")
         problems = self.calendar.problems()
         if problems:
             name, problem = problems[0]
@@ -302,6 +313,15 @@ class Settings:
         if former and "secret_key" not in values:
             values["secret_key"] = former
         return cls(**values)
+
+    @property
+    def telegram_rate_per_replica(self) -> float:
+        """This replica's share of Telegram's overall limit on the bot's messages."""
+        return self.telegram_max_messages_per_second / self.webhook_replicas
+
+    @property
+    def telegram_outbox_rate_per_replica(self) -> float:
+        return self.telegram_outbox_messages_per_second / self.webhook_replicas
 
     @property
     def limits(self) -> Limits:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from enum import StrEnum
 from typing import Any
+
+from storage.leadership import Leadership, Lock, SoleLeadership
 
 Statement = tuple[str, Sequence[Any]]
 # sqlite3.Row and asyncpg.Record alike: by name, by position, iterable over the values.
@@ -81,6 +83,17 @@ class Database(ABC):
         copies of its own (SQLite's write-ahead log). PostgreSQL reuses the dead rows' space at
         its next vacuum; nothing is done here."""
         return None
+
+    def leadership(self, lock: Lock, timeout_seconds: float) -> Leadership:
+        """The lead among the processes sharing this database; a try for it that takes longer
+        than `timeout_seconds` counts as a lost connection. This default is for a backend
+        that one process owns (SQLite): it always leads."""
+        return SoleLeadership()
+
+    def mutex(self, lock: Lock) -> AbstractAsyncContextManager[None]:
+        """The block runs in one process at a time; this default, for a backend one process
+        owns, lets it run (the caller keeps its own tasks apart)."""
+        return nullcontext()
 
     @abstractmethod
     async def close(self) -> None: ...

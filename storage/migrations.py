@@ -483,11 +483,9 @@ MIGRATIONS += (
     ),
 )
 
-# @@MIGRATION-13@@
-
 MIGRATIONS += (
     Migration(
-        14,
+        13,
         "an index of the email outbox by person",
         (
             # Erasing a person (themselves, or the purge) finds their emails through it: without

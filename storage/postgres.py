@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +19,9 @@ import asyncpg
 
 from storage.constraints import violation
 from storage.database import Database, Dialect, Row, Statement
+from storage.leadership import Leadership, Lock
 from storage.ports import StaleWrite
+from storage.postgres_locks import AdvisoryLeadership, advisory_mutex
 
 # Any number, the same in every process: the key of the migrations' lock.
 _MIGRATION_LOCK = 0x0C0FFEE
@@ -266,3 +268,9 @@ class PostgresDatabase(Database):
             " JOIN pg_namespace AS n ON n.oid = t.relnamespace WHERE n.nspname = current_schema()"
         )
         return {name: (table, unique) for name, table, unique in rows}
+
+    def leadership(self, lock: Lock, timeout_seconds: float) -> Leadership:
+        return AdvisoryLeadership(self._pool, lock, timeout_seconds)
+
+    def mutex(self, lock: Lock) -> AbstractAsyncContextManager[None]:
+        return advisory_mutex(self._pool, lock)

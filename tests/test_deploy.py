@@ -29,5 +29,7 @@ def test_replicas_serve_the_webhook_and_nothing_registers_it_at_start() -> None:
     assert 'command: ["webhook"]' in compose and "webhook set" not in compose.split("name:")[1]
     unit = (DEPLOY / "coffeebot.service").read_text()
     assert "ExecStart=/usr/bin/env bash scripts/run webhook\n" in unit
+    replicas = len(re.findall(r"^  bot-\d+: \*bot$", compose, re.MULTILINE))
+    assert replicas == 2 and f'WEBHOOK_REPLICAS: "{replicas}"' in compose
     caddy = (DEPLOY / "Caddyfile").read_text()
     assert "health_uri /healthz" in caddy and "bot-1:8080 bot-2:8080" in caddy

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import sqlite3
 import statistics
 import time
-from collections.abc import AsyncIterator
-from contextlib import closing
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.bot_api_server import Limits, LocalBotApi
-from tests.live import BotProcess, Person
+from tests.live import BotProcess, Person, rows
 from tests.smtp_server import body, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -31,15 +29,17 @@ async def api() -> AsyncIterator[LocalBotApi]:
     await server.stop()
 
 
-# closing(): a sqlite3 connection used as a context manager commits but is not closed.
-def stored_steps(workdir: Path) -> dict[int, str]:
-    with closing(sqlite3.connect(workdir / "live.db")) as db:
-        return dict(db.execute("SELECT user_id, step FROM participants").fetchall())
+async def stored_steps(database_url: str) -> dict[int, str]:
+    return dict(await rows(database_url, "SELECT user_id, step FROM participants"))
 
 
-async def test_signups_and_the_email_loop_in_polling_mode(api: LocalBotApi, tmp_path: Path) -> None:
+async def test_signups_and_the_email_loop_in_polling_mode(
+    api: LocalBotApi, tmp_path: Path, database_url: str
+) -> None:
     with smtp_server() as (inbox, port):
-        bot = BotProcess(api, tmp_path, {"SMTP_URL": f"smtp://127.0.0.1:{port}"})
+        bot = BotProcess(
+            api, tmp_path, {"SMTP_URL": f"smtp://127.0.0.1:{port}"}, database_url=database_url
+        )
         await bot.start()
         try:
             people = [Person(api, 100 + n) for n in range(5)]
@@ -54,12 +54,14 @@ async def test_signups_and_the_email_loop_in_polling_mode(api: LocalBotApi, tmp_
             )
         finally:
             await bot.stop()
-    assert set(stored_steps(tmp_path).values()) == {"complete", "engage_actions"}
+    assert set((await stored_steps(database_url)).values()) == {"complete", "engage_actions"}
     assert "Traceback" not in bot.logs()
 
 
-async def test_the_same_update_twice_acts_once(api: LocalBotApi, tmp_path: Path) -> None:
-    bot = BotProcess(api, tmp_path)
+async def test_the_same_update_twice_acts_once(
+    api: LocalBotApi, tmp_path: Path, database_url: str
+) -> None:
+    bot = BotProcess(api, tmp_path, database_url=database_url)
     await bot.start()
     try:
         person = Person(api, 7)
@@ -76,10 +78,10 @@ async def test_the_same_update_twice_acts_once(api: LocalBotApi, tmp_path: Path)
 
 
 async def test_429_answers_are_waited_out_and_no_reply_is_lost(
-    api: LocalBotApi, tmp_path: Path
+    api: LocalBotApi, tmp_path: Path, database_url: str
 ) -> None:
     api.limits = Limits(overall_per_second=30, per_chat_per_second=1, per_chat_burst=3)
-    bot = BotProcess(api, tmp_path)
+    bot = BotProcess(api, tmp_path, database_url=database_url)
     await bot.start()
     try:
         people = [Person(api, 300 + n) for n in range(8)]
@@ -87,14 +89,14 @@ async def test_429_answers_are_waited_out_and_no_reply_is_lost(
     finally:
         await bot.stop()
     assert api.refused > 0  # Telegram's limits were hit, and waited out
-    assert all(step == "complete" for step in stored_steps(tmp_path).values())
+    assert all(step == "complete" for step in (await stored_steps(database_url)).values())
     assert "Traceback" not in bot.logs()
 
 
 async def test_a_flood_is_answered_in_order_with_one_warning(
-    api: LocalBotApi, tmp_path: Path
+    api: LocalBotApi, tmp_path: Path, database_url: str
 ) -> None:
-    bot = BotProcess(api, tmp_path, {"FLOOD_WINDOW_SECONDS": "2"})
+    bot = BotProcess(api, tmp_path, {"FLOOD_WINDOW_SECONDS": "2"}, database_url=database_url)
     await bot.start()
     try:
         flooder, others = Person(api, 1), [Person(api, 10 + n) for n in range(5)]
@@ -129,13 +131,15 @@ async def test_a_flood_is_answered_in_order_with_one_warning(
     print(f"\nflood: the others were answered {median:.2f} s (median) after it started")
 
 
-async def test_killed_three_times_loses_nothing(api: LocalBotApi, tmp_path: Path) -> None:
+async def test_killed_three_times_loses_nothing(
+    api: LocalBotApi, tmp_path: Path, database_url: str
+) -> None:
     """200 people sign up at once while the bot is killed with SIGKILL three times."""
     chance = random.Random(2027)
     with smtp_server() as (inbox, port):
         env = {"SMTP_URL": f"smtp://127.0.0.1:{port}", "TELEGRAM_MAX_MESSAGES_PER_SECOND": "10000",
                "FLOOD_MAX_MESSAGES": "1000"}  # fmt: skip
-        bot = BotProcess(api, tmp_path, env)
+        bot = BotProcess(api, tmp_path, env, database_url=database_url)
         await bot.start()
         people = [Person(api, 1000 + n) for n in range(200)]
         signing = asyncio.gather(*(person.sign_up(patience=8) for person in people))
@@ -147,32 +151,41 @@ async def test_killed_three_times_loses_nothing(api: LocalBotApi, tmp_path: Path
             kills.append(sum(p.saw_complete for p in people))
             await bot.start()
         await signing
-        await api.wait_for(lambda: len(inbox.messages) + interrupted(tmp_path) >= 200, 60)
+        await emails_settled(inbox.messages, database_url, 200)
         await bot.stop()
-    steps = stored_steps(tmp_path)
+    steps = await stored_steps(database_url)
     assert all(steps[p.user_id] == "complete" for p in people if p.saw_complete)
     assert all(p.saw_complete for p in people)
-    with closing(sqlite3.connect(tmp_path / "live.db")) as db:
-        stored = {
-            row[0]: row[1:] for row in db.execute("SELECT user_id, phone, email FROM participants")
-        }
+    stored = {
+        row[0]: row[1:]
+        for row in await rows(database_url, "SELECT user_id, phone, email FROM participants")
+    }
     assert all(stored[p.user_id] == (p.phone, p.email) for p in people)
-    with closing(sqlite3.connect(tmp_path / "live.db")) as db:
-        per_person = db.execute(
-            "SELECT user_id, COUNT(*) FROM outbox WHERE kind = 'confirmation' GROUP BY user_id"
-        ).fetchall()
+    per_person = await rows(
+        database_url,
+        "SELECT user_id, COUNT(*) FROM outbox WHERE kind = 'confirmation' GROUP BY user_id",
+    )
     assert len(per_person) == 200 and {count for _, count in per_person} == {1}
     received = [str(m["To"]) for m in inbox.messages]
     assert len(received) == len(set(received))  # none sent twice
     print(
         f"\ncrash: 200 people, kills after {kills} completions,"
         f" {sum(p.updates_sent for p in people)} updates sent, {len(received)} emails delivered,"
-        f" {interrupted(tmp_path)} interrupted"
+        f" {await interrupted(database_url)} interrupted"
     )
 
 
-def interrupted(workdir: Path) -> int:
-    with closing(sqlite3.connect(workdir / "live.db")) as db:
-        return int(
-            db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'interrupted'").fetchone()[0]
-        )
+async def interrupted(database_url: str) -> int:
+    """Emails given up because a kill left them leaving: each may or may not have arrived."""
+    [(count,)] = await rows(
+        database_url, "SELECT COUNT(*) FROM outbox WHERE status = 'interrupted'"
+    )
+    return int(count)
+
+
+async def emails_settled(received: Sequence[object], database_url: str, expected: int) -> None:
+    """Until every email has arrived or been given up at a kill."""
+    deadline = time.monotonic() + 60
+    while len(received) + await interrupted(database_url) < expected:
+        assert time.monotonic() < deadline, "emails neither delivered nor given up"
+        await asyncio.sleep(0.1)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
+import time
 from collections.abc import AsyncIterator
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from storage.migrator import migrate
 from storage.ports import TelegramKind, TelegramMessage
 from storage.telegram_outbox import TelegramQueue
 from tests.bot_api_server import LocalBotApi
-from tests.live import BotProcess
+from tests.live import BotProcess, rows
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +47,10 @@ async def api() -> AsyncIterator[LocalBotApi]:
     await server.stop()
 
 
-async def queue_results(workdir: Path, user_ids: range) -> None:
+async def queue_results(database_url: str, user_ids: range) -> None:
     """The database as the draw leaves it: everyone's result waiting in the outbox."""
     now = datetime.now(UTC)
-    store = await open_storage(f"sqlite:///{workdir / 'live.db'}")
+    store = await open_storage(database_url)
     try:
         await migrate(store.database, now)
         for user_id in user_ids:
@@ -73,23 +72,21 @@ async def queue_results(workdir: Path, user_ids: range) -> None:
         await store.close()
 
 
-def statuses(workdir: Path) -> dict[int, str]:
-    # closing(): a connection's `with` ends the transaction but leaves it open.
-    with closing(sqlite3.connect(workdir / "live.db")) as db:
-        return dict(db.execute("SELECT user_id, status FROM telegram_outbox").fetchall())
+async def statuses(database_url: str) -> dict[int, str]:
+    return dict(await rows(database_url, "SELECT user_id, status FROM telegram_outbox"))
 
 
 async def test_killed_while_sending_each_person_is_told_at_most_once(
-    api: LocalBotApi, tmp_path: Path
+    api: LocalBotApi, tmp_path: Path, database_url: str
 ) -> None:
     chance = random.Random(2028)
     user_ids = range(5000, 5000 + PEOPLE)
-    await queue_results(tmp_path, user_ids)
+    await queue_results(database_url, user_ids)
     env = {
         "TELEGRAM_OUTBOX_MESSAGES_PER_SECOND": "100",
         "TELEGRAM_MAX_MESSAGES_PER_SECOND": "10000",
     }
-    bot = BotProcess(api, tmp_path, env)
+    bot = BotProcess(api, tmp_path, env, database_url=database_url)
 
     def delivered() -> int:
         return sum(len(api.sent[user_id]) for user_id in user_ids)
@@ -103,10 +100,13 @@ async def test_killed_while_sending_each_person_is_told_at_most_once(
         kills.append(delivered())
         await bot.start()
     finished = ("sent", "interrupted")
-    await api.wait_for(lambda: all(s in finished for s in statuses(tmp_path).values()), 60)
+    deadline = time.monotonic() + 60
+    while not all(s in finished for s in (await statuses(database_url)).values()):
+        assert time.monotonic() < deadline, "messages neither sent nor given up"
+        await asyncio.sleep(0.1)
     await bot.stop()
 
-    final = statuses(tmp_path)
+    final = await statuses(database_url)
     told = {user_id: len(api.sent[user_id]) for user_id in user_ids}
     assert len(final) == PEOPLE and set(final.values()) <= set(finished)
     assert max(told.values()) == 1  # nobody told twice

@@ -8,11 +8,9 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,10 @@ import aiohttp
 import pytest
 
 from tests.bot_api_server import LocalBotApi
-from tests.live import BotProcess, Person
+from tests.live import BotProcess, Person, rows
 from tests.smtp_server import free_port, smtp_server
 from tests.test_console import coffeebot
+from tests.test_live import emails_settled, interrupted
 from tests.test_webhook import SECRET
 from tests.webhook_pusher import WebhookPusher
 
@@ -99,14 +98,25 @@ def script(person: Person) -> list[tuple[str, list[dict[str, Any]]]]:
     ]
 
 
-async def sign_up(person: Person, pusher: WebhookPusher, api: LocalBotApi) -> None:
+async def sign_up(
+    person: Person, pusher: WebhookPusher, api: LocalBotApi, patience: float = 60
+) -> None:
     """Reads before answering, as a person would, and never writes twice: nothing is lost."""
     seen = 0
     for clue, updates in script(person):
-        await api.wait_for(
-            lambda s=seen, c=clue: not c or any(c in t for t in api.texts_to(person.user_id)[s:]),
-            60,
-        )
+        try:
+            await api.wait_for_chat(
+                person.user_id,
+                lambda s=seen, c=clue: (
+                    not c or any(c in t for t in api.texts_to(person.user_id)[s:])
+                ),
+                patience,
+            )
+        except AssertionError:
+            last = [t[:40] for t in api.texts_to(person.user_id)[-2:]]
+            raise AssertionError(
+                f"person {person.user_id} waited for {clue!r}, saw {last}"
+            ) from None
         seen = len(api.texts_to(person.user_id))
         for update in updates:
             pusher.push(update)
@@ -130,14 +140,14 @@ def transcript(api: LocalBotApi, person: Person) -> tuple[list[str], int]:
 
 
 async def test_signups_pushed_to_a_webhook_killed_three_times_lose_nothing(
-    api: LocalBotApi, tmp_path: Path
+    api: LocalBotApi, tmp_path: Path, database_url: str
 ) -> None:
     chance = random.Random(2027)
     started = time.monotonic()
     with smtp_server() as (inbox, port):
         bot = WebhookBot(api, tmp_path, {"SMTP_URL": f"smtp://127.0.0.1:{port}",
                          "TELEGRAM_MAX_MESSAGES_PER_SECOND": "10000",
-                         "FLOOD_MAX_MESSAGES": "1000"})  # fmt: skip
+                         "FLOOD_MAX_MESSAGES": "1000"}, database_url=database_url)  # fmt: skip
         registered = await asyncio.to_thread(
             coffeebot, tmp_path, "webhook", "set",
             env={"TELEGRAM_BOT_TOKEN": "123456:LIVE", "TELEGRAM_API_BASE_URL": api.base_url,
@@ -159,17 +169,17 @@ async def test_signups_pushed_to_a_webhook_killed_three_times_lose_nothing(
             await bot.start()
         await signing
         await api.wait_for(lambda: pusher.pending() == 0)
-        await api.wait_for(lambda: len(inbox.messages) + interrupted(tmp_path) >= PEOPLE, 30)
+        await emails_settled(inbox.messages, database_url, PEOPLE)
         await pusher.stop()
         await bot.stop()
     assert bot.process is not None and bot.process.returncode == 0  # SIGTERM: a clean exit
 
-    with closing(sqlite3.connect(tmp_path / "live.db")) as db:
-        stored = {row[0]: row[1:] for row in db.execute(
-            "SELECT user_id, step, first_name, last_name, phone, email, postcode"
-            " FROM participants")}  # fmt: skip
-        queued = Counter(row[0] for row in db.execute(
-            "SELECT user_id FROM outbox WHERE kind = 'confirmation'"))  # fmt: skip
+    answers_sql = "SELECT user_id, step, first_name, last_name, phone, email, postcode"
+    stored = {
+        row[0]: row[1:] for row in await rows(database_url, f"{answers_sql} FROM participants")
+    }
+    emails_sql = "SELECT user_id FROM outbox WHERE kind = 'confirmation'"
+    queued = Counter(row[0] for row in await rows(database_url, emails_sql))
     for person in people:
         last_name = LAST_NAMES[person.user_id % len(LAST_NAMES)]
         answers = ("complete", person.first_name, last_name, person.phone, person.email, "69003")
@@ -182,7 +192,8 @@ async def test_signups_pushed_to_a_webhook_killed_three_times_lose_nothing(
     assert len(reference) >= 14 and any("e-mail de confirmation" in t for t in reference[-2:])
     received = Counter(str(message["To"]) for message in inbox.messages)
     assert set(received.values()) == {1}  # none twice
-    assert len(received) + interrupted(tmp_path) == PEOPLE
+    given_up = await interrupted(database_url)
+    assert len(received) + given_up == PEOPLE
     assert pusher.dropped == [] and "Traceback" not in bot.logs()
     retried_after_commit = bot.logs().count("not acted on again")
     print(
@@ -190,19 +201,14 @@ async def test_signups_pushed_to_a_webhook_killed_three_times_lose_nothing(
         f" {kills} updates, {pusher.retries} failed pushes retried ({dict(pusher.answers)}),"
         f" {retried_after_commit} updates redelivered after their commit,"
         f" {sum(n for _, n in transcripts)} replies repeated, {len(received)} emails delivered"
-        f" once, {interrupted(tmp_path)} interrupted, {time.monotonic() - started:.1f} s"
+        f" once, {given_up} interrupted, {time.monotonic() - started:.1f} s"
     )
 
 
-def interrupted(workdir: Path) -> int:
-    with closing(sqlite3.connect(workdir / "live.db")) as db:
-        return int(
-            db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'interrupted'").fetchone()[0]
-        )
-
-
-async def test_sigterm_stops_a_webhook_at_once(api: LocalBotApi, tmp_path: Path) -> None:
-    bot = WebhookBot(api, tmp_path)
+async def test_sigterm_stops_a_webhook_at_once(
+    api: LocalBotApi, tmp_path: Path, database_url: str
+) -> None:
+    bot = WebhookBot(api, tmp_path, database_url=database_url)
     await bot.start()
     assert bot.process is not None
     began = time.monotonic()

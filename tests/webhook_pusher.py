@@ -5,7 +5,10 @@ in flight at a time, the next only after a 2xx for the previous; button presses 
 per user, apart from the messages; a non-2xx answer or a timeout is retried with a growing
 delay; an update is dropped once its lifetime is over (a day for messages, about 150 s for
 presses). Times are scaled down so that a test lasts seconds; `PushTimes` says by how much.
-With several bot URLs, requests are spread over them in turn, standing in for the balancer.
+With several bot URLs, requests are spread over them in turn, standing in for the balancer;
+with `failover`, a request refused by one (nothing listening: a replica down) is tried on the
+next at once, as the balancer does (Caddy's lb_try_duration in deploy/Caddyfile), and counted
+in `failovers` rather than as Telegram's retry.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ class WebhookPusher:
     secret: str
     max_connections: int = 40
     times: PushTimes = field(default_factory=PushTimes)
-    # What happened: answers by status ("timeout", "refused" when nothing listened).
+    failover: bool = False
+    failovers: int = 0
+    # What happened: answers by status ("timeout", "refused" when nothing listened, "cut" when
+    # the connection broke during the request).
     answers: Counter[str] = field(default_factory=Counter)
     delivered: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
@@ -107,20 +113,30 @@ class WebhookPusher:
     async def _post(self, queued: Queued) -> bool:
         assert self._session is not None
         queued.attempts += 1
-        url = self.urls[next(self._turn)]
+        first = next(self._turn)
         async with self._connections:
-            try:
-                async with self._session.post(
-                    url, json=queued.update, headers={SECRET_HEADER: self.secret}
-                ) as response:
-                    await response.read()
-                    status = str(response.status)
-            except TimeoutError:
-                status = "timeout"
-            except aiohttp.ClientError:
-                status = "refused"
+            for turn in range(len(self.urls) if self.failover else 1):
+                self.failovers += turn > 0
+                status = await self._request(self.urls[(first + turn) % len(self.urls)], queued)
+                if status != "refused":
+                    break
         self.answers[status] += 1
         if status.startswith("2"):
             self.delivered.append(queued.update["update_id"])
             return True
         return False
+
+    async def _request(self, url: str, queued: Queued) -> str:
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                url, json=queued.update, headers={SECRET_HEADER: self.secret}
+            ) as response:
+                await response.read()
+                return str(response.status)
+        except TimeoutError:
+            return "timeout"
+        except aiohttp.ClientConnectorError:
+            return "refused"  # nothing listening: the request never reached a bot
+        except aiohttp.ClientError:
+            return "cut"  # the bot went away during the request

@@ -26,6 +26,7 @@ from conversations.phases import Phase, phase_at
 from conversations.winners import Place, PlaceStatus, Role
 from storage import Storage
 from storage.draws import DrawRecord, DrawStatus
+from storage.leadership import Lock
 
 log = logging.getLogger(__name__)
 
@@ -281,8 +282,11 @@ class DrawFlow:
         await self.try_to_draw(admin_id, language)
 
     async def try_to_draw(self, admin_id: int | None, language: str) -> None:
-        """Draws a confirmed draw once its beacon is known; says why not to `admin_id`, if any."""
-        async with self._drawing:
+        """Draws a confirmed draw once its beacon is known; says why not to `admin_id`, if any.
+
+        One at a time in this process and among replicas: the result is committed once whoever
+        tries, but the certificate's sending after it must not be done twice."""
+        async with self._drawing, self._storage.database.mutex(Lock.DRAW):
             await self.after_draw()
             record = await self._admin.draw()
             if record is None or record.status != DrawStatus.CONFIRMED:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from telegram import Update
@@ -21,6 +21,7 @@ from bot.bootstrap import build_conversation, build_mailer, open_migrated_storag
 from bot.expense_claims import ExpenseClaims
 from bot.kept_replies import KeptReplies
 from bot.logs import failure, quiet_payload_loggers
+from bot.periodic import PeriodicJobs
 from bot.settings import HttpClient, Settings
 from bot.telegram.handlers import TelegramHandlers, TelegramMessenger, command_menu
 from bot.telegram.outage import ApiOutage
@@ -31,6 +32,7 @@ from bot.telegram.webhook import STORE
 from bot.texts import load_catalogue
 from conversations.catalogue import Catalogue
 from storage import Storage
+from storage.leadership import Lock
 from storage.participants import MAIL_CHANNEL
 from storage.telegram_outbox import TELEGRAM_CHANNEL
 
@@ -111,29 +113,21 @@ def build_application(
             log.info("forgot %d quota counters whose window ended", forgotten)
 
         await forget_ended_quotas()
-        tasks.append(
-            asyncio.create_task(
-                _every(_QUOTA_PURGE_SECONDS, forget_ended_quotas), name="quota purge"
-            )
-        )
         claims = ExpenseClaims(
             storage.expenses, texts, settings, clock, telegram_sender.wake,
             KeptReplies(storage.database),
         )  # fmt: skip
         handlers.expenses = claims
-        # Winners who accepted while no process was running are asked for receipts too.
-        tasks.append(
-            asyncio.create_task(
-                _every(settings.draw_check_seconds, claims.open_due), name="expenses"
-            )
-        )
-        tasks.append(
-            asyncio.create_task(_every(settings.draw_check_seconds, admin.tick), name="draw")
-        )
         purge = Purge(storage, settings, clock)
-        tasks.append(
-            asyncio.create_task(_every(settings.purge_every_hours * 3600, purge.due), name="purge")
-        )
+        # In the one replica that leads (bot/periodic.py); in every one of them on SQLite.
+        check = settings.leader_check_seconds
+        periodic = PeriodicJobs(storage.database.leadership(Lock.PERIODIC_JOBS, check), check)
+        periodic.add("draw", settings.draw_check_seconds, admin.tick)
+        # Winners who accepted while no process was running are asked for receipts too.
+        periodic.add("expenses", settings.draw_check_seconds, claims.open_due)
+        periodic.add("quota purge", _QUOTA_PURGE_SECONDS, forget_ended_quotas)
+        periodic.add("purge", settings.purge_every_hours * 3600, purge.due)
+        tasks.append(asyncio.create_task(periodic.run(), name="periodic jobs"))
         await _set_commands(application, texts)
 
     async def stop(application: Application) -> None:  # type: ignore[type-arg]
@@ -157,7 +151,7 @@ def build_application(
         .concurrent_updates(processor)
         .rate_limiter(
             AIORateLimiter(
-                overall_max_rate=settings.telegram_max_messages_per_second,
+                overall_max_rate=settings.telegram_rate_per_replica,
                 max_retries=settings.telegram_max_retries,
             )
         )
@@ -221,16 +215,6 @@ def telegram_request(settings: Settings, pool_size: int) -> BaseRequest:
 
 # Ended quota windows mean nothing; the shortest window is an hour.
 _QUOTA_PURGE_SECONDS = 3600.0
-
-
-async def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-    """Runs `job` every `seconds` until cancelled; a failure is logged and the next run happens."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await job()
-        except Exception as error:
-            log.error("periodic %s failed: %s", getattr(job, "__qualname__", job), failure(error))
 
 
 async def _set_commands(application: Application, texts: Catalogue) -> None:  # type: ignore[type-arg]

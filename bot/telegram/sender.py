@@ -49,7 +49,7 @@ class TelegramOutboxSender:
         self._outbox = outbox
         self._messenger = messenger
         self._texts = texts
-        self._interval = 1 / settings.telegram_outbox_messages_per_second
+        self._interval = 1 / settings.telegram_outbox_rate_per_replica
         self._batch_size = settings.telegram_outbox_batch_size
         self._max_attempts = settings.telegram_outbox_max_attempts
         self._retry_base = timedelta(seconds=settings.telegram_outbox_retry_base_seconds)
