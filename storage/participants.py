@@ -83,6 +83,24 @@ _MESSAGES = (
     "SELECT kind, text_key AS message, language, status, attempts, created_at, sent_at"
     " FROM telegram_outbox WHERE user_id = ? ORDER BY created_at, idempotency_key"
 )
+# A winner's travel expense, its receipts (amount, hash; not Telegram's file ids) and payments.
+_OWN_EXPENSE = (
+    "SELECT ticket, first_name, last_name, postcode, area, travel, step AS status,"
+    " claimed_cents, claimed_at, opened_at, last_paid_at FROM expenses WHERE user_id = ?"
+)
+_OWN_RECEIPTS = (
+    "SELECT r.position, r.kind, r.size, r.sha256, r.amount_cents, r.received_at"
+    " FROM expense_receipts AS r JOIN expenses AS x ON x.ticket = r.ticket"
+    " WHERE x.user_id = ? ORDER BY r.position"
+)
+_OWN_PAYMENTS = (
+    "SELECT p.seq, p.amount_cents, p.reference, p.paid_at FROM expense_payments AS p"
+    " JOIN expenses AS x ON x.ticket = p.ticket WHERE x.user_id = ? ORDER BY p.seq"
+)
+_BLOCKED = "SELECT blocked_at FROM telegram_blocked WHERE user_id = ?"
+# An erased winner's expense stays for the campaign's accounts (a legal obligation, GDPR art.
+# 17(3)(b)), linked to nobody's Telegram account.
+_UNLINK_EXPENSE = "UPDATE expenses SET user_id = NULL WHERE user_id = ?"
 _OWN_PLACE = (
     "SELECT ticket, role, rank - CASE WHEN role = 'reserve'"
     " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank_in_role,"
@@ -314,6 +332,18 @@ def _profile_export(row: Any) -> dict[str, Any]:
     }
 
 
+def _expense_export(
+    expense: list[Any], receipts: list[Any], payments: list[Any]
+) -> dict[str, Any] | None:
+    """A winner's travel expense, its receipts (by hash) and the payments made."""
+    if not expense:
+        return None
+    shown = dict(expense[0])
+    shown["receipts"] = [dict(receipt) for receipt in receipts]
+    shown["payments"] = [dict(payment) for payment in payments]
+    return shown
+
+
 def _entry_export(row: Any) -> dict[str, Any]:
     entry = dict(row)
     entry.pop("address_key", None)  # the comparison key of the address shown beside it
@@ -501,6 +531,7 @@ class Participants:
             # Friends and consents go with the participant (ON DELETE CASCADE).
             key = (user_id, expected_version)
             statements += [
+                (_UNLINK_EXPENSE, (user_id,)),
                 (_ERASURE_COUNT, key),
                 ("DELETE FROM participants WHERE user_id = ? AND version = ?", key),
             ]
@@ -632,6 +663,9 @@ class Participants:
             )
             addenda += [json.loads(row[0]) for row in found]
             audit += [dict(row) for row in logged]
+        expense, receipts, payments, blocked = await self._database.read(
+            [(_OWN_EXPENSE, key), (_OWN_RECEIPTS, key), (_OWN_PAYMENTS, key), (_BLOCKED, key)]
+        )
         addresses = {a for a in (rows and rows[0]["email"], entry and entry["email"]) if a}
         # Marks are kept by mailbox (address_key), and by spelling as before mailboxes were.
         spellings = addresses | {address_key(a, self._providers) for a in addresses}
@@ -654,7 +688,9 @@ class Participants:
             "referrals": {"entries_confirmed_through_your_link": referrals[0][0]},
             "emails": [dict(email) for email in emails],
             "telegram_messages": [dict(message) for message in messages],
+            "telegram_blocked_since": blocked[0][0] if blocked else None,
             "draw": {"place": place, "public_addenda": addenda, "audit_log": audit},
+            "travel_expense": _expense_export(expense, receipts, payments),
             # Kept as keyed hashes, which outlive an erasure: invited by someone, unsubscribed.
             "your_address_marked_as": [dict(mark) for mark in marks],
         }

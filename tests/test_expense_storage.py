@@ -20,7 +20,7 @@ from conversations.expenses import (
     ReceiptKind,
 )
 from conversations.ledger import verify_audit_chain
-from conversations.model import Area, RecordConsent, Travel
+from conversations.model import Area, ErasePersonalData, RecordConsent, Travel
 from conversations.outgoing import TelegramKind, TelegramMessage
 from storage import Storage, open_storage
 from storage.copy import copy_database
@@ -182,6 +182,32 @@ async def test_the_expense_outlives_the_participant_for_the_accounts(store: Stor
     await store.database.run([("DELETE FROM participants WHERE user_id = ?", (1,))])
     [kept] = await store.expenses.all()
     assert kept.claimant == CLAIMANT and kept.expense.ticket == "TK00000001"
+
+
+async def test_an_erased_winner_sees_their_expense_then_leaves_it_to_the_accounts_unlinked(
+    store: Storage,
+) -> None:
+    await winner(store, 1, Travel.TRAIN)
+    store.participants.use_key(b"the key of the tests")
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    loaded = await store.expenses.by_user(1)
+    assert loaded is not None
+    photo = Receipt("F1", "U1", "a" * 64, ReceiptKind.PHOTO, 1234)
+    claimed = replace(loaded, step=ClaimStep.SUBMITTED, claimed_cents=4550, claimed_at=NOW,
+                      receipts=(ClaimedReceipt(photo, NOW, 4550),))  # fmt: skip
+    await store.expenses.save(claimed, 41, NOW)
+    data = await store.participants.export(1)
+    expense = data["travel_expense"]
+    assert expense["ticket"] == "TK00000001" and expense["claimed_cents"] == 4550
+    assert [r["sha256"] for r in expense["receipts"]] == ["a" * 64]
+    assert "file_id" not in expense["receipts"][0]  # Telegram's ids are the bot's, not data
+    person = await store.participants.load(1)
+    assert person is not None
+    await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
+    assert await store.expenses.by_user(1) is None
+    [kept] = await store.expenses.all()
+    assert kept.expense.ticket == "TK00000001" and kept.claimant == CLAIMANT
+    assert (await store.participants.export(1))["travel_expense"] is None
 
 
 async def test_expenses_move_with_the_campaign_to_postgresql(

@@ -217,7 +217,9 @@ async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -
         "referrals": {"entries_confirmed_through_your_link": 0},
         "emails": [],
         "telegram_messages": [],
+        "telegram_blocked_since": None,
         "draw": {"place": None, "public_addenda": [], "audit_log": []},
+        "travel_expense": None,
         "your_address_marked_as": [],
     }
     for table in ("friends", "consents", "entries"):
