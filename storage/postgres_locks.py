@@ -58,11 +58,14 @@ class AdvisoryLeadership(Leadership):
         await self._drop()
 
     async def _drop(self) -> None:
-        """Back to the pool, whose reset unlocks every advisory lock of the session; a broken
-        connection is closed by the pool instead."""
-        self._held = False
+        """Back to the pool; a connection that held the lock is closed first, since the pool
+        sends no reset query that would unlock it (storage/postgres.py): the session ends, and
+        the server lets the lock go."""
+        held, self._held = self._held, False
         connection, self._connection = self._connection, None
         if connection is not None:
+            if held:
+                connection.terminate()
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._pool.release(connection, timeout=5))
 
