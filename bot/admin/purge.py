@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.mail.eml import EmlFolder
 from bot.settings import Settings
 from conversations.retention import PurgePlan, describe, purge_plan
 from storage import Storage
@@ -64,6 +65,9 @@ class Purge:
             details = ", ".join(f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows)
             await self._storage.audit.log(SYSTEM, "purge", details, now)
             log.info("purged %d rows: %s", report.changed, details)
+            # A rehearsal's .eml files name the people whose emails were just erased: they go
+            # now, not at a next start that may never come (`coffeebot purge` after the end).
+            await EmlFolder(self._settings.mail_outbox_dir).sweep(self._storage.outbox.kept)
         return report
 
     async def due(self) -> None:
