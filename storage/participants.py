@@ -83,6 +83,7 @@ _MESSAGES = (
     "SELECT kind, text_key AS message, language, status, attempts, created_at, sent_at"
     " FROM telegram_outbox WHERE user_id = ? ORDER BY created_at, idempotency_key"
 )
+_BLOCKED = "SELECT blocked_at FROM telegram_blocked WHERE user_id = ?"
 _OWN_PLACE = (
     "SELECT ticket, role, rank - CASE WHEN role = 'reserve'"
     " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank_in_role,"
@@ -614,10 +615,11 @@ class Participants:
         versions, ticks or hashes): profile, entry, consents, friends, referrals, the emails
         and Telegram messages about them, their draw place and the public records about it."""
         key = (user_id,)
-        rows, friends, consents, entries, referrals, emails, messages, places = (
+        rows, friends, consents, entries, referrals, emails, messages, places, blocked = (
             await self._database.read(
                 [(_SELECT, key), (_FRIENDS, key), (_ALL_CONSENTS, key), (_ENTRY, key),
-                 (_REFERRALS, key), (_EMAILS, key), (_MESSAGES, key), (_OWN_PLACE, key)]
+                 (_REFERRALS, key), (_EMAILS, key), (_MESSAGES, key), (_OWN_PLACE, key),
+                 (_BLOCKED, key)]
             )
         )  # fmt: skip
         entry = _entry_export(entries[0]) if entries else None
@@ -654,6 +656,9 @@ class Participants:
             "referrals": {"entries_confirmed_through_your_link": referrals[0][0]},
             "emails": [dict(email) for email in emails],
             "telegram_messages": [dict(message) for message in messages],
+            # Telegram refused a message (the person blocked the bot): no announcement until
+            # they write to the bot again.
+            "telegram_chat_blocked_since": blocked[0][0] if blocked else None,
             "draw": {"place": place, "public_addenda": addenda, "audit_log": audit},
             # Kept as keyed hashes, which outlive an erasure: invited by someone, unsubscribed.
             "your_address_marked_as": [dict(mark) for mark in marks],
