@@ -138,6 +138,11 @@ class ExpenseStore:
         )
         return counts[0] == 1
 
+    async def receipt_hashes(self) -> set[str]:
+        """The SHA-256 of every receipt still held: a copy of any other goes."""
+        rows = await self._database.fetch("SELECT DISTINCT sha256 FROM expense_receipts")
+        return {str(row[0]) for row in rows}
+
     async def any(self) -> bool:
         rows = await self._database.fetch("SELECT 1 FROM expenses LIMIT 1")
         return bool(rows)

@@ -490,3 +490,24 @@ async def test_the_purge_deletes_the_eml_files_of_the_emails_it_erased(settings:
         assert folder.file_for("c:2").exists()
     finally:
         await store.close()
+
+
+async def test_the_purge_deletes_the_copies_of_receipts_it_erased(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """EXPENSE_FILES_DIR keeps a copy of each receipt (a ticket shows the traveller's name):
+    the copy of an unpaid claim's receipt, erased at the end, went on existing for ever; the
+    paid line's copy stays with the hash the mandataire keeps."""
+    copies = tmp_path / "receipts"
+    copies.mkdir()
+    settings = settings.replace(operation_ends_at=ENDS.isoformat(), expense_files_dir=str(copies))
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        await expenses(store)
+        for sha256 in ("ab" * 32, "cd" * 32):
+            (copies / f"{sha256}.jpg").write_bytes(b"billet Lyon-Paris, M. Martin")
+        report = await Purge(store, settings, Clock(ERASED)).run()
+        assert report.changed
+        assert sorted(path.name for path in copies.iterdir()) == [f"{'ab' * 32}.jpg"]
+    finally:
+        await store.close()
