@@ -634,7 +634,9 @@ class Participants:
             )
             addenda += [json.loads(row[0]) for row in found]
             audit += [dict(row) for row in logged]
-        addresses = {a for a in (rows and rows[0]["email"], entry and entry["email"]) if a}
+        # Only the address the person proved is theirs: anyone can type any address, and the
+        # marks would tell them whether a supporter invited it.
+        addresses = {entry["email"]} if entry and entry["email"] else set()
         # Marks are kept by mailbox (address_key), and by spelling as before mailboxes were.
         spellings = addresses | {address_key(a, self._providers) for a in addresses}
         hashed = sorted({self.address_hash(address) for address in spellings})
