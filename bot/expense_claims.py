@@ -170,7 +170,8 @@ class ExpenseClaims:
         for index in range(sent, len(replies)):
             await outbound.send(replies[index])
             if self._kept is not None and update_id is not None:
-                await self._kept.sent(update_id, index + 1)
+                # Once all have left they are forgotten: they quote what the winner sent.
+                await self._kept.sent(update_id, index + 1, index + 1 == len(replies))
 
     async def _send_kept(self, update_id: int | None, outbound: Outbound) -> None:
         """A redelivered update: send what its committed step had not sent yet (a crash after

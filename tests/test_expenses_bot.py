@@ -323,3 +323,26 @@ async def test_a_receipt_is_downloaded_over_http_from_the_bot_api(settings: Sett
     assert found[0] == (Receipt("FILE1", "U1", sha(PDF), ReceiptKind.PDF, len(PDF)), PDF)
     assert found[1] == (NotAReceipt("unreadable_file"), None)
     assert server.calls["getFile"] == 2 and server.calls["download"] == 1
+
+
+async def test_an_expense_steps_replies_are_forgotten_once_they_have_left(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Each step's replies are kept with its update only until they have left (they quote what
+    the winner sent, amounts and all): those of the expense's steps were kept for good."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=700)
+        winner = Updates.user(1)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(
+                updates.photo(winner, *api.add_file(PHOTO)), updates.text(winner, "85,50 €")
+            )
+    async with migrated_storage(settings) as storage:
+        kept = await storage.database.fetch(
+            "SELECT update_id FROM processed_updates WHERE update_id >= 700 AND replies IS NOT NULL"
+        )
+    assert [row[0] for row in kept] == []
