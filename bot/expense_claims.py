@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bot.kept_replies import KeptReplies, KeptStep, encode
+from bot.logs import failure
 from bot.service import Outbound
 from bot.settings import Settings
 from conversations.catalogue import Catalogue
@@ -140,9 +141,10 @@ class ExpenseClaims:
             ctx = self._context()
             try:
                 outcome = claim_step(expense, event, ctx)
-            except Exception:
-                # The expense is left as it was: nothing the winner sent before is lost.
-                log.exception("expense step failed for user %s", user_id)
+            except Exception as failed:
+                # The expense is left as it was: nothing the winner sent before is lost. The log
+                # names the error's class and place only: its message may quote what was typed.
+                log.error("expense step failed for user %s: %s", user_id, failure(failed))
                 error = Reply(self._texts.render(expense.language, "error.internal"))
                 outcome = ClaimOutcome(expense, (error,))
             kept = encode(KeptStep(outcome.replies)) if self._kept is not None else None
@@ -170,7 +172,8 @@ class ExpenseClaims:
         for index in range(sent, len(replies)):
             await outbound.send(replies[index])
             if self._kept is not None and update_id is not None:
-                await self._kept.sent(update_id, index + 1)
+                # Once all have left they are forgotten: they quote what the winner sent.
+                await self._kept.sent(update_id, index + 1, index + 1 == len(replies))
 
     async def _send_kept(self, update_id: int | None, outbound: Outbound) -> None:
         """A redelivered update: send what its committed step had not sent yet (a crash after

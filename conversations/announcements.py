@@ -177,7 +177,11 @@ def start(
     """`/annonce`: a new draft, replacing a draft not yet confirmed."""
     if current is not None and current.step not in (*DRAFT, *OVER):
         # Awaiting a second admin or sending: what stops it is at hand.
-        cancel = (Button(_say(ctx, "admin.announce.button.cancel"), "announce.cancel"),)
+        cancel = (
+            Button(
+                _say(ctx, "admin.announce.button.cancel"), _numbered("announce.cancel", current)
+            ),
+        )
         busy = Reply(_say(ctx, f"admin.announce.busy.{current.step}"), (cancel,))
         return AnnouncementOutcome(current, (busy,))
     silence = _silenced(ctx)
@@ -185,6 +189,11 @@ def start(
         return AnnouncementOutcome(current, (Reply(silence),))
     new = Announcement(number, admin_id, ctx.now)
     return AnnouncementOutcome(new, (_prompt(new, ctx),))
+
+
+def _numbered(key: str, announcement: Announcement) -> str:
+    """A confirm or cancel button's key, naming the announcement it was shown for."""
+    return f"{key}:{announcement.number}"
 
 
 def awaits_text(announcement: Announcement | None, admin_id: int) -> bool:
@@ -200,6 +209,12 @@ def announce_step(
     announcement: Announcement, admin_id: int, event: AnnouncementInput, ctx: AnnouncementContext
 ) -> AnnouncementOutcome:
     """Return the announcement after an admin's message or press, what to reply, and effects."""
+    if isinstance(event, Press) and ":" in event.key:
+        # A button names its announcement: one left from an earlier one acts on no later one.
+        key, _, number = event.key.partition(":")
+        if number != str(announcement.number):
+            return AnnouncementOutcome(announcement, (Reply(_say(ctx, "remind.stale_button")),))
+        event = Press(key)
     if event == Press("announce.cancel"):
         return _cancel(announcement, admin_id, ctx)
     mine = announcement.requested_by == admin_id
@@ -209,7 +224,11 @@ def announce_step(
 
 
 def _prompt(announcement: Announcement, ctx: AnnouncementContext) -> Reply:
-    cancel = (Button(_say(ctx, "admin.announce.button.cancel"), "announce.cancel"),)
+    cancel = (
+        Button(
+            _say(ctx, "admin.announce.button.cancel"), _numbered("announce.cancel", announcement)
+        ),
+    )
     if announcement.step == AnnouncementStep.TEXT:
         maximum = str(ctx.rules.max_length)
         return Reply(_say(ctx, "admin.announce.ask_text", max=maximum), (cancel,))
@@ -225,7 +244,9 @@ def _prompt(announcement: Announcement, ctx: AnnouncementContext) -> Reply:
             for count in (ctx.recipients.get(audience, 0),)
         )
         return Reply(_say(ctx, "admin.announce.ask_audience"), (*rows, cancel))
-    confirm = Button(_say(ctx, "admin.announce.button.confirm"), "announce.confirm")
+    confirm = Button(
+        _say(ctx, "admin.announce.button.confirm"), _numbered("announce.confirm", announcement)
+    )
     audience = _say(ctx, f"admin.announce.audience_name.{announcement.audience}")
     text = _say(
         ctx, "admin.announce.preview", audience=audience, count=str(announcement.recipients)
@@ -300,8 +321,8 @@ def _preview(
         count=str(new.recipients),
     )
     buttons = (
-        (Button(_say(ctx, "admin.announce.button.confirm"), "announce.confirm"),),
-        (Button(_say(ctx, "admin.announce.button.cancel"), "announce.cancel"),),
+        (Button(_say(ctx, "admin.announce.button.confirm"), _numbered("announce.confirm", new)),),
+        (Button(_say(ctx, "admin.announce.button.cancel"), _numbered("announce.cancel", new)),),
     )
     effects = (
         AskAdmins(Reply(new.text), admin_id),

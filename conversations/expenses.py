@@ -53,6 +53,9 @@ class ExpenseRules:
         return caps[travel] * 100
 
 
+REMOVE_LAST = "expense.remove_last"
+
+
 class ReceiptKind(StrEnum):
     PHOTO = "photo"
     PDF = "pdf"
@@ -241,7 +244,10 @@ def _summary(expense: Expense, ctx: ClaimContext) -> Reply:
     rows: list[tuple[Button, ...]] = []
     if len(expense.receipts) < ctx.rules.max_receipts:
         rows.append((Button(_say(expense, ctx, "expense.button.add"), "expense.add"),))
-    rows.append((Button(_say(expense, ctx, "expense.button.remove_last"), "expense.remove_last"),))
+    # The button names the receipt it removes: a double tap, or an older summary's button,
+    # removes nothing more.
+    remove = f"{REMOVE_LAST}:{len(expense.receipts)}"
+    rows.append((Button(_say(expense, ctx, "expense.button.remove_last"), remove),))
     rows.append((Button(_say(expense, ctx, "expense.button.confirm"), "expense.confirm"),))
     return Reply(text, tuple(rows))
 
@@ -329,7 +335,7 @@ def _summary_step(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> Cla
             maximum = str(ctx.rules.max_receipts)
             return _refuse(expense, ctx, Refusal("expense.refusal.too_many", {"max": maximum}))
         return _to(expense, ctx, step=ClaimStep.RECEIPT)
-    if event == Press("expense.remove_last"):
+    if event == Press(f"{REMOVE_LAST}:{len(expense.receipts)}"):
         kept = expense.receipts[:-1]
         return _to(
             expense, ctx, step=ClaimStep.SUMMARY if kept else ClaimStep.RECEIPT, receipts=kept

@@ -138,6 +138,11 @@ class ExpenseStore:
         )
         return counts[0] == 1
 
+    async def receipt_hashes(self) -> set[str]:
+        """The SHA-256 of every receipt still held: a copy of any other goes."""
+        rows = await self._database.fetch("SELECT DISTINCT sha256 FROM expense_receipts")
+        return {str(row[0]) for row in rows}
+
     async def any(self) -> bool:
         rows = await self._database.fetch("SELECT 1 FROM expenses LIMIT 1")
         return bool(rows)
@@ -238,11 +243,12 @@ class ExpenseStore:
         told: TelegramMessage,
         audited: Statement,
         now: datetime,
+        update_id: int | None = None,
     ) -> bool:
         """Record the expense's `seq`th payment, its audit entry (`AuditLog.append_statement`)
         and the winner's notice, in one transaction. False when the audit log moved on since
         its head was read (nothing written: read it again); StaleWrite when that payment was
-        recorded meanwhile."""
+        recorded meanwhile; DuplicateUpdate when the command's `update_id` was acted on."""
         values = (
             ticket, seq, payment.amount_cents, payment.reference, payment.override_reason,
             payment.admin_id, _time(payment.paid_at),
@@ -250,7 +256,11 @@ class ExpenseStore:
         queued = self._telegram.queue_statements([told], now)
         try:
             paid = (_PAID, (_time(payment.paid_at), ticket))
-            await self._database.run([audited, (_PAYMENT, values), paid, *queued], guarded=0)
+            processed = (
+                [(_PROCESSED, (update_id, _time(now), None))] if update_id is not None else []
+            )
+            statements = [audited, (_PAYMENT, values), paid, *queued, *processed]
+            await self._database.run(statements, guarded=0)
         except StaleWrite:
             taken = await self._database.fetch(
                 "SELECT 1 FROM expense_payments WHERE ticket = ? AND seq = ?", (ticket, seq)

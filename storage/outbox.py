@@ -90,12 +90,26 @@ class EmailOutbox:
         # Rows another process is sending are skipped, not waited for; `start_sending`
         # then settles who sends each one.
         claim = " FOR UPDATE SKIP LOCKED" if self._database.dialect is Dialect.POSTGRESQL else ""
-        rows = await self._database.fetch(
+        select = (
             "SELECT idempotency_key, kind, recipient, language, params, attempts"
-            f" FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?{kinds}"
-            f" ORDER BY next_attempt_at LIMIT ?{claim}",
-            (_time(now), *(only_kinds or ()), limit),
+            " FROM outbox{index} WHERE status = 'pending' AND next_attempt_at <= ?{kinds}{apart}"
+            f" ORDER BY next_attempt_at LIMIT ?{claim}"
         )
+        parameters = (_time(now), *(only_kinds or ()), limit)
+        # A person's own emails (a code, an invitation) go before a batch's (an announcement
+        # queues thousands at once, and EMAILS_PER_HOUR would keep a code waiting for hours).
+        # They are few, found by the batch index: SQLite's planner would rather walk the due
+        # index through a whole pending batch (34 ms a read at 200,000, against 0.01 ms).
+        sqlite = self._database.dialect is Dialect.SQLITE
+        index = " INDEXED BY outbox_batch" if sqlite else ""
+        rows = await self._database.fetch(
+            select.format(index=index, kinds=kinds, apart=" AND batch IS NULL"), parameters
+        )
+        if len(rows) < limit:
+            rows += await self._database.fetch(
+                select.format(index="", kinds=kinds, apart=" AND batch IS NOT NULL"),
+                (*parameters[:-1], limit - len(rows)),
+            )
         return [
             OutboxEmail(
                 row["idempotency_key"],

@@ -645,10 +645,11 @@ class Participants:
         versions, ticks or hashes): profile, entry, consents, friends, referrals, the emails
         and Telegram messages about them, their draw place and the public records about it."""
         key = (user_id,)
-        rows, friends, consents, entries, referrals, emails, messages, places = (
+        rows, friends, consents, entries, referrals, emails, messages, places, blocked = (
             await self._database.read(
                 [(_SELECT, key), (_FRIENDS, key), (_ALL_CONSENTS, key), (_ENTRY, key),
-                 (_REFERRALS, key), (_EMAILS, key), (_MESSAGES, key), (_OWN_PLACE, key)]
+                 (_REFERRALS, key), (_EMAILS, key), (_MESSAGES, key), (_OWN_PLACE, key),
+                 (_BLOCKED, key)]
             )
         )  # fmt: skip
         entry = _entry_export(entries[0]) if entries else None
@@ -663,10 +664,12 @@ class Participants:
             )
             addenda += [json.loads(row[0]) for row in found]
             audit += [dict(row) for row in logged]
-        expense, receipts, payments, blocked = await self._database.read(
-            [(_OWN_EXPENSE, key), (_OWN_RECEIPTS, key), (_OWN_PAYMENTS, key), (_BLOCKED, key)]
+        expense, receipts, payments = await self._database.read(
+            [(_OWN_EXPENSE, key), (_OWN_RECEIPTS, key), (_OWN_PAYMENTS, key)]
         )
-        addresses = {a for a in (rows and rows[0]["email"], entry and entry["email"]) if a}
+        # Only the address the person proved is theirs: anyone can type any address, and the
+        # marks would tell them whether a supporter invited it.
+        addresses = {entry["email"]} if entry and entry["email"] else set()
         # Marks are kept by mailbox (address_key), and by spelling as before mailboxes were.
         spellings = addresses | {address_key(a, self._providers) for a in addresses}
         hashed = sorted({self.address_hash(address) for address in spellings})
@@ -688,7 +691,9 @@ class Participants:
             "referrals": {"entries_confirmed_through_your_link": referrals[0][0]},
             "emails": [dict(email) for email in emails],
             "telegram_messages": [dict(message) for message in messages],
-            "telegram_blocked_since": blocked[0][0] if blocked else None,
+            # Telegram refused a message (the person blocked the bot): no announcement until
+            # they write to the bot again.
+            "telegram_chat_blocked_since": blocked[0][0] if blocked else None,
             "draw": {"place": place, "public_addenda": addenda, "audit_log": audit},
             "travel_expense": _expense_export(expense, receipts, payments),
             # Kept as keyed hashes, which outlive an erasure: invited by someone, unsubscribed.

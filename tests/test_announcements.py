@@ -33,6 +33,7 @@ from conversations.announcements import (
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
 from conversations.model import (
+    Button,
     Command,
     Consent,
     ConsentKind,
@@ -290,4 +291,37 @@ def test_a_new_announcement_while_one_is_busy_offers_to_cancel_it(
     outcome = start(current, 18, OTHER, actx)
     assert outcome.announcement == current and outcome.effects == ()
     [reply] = outcome.replies
-    assert [button.key for row in reply.buttons for button in row] == ["announce.cancel"]
+    assert [button.key for row in reply.buttons for button in row] == ["announce.cancel:17"]
+
+
+def _button(buttons: tuple[tuple[Button, ...], ...], prefix: str) -> Press:
+    return Press(next(b.key for row in buttons for b in row if b.key.startswith(prefix)))
+
+
+def test_a_button_of_an_earlier_announcement_acts_on_no_later_one(
+    actx: AnnouncementContext,
+) -> None:
+    """The second admin approves the text they were shown: their « Send » under announcement
+    17 (cancelled since) confirmed announcement 18, a text they never approved; an old
+    « Cancel » stopped whatever was sending then."""
+    two = replace(actx, second_admin_required=True)
+    asked = announce_step(previewed(two), ADMIN, Press("announce.confirm"), two)
+    [request] = [e for e in asked.effects if isinstance(e, AskAdmins) and e.reply.buttons]
+    old_confirm = _button(request.reply.buttons, "announce.confirm")
+    old_cancel = _button(request.reply.buttons, "announce.cancel")
+    assert asked.announcement is not None
+    cancelled = announce_step(asked.announcement, ADMIN, Press("announce.cancel"), two)
+    assert cancelled.announcement is not None
+    later = start(cancelled.announcement, 18, ADMIN, two).announcement
+    assert later is not None
+    later = run(later, two, (ADMIN, Text("Autre texte")),
+                (ADMIN, Press("announce.audience.entrants")))  # fmt: skip
+    later = announce_step(later, ADMIN, Press("announce.confirm"), two).announcement
+    assert later is not None and later.step == AnnouncementStep.AWAITING_SECOND_ADMIN
+    stale = announce_step(later, OTHER, old_confirm, two)
+    assert stale.announcement == later and stale.effects == ()
+    sending = announce_step(later, OTHER, Press(f"announce.confirm:{later.number}"), two)
+    assert sending.announcement is not None
+    assert sending.announcement.step == AnnouncementStep.SENDING
+    kept = announce_step(sending.announcement, OTHER, old_cancel, two)
+    assert kept.announcement == sending.announcement and kept.effects == ()

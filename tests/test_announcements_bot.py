@@ -250,8 +250,8 @@ async def test_an_announcement_is_cancelled_while_sending_and_counts_stay(
         await until(lambda: sum(len(announced(api, user)) for user in people) >= 3)
         await bot.feed(updates.text(admin, "/annonce"))
         assert "en cours d’envoi" in api.texts_to(ADMIN)[-1]
-        assert api.last_buttons(ADMIN) == {"✖️ Annuler": "announce.cancel"}
-        await bot.feed(updates.press(admin, "announce.cancel"))
+        assert api.last_buttons(ADMIN) == {"✖️ Annuler": "announce.cancel:1"}
+        await bot.feed(updates.press(admin, "announce.cancel:1"))
         assert "Annonce annulée" in api.texts_to(ADMIN)[-1]
         told = sum(len(announced(api, user)) for user in people)
         await asyncio.sleep(0.5)

@@ -282,3 +282,31 @@ async def test_a_message_whose_announcement_is_gone_is_cancelled_not_sent_empty(
     assert await store.outbox.due(NOW, 10) == []
     rows = await store.database.fetch("SELECT status, recipient FROM outbox")
     assert [tuple(row) for row in rows] == [("cancelled", None)] * 2
+
+
+async def test_a_person_s_own_email_is_not_kept_waiting_behind_an_announcement(
+    store: Storage,
+) -> None:
+    """An email announcement queues every recipient at once, and EMAILS_PER_HOUR lets 1,000 go
+    an hour: a confirmation code asked for just after waited behind all of them (five hours
+    behind 5,000 news contacts). The emails of no batch go first."""
+    await people(store)
+    previewed, sending = await confirmed(store, Audience.NEWS_EMAIL)
+    assert await store.announcements.save(sending, previewed, NOW)
+    later = (NOW + timedelta(seconds=1)).isoformat()
+    await store.database.run(
+        [
+            (
+                "INSERT INTO outbox (idempotency_key, user_id, kind, recipient, language, params,"
+                " status, attempts, next_attempt_at, created_at)"
+                " VALUES ('confirmation:1:x', 1, 'confirmation', 'p1@free.fr', 'fr', '{}',"
+                " 'pending', 0, ?, ?)",
+                (later, later),
+            )
+        ]
+    )
+    [first] = await store.outbox.due(NOW + timedelta(seconds=2), 1)
+    assert first.key == "confirmation:1:x"
+    every = await store.outbox.due(NOW + timedelta(seconds=2), 10)
+    assert every[0].key == "confirmation:1:x"
+    assert sorted(email.key for email in every[1:]) == ["announce:1:3", "announce:1:4"]

@@ -26,7 +26,7 @@ from conversations.expenses import (
     claim_step,
     open_claim,
 )
-from conversations.model import Area, Press, Text
+from conversations.model import Area, Press, Reply, Text
 from conversations.money import format_amount, parse_amount
 from conversations.policy import Travel
 from conversations.validators import Refusal
@@ -204,11 +204,33 @@ def test_refused_input_says_why_and_changes_nothing(
 def test_a_receipt_can_be_dropped_or_removed_from_the_summary(claim: ClaimContext) -> None:
     dropped = run(opened(claim), claim, receipt("a"), Press("expense.drop"))
     assert dropped.receipts == () and dropped.step == ClaimStep.RECEIPT
-    two = run(opened(claim), claim, receipt("a"), Text("10"), receipt("b"), Text("20"))
-    one = run(two, claim, Press("expense.remove_last"))
+    two = run(opened(claim), claim, receipt("a"), Text("10"), receipt("b"))
+    shown = claim_step(two, Text("20"), claim)
+    one = run(shown.expense, claim, remove_last_press(shown.replies[-1]))
     assert [r.amount_cents for r in one.receipts] == [1000] and one.step == ClaimStep.SUMMARY
-    none = run(one, claim, Press("expense.remove_last"))
+    shown = claim_step(one, Press("expense.add"), claim)
+    shown = claim_step(shown.expense, Press("expense.summary"), claim)
+    none = run(shown.expense, claim, remove_last_press(shown.replies[-1]))
     assert none.receipts == () and none.step == ClaimStep.RECEIPT
+
+
+def remove_last_press(summary: Reply) -> Press:
+    """The summary's "remove the last one" button, as the winner sees it."""
+    [key] = [b.key for row in summary.buttons for b in row if b.key.startswith("expense.remove")]
+    return Press(key)
+
+
+def test_a_double_tap_on_remove_the_last_one_removes_one_receipt(claim: ClaimContext) -> None:
+    """Two presses of the same button (a double tap, or an old summary's button) removed a
+    receipt each: the second one removed a receipt the winner meant to keep."""
+    before = run(opened(claim), claim, receipt("a"), Text("10"), receipt("b"), Text("20"),
+                 receipt("c"))  # fmt: skip
+    shown = claim_step(before, Text("30"), claim)
+    press = remove_last_press(shown.replies[-1])
+    two = run(shown.expense, claim, press)
+    assert [r.amount_cents for r in two.receipts] == [1000, 2000]
+    again = claim_step(two, press, claim)
+    assert again.expense == two
 
 
 def test_the_summary_warns_when_the_total_is_above_the_cap(

@@ -323,3 +323,54 @@ async def test_a_receipt_is_downloaded_over_http_from_the_bot_api(settings: Sett
     assert found[0] == (Receipt("FILE1", "U1", sha(PDF), ReceiptKind.PDF, len(PDF)), PDF)
     assert found[1] == (NotAReceipt("unreadable_file"), None)
     assert server.calls["getFile"] == 2 and server.calls["download"] == 1
+
+
+async def test_an_expense_steps_replies_are_forgotten_once_they_have_left(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Each step's replies are kept with its update only until they have left (they quote what
+    the winner sent, amounts and all): those of the expense's steps were kept for good."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=700)
+        winner = Updates.user(1)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(
+                updates.photo(winner, *api.add_file(PHOTO)), updates.text(winner, "85,50 €")
+            )
+    async with migrated_storage(settings) as storage:
+        kept = await storage.database.fetch(
+            "SELECT update_id FROM processed_updates WHERE update_id >= 700 AND replies IS NOT NULL"
+        )
+    assert [row[0] for row in kept] == []
+
+
+async def test_a_payment_redelivered_after_the_repeat_window_is_recorded_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Telegram delivers an update again when the bot did not answer it (a crash after the
+    commit, a restart): a /rembourser with no reference, delivered again once the repeat
+    window had passed, recorded a second payment and told the winner twice."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=900)
+        winner, admin = Updates.user(1), Updates.user(ADMIN)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(updates.photo(winner, *api.add_file(PHOTO)))
+            await bot.feed(updates.text(winner, "60"), updates.press(winner, "expense.confirm"))
+            paid = updates.text(admin, "/rembourser TK00000001 30")
+            await bot.feed(paid)
+            assert "Paiement de 30,00\u00a0€ enregistré" in api.texts_to(ADMIN)[-1]
+            clock.advance(3600)
+            await bot.feed(paid)
+            assert "déjà enregistré pour TK00000001" in api.texts_to(ADMIN)[-1]
+            # A new command for the same amount, later, is another payment.
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 30"))
+            assert "total payé\u00a0: 60,00\u00a0€" in api.texts_to(ADMIN)[-1]
+    assert await payments_of(settings, "TK00000001") == 2

@@ -280,9 +280,38 @@ async def test_mesdonnees_says_when_the_address_was_invited_by_someone(
         steps[9] = updates.text(friend, FRIEND)
         steps[12] = updates.text(friend, "quelqu.un@free.fr")
         await bot.feed(*steps, updates.text(friend, "/mesdonnees"))
-    data = json.loads(api.documents_to(4343)[0])
-    assert data["profile"]["email"] == FRIEND
+        # Typed, not yet proven theirs: the marks about that address are not shown.
+        unproven = json.loads(api.documents_to(4343)[0])
+        assert unproven["profile"]["email"] == FRIEND
+        assert unproven["your_address_marked_as"] == []
+        folder = settings.mail_outbox_dir
+        await eventually(lambda: bool(mails(folder, "confirmation:4343:")))
+        [eml] = mails(folder, "confirmation:4343:")
+        code = re.search(r"\b(\d{3}) ?(\d{3})\b", eml.read_text())
+        assert code is not None
+        await bot.feed(updates.text(friend, code[1] + code[2]), updates.text(friend, "/mesdonnees"))
+    data = json.loads(api.documents_to(4343)[-1])
+    assert data["entry"]["email"] == FRIEND
     assert [mark["reason"] for mark in data["your_address_marked_as"]] == ["invited"]
+
+
+async def test_mesdonnees_tells_nothing_about_an_address_someone_merely_typed(
+    settings: Settings,
+) -> None:
+    """Anyone could type any address and read, in their /mesdonnees, whether a supporter had
+    invited it (or it had asked never to be invited): marks are shown for a confirmed address
+    only, the one the person proved is theirs."""
+    api, updates = FakeBotApi(), Updates()
+    async with running_bot(settings, api) as bot:
+        await signed_up_and_confirmed(bot, updates, settings)
+        prober = Updates.user(4444, "Curieux")
+        steps = signup(updates, prober)
+        steps[8] = updates.contact(prober, "33611113333", owner_id=4444)
+        steps[9] = updates.text(prober, FRIEND)
+        await bot.feed(*steps[:10], updates.text(prober, "/mesdonnees"))
+    data = json.loads(api.documents_to(4444)[0])
+    assert data["profile"]["email"] == FRIEND
+    assert data["your_address_marked_as"] == []
 
 
 async def test_the_files_an_erasure_cut_short_left_are_swept_at_the_next_start(

@@ -462,3 +462,52 @@ async def test_two_processes_purging_at_once_erase_and_log_it_once(settings: Set
         await first.close()
         await second.close()
     assert len(await purges(settings)) == 1
+
+
+async def test_the_purge_deletes_the_eml_files_of_the_emails_it_erased(settings: Settings) -> None:
+    """A rehearsal's .eml files name the person: the purge deletes those whose outbox row it
+    erased, at once (`coffeebot purge` runs when no bot may ever start again to sweep them)."""
+    from email.message import EmailMessage
+
+    from bot.mail.eml import EmlFolder
+
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        await save(store, entered(1, entry=None, completed_at=None), OLD,
+                   (email_to(1, "p1@free.fr"),))  # fmt: skip
+        await save(store, entered(2, entry=None, completed_at=None), NOW,
+                   (email_to(2, "p2@free.fr"),))  # fmt: skip
+        folder = EmlFolder(settings.mail_outbox_dir)
+        folder.open()
+        for user_id in (1, 2):
+            message = EmailMessage()
+            message["To"] = f"p{user_id}@free.fr"
+            message.set_content("Bonjour Ada, votre code : 123456")
+            folder.write(f"c:{user_id}", message)
+        report = await Purge(store, settings, Clock(NOW)).run()
+        assert report.changed
+        assert not folder.file_for("c:1").exists()
+        assert folder.file_for("c:2").exists()
+    finally:
+        await store.close()
+
+
+async def test_the_purge_deletes_the_copies_of_receipts_it_erased(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """EXPENSE_FILES_DIR keeps a copy of each receipt (a ticket shows the traveller's name):
+    the copy of an unpaid claim's receipt, erased at the end, went on existing for ever; the
+    paid line's copy stays with the hash the mandataire keeps."""
+    copies = tmp_path / "receipts"
+    copies.mkdir()
+    settings = settings.replace(operation_ends_at=ENDS.isoformat(), expense_files_dir=str(copies))
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        await expenses(store)
+        for sha256 in ("ab" * 32, "cd" * 32):
+            (copies / f"{sha256}.jpg").write_bytes(b"billet Lyon-Paris, M. Martin")
+        report = await Purge(store, settings, Clock(ERASED)).run()
+        assert report.changed
+        assert sorted(path.name for path in copies.iterdir()) == [f"{'ab' * 32}.jpg"]
+    finally:
+        await store.close()

@@ -217,7 +217,7 @@ async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -
         "referrals": {"entries_confirmed_through_your_link": 0},
         "emails": [],
         "telegram_messages": [],
-        "telegram_blocked_since": None,
+        "telegram_chat_blocked_since": None,
         "draw": {"place": None, "public_addenda": [], "audit_log": []},
         "travel_expense": None,
         "your_address_marked_as": [],
@@ -228,6 +228,23 @@ async def test_erasure_removes_everything_but_anonymous_counts(store: Storage) -
     assert await store.participants.count("erased.complete") == 1
     # The phone and email are free for a new signup.
     await save_new(store, participant(2))
+
+
+async def test_export_says_since_when_the_bot_holds_the_chat_as_blocked(store: Storage) -> None:
+    """The mark that the person blocked the bot names them and decides what they are sent
+    (no announcement until they write again): /mesdonnees shows it."""
+    from storage.ports import TelegramKind, TelegramMessage
+
+    await save_new(store, entered(1))
+    message = TelegramMessage(
+        key="draw-result:T1", user_id=1, kind=TelegramKind.DRAW_RESULT, language="fr",
+        text_key="draw.result.reserve", params={"ticket": "T1"},
+    )  # fmt: skip
+    await store.telegram.queue([message], NOW)
+    assert (await store.participants.export(1))["telegram_chat_blocked_since"] is None
+    await store.telegram.mark_blocked("draw-result:T1", 1, NOW)
+    data = await store.participants.export(1)
+    assert data["telegram_chat_blocked_since"] == NOW.isoformat()
 
 
 async def test_export_holds_every_stored_field(store: Storage) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Protocol
 
-from bot.admin.tools import AdminCommand, AdminJob
+from bot.admin.tools import COMMAND_UPDATE, AdminCommand, AdminJob
 from bot.settings import Settings
 from conversations.admin_effects import Audit, TellPerson
 from conversations.catalogue import Catalogue
@@ -32,7 +32,7 @@ from conversations.outgoing import TelegramKind, TelegramMessage
 from conversations.validators import Refusal
 from storage import Storage
 from storage.expenses import StoredExpense
-from storage.ports import StaleWrite
+from storage.ports import DuplicateUpdate, StaleWrite
 
 # Telegram takes 4,096 characters a message: longer lists are split before that.
 _MESSAGE_MAX = 4000
@@ -169,8 +169,15 @@ class ExpenseAdmin(AdminJob):
                     audit.admin_id, audit.action, audit.details, now
                 ),
                 now,
+                COMMAND_UPDATE.get(),
             ):
                 pass
+        except DuplicateUpdate:
+            # This very command, delivered again: its payment was recorded the first time.
+            await self._reply(
+                admin_id, self._say(language, "admin.expense.repeat", ticket=expense.ticket)
+            )
+            return
         except StaleWrite:
             await self._reply(
                 admin_id, self._say(language, "admin.expense.changed", ticket=expense.ticket)

@@ -9,7 +9,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+from bot.mail.eml import EmlFolder
 from bot.settings import Settings
 from conversations.retention import PurgePlan, describe, purge_plan
 from storage import Storage
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # The audit log's admin id for what the bot does by itself.
 SYSTEM = 0
+# The copies bot/expense_claims.py keeps, `<sha256><suffix>` (its partial writes are hidden).
+_RECEIPT_SUFFIXES = (".jpg", ".pdf")
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,33 @@ class Purge:
             details = ", ".join(f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows)
             await self._storage.audit.log(SYSTEM, "purge", details, now)
             log.info("purged %d rows: %s", report.changed, details)
+            # A rehearsal's .eml files name the people whose emails were just erased: they go
+            # now, not at a next start that may never come (`coffeebot purge` after the end).
+            await EmlFolder(self._settings.mail_outbox_dir).sweep(self._storage.outbox.kept)
+            await self._sweep_receipt_copies()
         return report
+
+    async def _sweep_receipt_copies(self) -> None:
+        """EXPENSE_FILES_DIR's copies of receipts no expense holds any more (a claim erased, or
+        a receipt the winner took back): a ticket names its traveller. A copy is written after
+        its row commits, and the files are listed before the rows are read: a receipt being
+        taken meanwhile is never swept."""
+        if not self._settings.expense_files_dir:
+            return
+        copies = _receipt_copies(Path(self._settings.expense_files_dir))
+        held = await self._storage.expenses.receipt_hashes()
+        gone = [path for path in copies if path.stem not in held]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        if gone:
+            log.info("deleted %d receipt copies no expense holds", len(gone))
 
     async def due(self) -> None:
         """The bot's periodic job."""
         await self.run()
+
+
+def _receipt_copies(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.iterdir() if path.suffix in _RECEIPT_SUFFIXES]

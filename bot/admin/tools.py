@@ -4,6 +4,7 @@ full, long lists split for Telegram, reasons typed in either language."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Protocol
 
@@ -13,6 +14,11 @@ from conversations.dates import long_datetime
 from conversations.expenses import ReceiptKind
 from conversations.model import Reply
 from storage import Storage
+
+# The Telegram update of the admin command being run, for a one-time action (a payment) to
+# record with it: the same update delivered again (a crash before Telegram had its answer)
+# then acts once, however late it comes. None outside a command.
+COMMAND_UPDATE: ContextVar[int | None] = ContextVar("command_update", default=None)
 
 # An admin command: (admin's id, their language, what they typed after the command).
 AdminCommand = Callable[[int, str, str], Awaitable[None]]

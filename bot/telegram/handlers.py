@@ -22,6 +22,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from bot.admin.announcements import COMMANDS as ANNOUNCE_COMMANDS
 from bot.admin.announcements import PRESS_PREFIX as ANNOUNCE_PRESS
 from bot.admin.service import AdminService
+from bot.admin.tools import COMMAND_UPDATE
 from bot.expense_claims import ExpenseClaims
 from bot.service import ConversationService, Incoming
 from bot.telegram.receipts import receipt_of
@@ -202,7 +203,13 @@ class TelegramHandlers:
             return
         if admin and admin.handles(command.name):
             language = self._texts.language_for(update.effective_user.language_code)
-            await admin.command(update.effective_user.id, language, command.name, command.argument)
+            running = COMMAND_UPDATE.set(update.update_id)
+            try:
+                await admin.command(
+                    update.effective_user.id, language, command.name, command.argument
+                )
+            finally:
+                COMMAND_UPDATE.reset(running)
             return
         await self._run(update, command)
 
