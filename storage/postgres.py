@@ -139,11 +139,15 @@ class PostgresDatabase(Database):
         self._in_turn = in_turn
         self._savepoint_ready = in_turn
         self._listener: asyncpg.Connection | None = None
+        # Where the pool connects: the lead of the periodic jobs keeps a connection of its own.
+        self._url: str | None = None
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10) -> PostgresDatabase:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, reset=_keep_session)
-        return cls(pool)
+        database = cls(pool)
+        database._url = url
+        return database
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -270,7 +274,9 @@ class PostgresDatabase(Database):
         return {name: (table, unique) for name, table, unique in rows}
 
     def leadership(self, lock: Lock, timeout_seconds: float) -> Leadership:
-        return AdvisoryLeadership(self._pool, lock, timeout_seconds)
+        url = self._url
+        assert url is not None, "the lead is taken on the database opened from a URL"
+        return AdvisoryLeadership(lambda: asyncpg.connect(url), lock, timeout_seconds)
 
     def mutex(self, lock: Lock) -> AbstractAsyncContextManager[None]:
         return advisory_mutex(self._pool, lock)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -22,11 +22,17 @@ _KEY_SPACE = 0x0C0FFEE
 
 
 class AdvisoryLeadership(Leadership):
-    """The lead is a session advisory lock held on a connection of its own, kept out of the
-    pool for as long as this process leads or tries to."""
+    """The lead is a session advisory lock held on a connection of its own, outside the pool,
+    for as long as this process leads or tries to."""
 
-    def __init__(self, pool: asyncpg.Pool, lock: Lock, timeout_seconds: float) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        lock: Lock,
+        timeout_seconds: float,
+    ) -> None:
+        # Not the pool's: a pooled connection whose server side was cut could hang its release.
+        self._connect = connect
         self._lock = lock
         self._timeout = timeout_seconds
         self._connection: asyncpg.Connection | None = None
@@ -43,7 +49,7 @@ class AdvisoryLeadership(Leadership):
 
     async def _try(self) -> None:
         if self._connection is None:
-            self._connection = await self._pool.acquire()
+            self._connection = await self._connect()
         if self._held:
             # The connection answers, so its session, and the lock with it, still stand.
             await self._connection.fetchval("SELECT 1")
@@ -58,16 +64,11 @@ class AdvisoryLeadership(Leadership):
         await self._drop()
 
     async def _drop(self) -> None:
-        """Back to the pool; a connection that held the lock is closed first, since the pool
-        sends no reset query that would unlock it (storage/postgres.py): the session ends, and
-        the server lets the lock go."""
-        held, self._held = self._held, False
+        """Closes the connection at once: its session ends, and the server lets the lock go."""
+        self._held = False
         connection, self._connection = self._connection, None
         if connection is not None:
-            if held:
-                connection.terminate()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._pool.release(connection, timeout=5))
+            connection.terminate()
 
 
 @contextlib.asynccontextmanager
