@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -215,3 +217,16 @@ class Person:
             told = ("Un e-mail de confirmation part", "Votre inscription est complète")
             texts = self.api.texts_to(self.user_id)
             self.saw_complete = any(clue in text for text in texts for clue in told)
+
+
+@asynccontextmanager
+async def started(server: LocalBotApi) -> AsyncIterator[LocalBotApi]:
+    """The test Bot API running; then every bot process it saw is killed (whatever a failing
+    test left running) and the server stops."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        for bot in server.bots:
+            await bot.kill()
+        await server.stop()

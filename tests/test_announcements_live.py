@@ -17,7 +17,7 @@ from storage import open_storage
 from storage.migrator import migrate
 from tests.bot_api_server import LocalBotApi
 from tests.factories import entered
-from tests.live import BotProcess, Person
+from tests.live import BotProcess, Person, started
 from tests.test_telegram_outbox_live import SlowBotApi
 
 pytestmark = pytest.mark.slow
@@ -29,12 +29,8 @@ MESSAGE = "Merci à toutes et à tous\u202f! <b>Rendez-vous</b> dimanche."
 
 @pytest.fixture
 async def api() -> AsyncIterator[LocalBotApi]:
-    server = SlowBotApi()
-    await server.start()
-    yield server
-    for bot in server.bots:
-        await bot.kill()  # whatever a failing test left running
-    await server.stop()
+    async with started(SlowBotApi()) as server:
+        yield server
 
 
 async def seed(workdir: Path, user_ids: range) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.bot_api_server import Limits, LocalBotApi
-from tests.live import BotProcess, Person, rows
+from tests.live import BotProcess, Person, rows, started
 from tests.smtp_server import body, smtp_server
 
 pytestmark = pytest.mark.slow
@@ -21,12 +21,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def api() -> AsyncIterator[LocalBotApi]:
-    server = LocalBotApi()
-    await server.start()
-    yield server
-    for bot in server.bots:
-        await bot.kill()  # whatever a failing test left running
-    await server.stop()
+    async with started(LocalBotApi()) as server:
+        yield server
 
 
 async def stored_steps(database_url: str) -> dict[int, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.bot_api_server import LocalBotApi
-from tests.live import BotProcess, Person
+from tests.live import BotProcess, Person, started
 
 pytestmark = pytest.mark.slow
 
@@ -18,12 +18,8 @@ FIRST = "Zéphyrine"
 
 @pytest.fixture
 async def api() -> AsyncIterator[LocalBotApi]:
-    server = LocalBotApi()
-    await server.start()
-    yield server
-    for bot in server.bots:
-        await bot.kill()
-    await server.stop()
+    async with started(LocalBotApi()) as server:
+        yield server
 
 
 def eml_files(folder: Path) -> list[Path]:

@@ -27,7 +27,7 @@ from bot.telegram.webhook import SECRET_HEADER
 from tests.bot_api_server import LocalBotApi
 from tests.conftest import ON_POSTGRES
 from tests.fake_beacon import running_drand
-from tests.live import Person, rows
+from tests.live import Person, rows, started
 from tests.smtp_server import body, smtp_server
 from tests.test_console import coffeebot
 from tests.test_webhook import SECRET
@@ -71,12 +71,8 @@ class Replica(WebhookBot):
 
 @pytest.fixture
 async def api() -> AsyncIterator[LocalBotApi]:
-    server = LocalBotApi()
-    await server.start()
-    yield server
-    for bot in server.bots:
-        await bot.kill()
-    await server.stop()
+    async with started(LocalBotApi()) as server:
+        yield server
 
 
 async def until(condition: Any, seconds: float, what: str) -> None:

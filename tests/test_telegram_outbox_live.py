@@ -18,7 +18,7 @@ from storage.migrator import migrate
 from storage.ports import TelegramKind, TelegramMessage
 from storage.telegram_outbox import TelegramQueue
 from tests.bot_api_server import LocalBotApi
-from tests.live import BotProcess, rows
+from tests.live import BotProcess, rows, started
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +39,8 @@ class SlowBotApi(LocalBotApi):
 
 @pytest.fixture
 async def api() -> AsyncIterator[LocalBotApi]:
-    server = SlowBotApi()
-    await server.start()
-    yield server
-    for bot in server.bots:
-        await bot.kill()  # whatever a failing test left running
-    await server.stop()
+    async with started(SlowBotApi()) as server:
+        yield server
 
 
 async def queue_results(database_url: str, user_ids: range) -> None:

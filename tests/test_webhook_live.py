@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from tests.bot_api_server import LocalBotApi
-from tests.live import BotProcess, Person, rows
+from tests.live import BotProcess, Person, rows, started
 from tests.smtp_server import free_port, smtp_server
 from tests.test_console import coffeebot
 from tests.test_live import emails_settled, interrupted
@@ -64,12 +64,8 @@ class WebhookBot(BotProcess):
 
 @pytest.fixture
 async def api() -> AsyncIterator[LocalBotApi]:
-    server = LocalBotApi()
-    await server.start()
-    yield server
-    for bot in server.bots:
-        await bot.kill()
-    await server.stop()
+    async with started(LocalBotApi()) as server:
+        yield server
 
 
 def script(person: Person) -> list[tuple[str, list[dict[str, Any]]]]:
