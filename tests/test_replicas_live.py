@@ -32,7 +32,7 @@ from tests.smtp_server import body, smtp_server
 from tests.test_console import coffeebot
 from tests.test_webhook import SECRET
 from tests.test_webhook_live import LAST_NAMES, WebhookBot, sign_up
-from tests.webhook_pusher import PushTimes, WebhookPusher
+from tests.webhook_pusher import WebhookPusher
 
 # Once per CI run, in its PostgreSQL pass: replicas need PostgreSQL, and this test is long.
 pytestmark = [
@@ -194,9 +194,6 @@ async def test_two_replicas_one_killed_three_times_lose_nothing_and_draw_once(
                 [f"{replica.url}/telegram" for replica in replicas],
                 api.webhook["secret_token"],
                 api.webhook["max_connections"],
-                # Telegram's own lifetime for a press: replicas restarting on a loaded machine
-                # take seconds, which the scaled-down 15 s would not leave a press.
-                times=PushTimes(press_lifetime=150),
                 failover=True,
             )
             await pusher.start()

@@ -111,7 +111,8 @@ async def sign_up(
         except AssertionError:
             last = [t[:40] for t in api.texts_to(person.user_id)[-2:]]
             raise AssertionError(
-                f"person {person.user_id} waited for {clue!r}, saw {last}"
+                f"person {person.user_id} waited for {clue!r}, saw {last}; the pusher dropped"
+                f" {pusher.dropped}, answers {dict(pusher.answers)}"
             ) from None
         seen = len(api.texts_to(person.user_id))
         for update in updates:
