@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import Message
-from email.policy import SMTPUTF8, compat32
+from email.policy import SMTPUTF8
 from email.utils import parseaddr
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from bot.mail.emails import MAIL_POLICY
 from bot.mail.sender import PermanentMailError, TransientMailError
 
 
@@ -63,7 +64,7 @@ class SmtpConnection:
         # An address with non-ASCII characters travels as UTF-8, which the server must accept
         # (SMTPUTF8); anything else as 7-bit MIME, which every server takes.
         international = not (sender + recipient).isascii()
-        content = message.as_bytes(policy=SMTPUTF8 if international else compat32)
+        content = message.as_bytes(policy=SMTPUTF8 if international else MAIL_POLICY)
         try:
             await self._client.sendmail(
                 sender, [recipient], content, mail_options=["SMTPUTF8"] if international else []
