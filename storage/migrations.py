@@ -496,4 +496,24 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        14,
+        "the Telegram outbox sends messages to one person before messages sent to many",
+        (
+            # A message queued for many people at once (an announcement, the draw's thanks to
+            # everyone not drawn) is bulk: the sender takes every due message that is not
+            # before any that is, so that a winner's notice, a reminder or a payment notice
+            # queued during an announcement does not wait behind its whole batch.
+            "ALTER TABLE telegram_outbox ADD COLUMN bulk SMALLINT NOT NULL DEFAULT 0",
+            "UPDATE telegram_outbox SET bulk = 1"
+            " WHERE kind = 'announcement' OR text_key = 'draw.result.not_drawn'",
+            # The sender's query in its own order, bulk last.
+            "DROP INDEX telegram_outbox_due",
+            "CREATE INDEX telegram_outbox_due ON telegram_outbox"
+            " (status, bulk, not_before, created_at, idempotency_key)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
