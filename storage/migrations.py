@@ -499,7 +499,7 @@ MIGRATIONS += (
 MIGRATIONS += (
     Migration(
         14,
-        "the Telegram outbox sends messages to one person before messages sent to many",
+        "the Telegram outbox sends messages to one person first; ended places close expenses",
         (
             # A message queued for many people at once (an announcement, the draw's thanks to
             # everyone not drawn) is bulk: the sender takes every due message that is not
@@ -512,6 +512,10 @@ MIGRATIONS += (
             "DROP INDEX telegram_outbox_due",
             "CREATE INDEX telegram_outbox_due ON telegram_outbox"
             " (status, bulk, not_before, created_at, idempotency_key)",
+            # A winner's place that ended (declined, deadline passed, replaced) closes their
+            # travel expense: those that ended before this version are closed now.
+            "UPDATE expenses SET step = 'closed', version = version + 1 WHERE ticket IN"
+            " (SELECT ticket FROM draw_places WHERE status IN ('declined', 'expired', 'replaced'))",
         ),
     ),
 )
