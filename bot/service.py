@@ -233,8 +233,11 @@ class ConversationService:
                 await store.save(
                     outcome.state, state.version, stored, update_id, ctx.now, self._keep(outcome)
                 )
-            elif update_id is not None:
-                await store.mark_processed(update_id, ctx.now, self._keep(outcome))
+            elif update_id is not None or state.blocked:
+                # A read-only command (/statut) from a person marked as having blocked the bot
+                # says they no longer do: the mark goes, so that announcements reach them again.
+                unblock = state.user_id if state.blocked else None
+                await store.mark_processed(update_id, ctx.now, self._keep(outcome), unblock)
         except ContactTaken as taken:
             refusal = refuse(state, ctx, Refusal(f"refusal.{taken.field}.taken"))
             if update_id is not None:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from conversations.admin import neutralised
 from conversations.admin_effects import Audit, TellPerson
 from conversations.catalogue import Catalogue
-from conversations.expenses import Expense, ExpenseRules, Payment, expense_cap
+from conversations.expenses import ClaimStep, Expense, ExpenseRules, Payment, expense_cap
 from conversations.model import Area, Travel
 from conversations.money import csv_amount, format_amount, parse_amount
 from conversations.validators import Refusal
@@ -28,11 +28,15 @@ class ExpenseStatus(StrEnum):
     CLAIMED = "claimed"
     PARTLY_PAID = "partly_paid"
     PAID = "paid"
+    # The winner's place ended: not payable, its cap not counted.
+    CLOSED = "closed"
 
 
 def expense_status(expense: Expense, rules: ExpenseRules) -> ExpenseStatus:
     """Paid once what is due (the claim, within the cap) is paid; a payment forced before any
-    claim also settles it."""
+    claim also settles it. A closed expense is closed, paid or not."""
+    if expense.step == ClaimStep.CLOSED:
+        return ExpenseStatus.CLOSED
     due = min(expense.claimed_cents, expense_cap(expense, rules))
     paid = expense.paid_cents
     if paid and paid >= due:
@@ -206,6 +210,8 @@ def pay(
         "claimed": format_amount(expense.claimed_cents, language),
         "room": format_amount(max(cap - paid, 0), language),
     }
+    if expense.step == ClaimStep.CLOSED:
+        return Refusal("admin.expense.closed", {"ticket": expense.ticket})
     if _repeated(expense, request, now, rules):
         return Refusal("admin.expense.repeat", {"ticket": expense.ticket})
     if after > cap:
@@ -274,6 +280,8 @@ class MandataireLine:
     paid_on: date | None
     references: tuple[str, ...]
     receipt_sha256: tuple[str, ...]
+    # A closed expense (the winner's place ended) is listed, its cap not counted in the total.
+    status: ExpenseStatus
 
 
 def mandataire_line(
@@ -298,12 +306,13 @@ def mandataire_line(
         paid_on=_day(last, zone) if last else None,
         references=tuple(p.reference for p in expense.payments if p.reference),
         receipt_sha256=tuple(r.receipt.sha256 for r in expense.receipts),
+        status=expense_status(expense, rules),
     )
 
 
 EXPENSE_COLUMNS = (
     "ticket", "first_name", "last_name", "postcode", "area", "travel", "cap_eur", "claimed_eur",
-    "paid_eur", "paid_on", "payment_references", "receipt_sha256",
+    "paid_eur", "paid_on", "payment_references", "receipt_sha256", "status",
 )  # fmt: skip
 TOTAL_LABEL = "TOTAL"
 
@@ -320,15 +329,15 @@ def expenses_csv(lines: Iterable[MandataireLine]) -> bytes:
             line.ticket, line.first_name, line.last_name, line.postcode, str(line.area),
             str(line.travel), csv_amount(line.cap_cents), csv_amount(line.claimed_cents),
             csv_amount(line.paid_cents), line.paid_on.isoformat() if line.paid_on else "",
-            ", ".join(line.references), " ".join(line.receipt_sha256),
+            ", ".join(line.references), " ".join(line.receipt_sha256), str(line.status),
         )  # fmt: skip
         writer.writerow([neutralised(value) for value in row])
     totals = (
         TOTAL_LABEL, "", "", "", "", "",
-        csv_amount(sum(line.cap_cents for line in ordered)),
+        csv_amount(sum(line.cap_cents for line in ordered if line.status != ExpenseStatus.CLOSED)),
         csv_amount(sum(line.claimed_cents for line in ordered)),
         csv_amount(sum(line.paid_cents for line in ordered)),
-        "", "", "",
+        "", "", "", "",
     )  # fmt: skip
     writer.writerow(totals)
     return "\ufeff".encode() + out.getvalue().encode()

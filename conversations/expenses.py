@@ -95,6 +95,9 @@ class ClaimStep(StrEnum):
     AMOUNT = "amount"
     SUMMARY = "summary"
     SUBMITTED = "submitted"
+    # The winner's place ended (declined, deadline passed, replaced): nothing more is taken or
+    # paid; the receipts and payments already recorded stay, for the accounts.
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def accepts_at(step: ClaimStep, event: ClaimInput) -> bool:
 def claim_step(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:
     """Return the expense after `event` and what to reply; a file that is not a receipt is
     refused at any step, changing nothing."""
+    if expense.step == ClaimStep.CLOSED:
+        return _closed(expense, event, ctx)
     if isinstance(event, NotAReceipt):
         refusal = Refusal(f"expense.refusal.{event.reason}", dict(event.params))
         if expense.step == ClaimStep.SUBMITTED:
@@ -360,9 +365,19 @@ def _submitted(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimO
     return ClaimOutcome(expense, (Reply(_status(expense, ctx)),))
 
 
+def _closed(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:
+    """The place ended: whatever the winner sends, they are told so, and what was paid stays."""
+    if expense.payments:
+        text = _say(expense, ctx, "expense.closed_paid", paid=_amount(expense, expense.paid_cents))
+    else:
+        text = _say(expense, ctx, "expense.closed")
+    return ClaimOutcome(expense, (Reply(text),))
+
+
 TABLE: dict[ClaimStep, Callable[[Expense, ClaimInput, ClaimContext], ClaimOutcome]] = {
     ClaimStep.RECEIPT: _receipt,
     ClaimStep.AMOUNT: _amount_step,
     ClaimStep.SUMMARY: _summary_step,
     ClaimStep.SUBMITTED: _submitted,
+    ClaimStep.CLOSED: _closed,
 }

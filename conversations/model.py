@@ -187,6 +187,9 @@ class Participant:
     # email, and this person's place in the draw once it is done.
     referrals_confirmed: int = 0
     draw_place: DrawPlace | None = None
+    # Telegram said this person blocked the bot (no announcement goes to them): any update
+    # from them clears it, in that update's transaction.
+    blocked: bool = False
 
     def has_consented(self, kind: ConsentKind) -> bool:
         return any(consent.kind == kind for consent in self.consents)

@@ -193,9 +193,9 @@ class AnnouncementStore:
         else:
             queue = (
                 "INSERT INTO telegram_outbox (idempotency_key, user_id, kind, language, text_key,"
-                " params, buttons, campaign, status, attempts, not_before, batch, created_at)"
-                " SELECT CAST(? AS TEXT) || CAST(p.user_id AS TEXT), p.user_id, ?, p.language, ?,"
-                " ?, '[]', 1, 'pending', 0, ?, ?, ?"
+                " params, buttons, campaign, status, attempts, not_before, batch, created_at,"
+                " bulk) SELECT CAST(? AS TEXT) || CAST(p.user_id AS TEXT), p.user_id, ?,"
+                " p.language, ?, ?, '[]', 1, 'pending', 0, ?, ?, ?, 1"
                 f" FROM participants AS p WHERE {where}"
                 " ON CONFLICT (idempotency_key) DO NOTHING",
                 (

@@ -70,16 +70,36 @@ _CANCEL_INVITATIONS: Statement = (
 )
 
 
-def _answered(place: Place, status: PlaceStatus) -> list[Statement]:
-    """A winner who answered, or whose place ended, needs no reminder of the deadline."""
+_ENDED = (PlaceStatus.DECLINED, PlaceStatus.EXPIRED, PlaceStatus.REPLACED)
+
+
+def _answered(place: Place, status: PlaceStatus, now: datetime) -> list[Statement]:
+    """A winner who answered, or whose place ended, needs no reminder of the deadline; a place
+    that ended closes its travel expense (not payable, its cap no longer counted; its receipts
+    and payments stay for the accounts), and the request for receipts, if still waiting, goes."""
+    ended: list[Statement] = []
+    if status in _ENDED:
+        ended = [
+            (
+                "UPDATE expenses SET step = 'closed', version = version + 1, updated_at = ?"
+                " WHERE ticket = ? AND step <> 'closed'",
+                (_time(now), place.ticket),
+            ),
+            (
+                "UPDATE telegram_outbox SET status = 'cancelled', params = NULL"
+                " WHERE idempotency_key = ? AND status = 'pending'",
+                (f"expense-request:{place.ticket}",),
+            ),
+        ]
     if place.status != PlaceStatus.NOTIFIED or status == PlaceStatus.NOTIFIED:
-        return []
+        return ended
     return [
+        *ended,
         (
             "UPDATE telegram_outbox SET status = 'cancelled', params = NULL"
             " WHERE idempotency_key = ? AND status = 'pending'",
             (f"deadline-reminder:{place.ticket}",),
-        )
+        ),
     ]
 
 
@@ -355,7 +375,7 @@ class DrawStore:
     ) -> bool:
         """Change a place, unless someone else changed it since it was read."""
         return await self._guarded(
-            [self._place_change(place, status, now, role, deadline), *_answered(place, status)]
+            [self._place_change(place, status, now, role, deadline), *_answered(place, status, now)]
         )
 
     async def replace_winner(
@@ -371,7 +391,7 @@ class DrawStore:
         """In one transaction: the winner's place ends, the reserve becomes a winner, the
         public addendum saying so is appended, and the new winner's messages and email are
         queued (`notice`). Refused if the winner's place changed meanwhile."""
-        statements = [self._place_change(place, status, now), *_answered(place, status)]
+        statements = [self._place_change(place, status, now), *_answered(place, status, now)]
         if promoted is not None:
             statements.append(
                 self._place_change(promoted, PlaceStatus.NOTIFIED, now, Role.WINNER, deadline)

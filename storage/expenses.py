@@ -227,6 +227,8 @@ class ExpenseStore:
             statements.append((_RECEIPT, row))
         if update_id is not None:
             statements.append((_PROCESSED, (update_id, at, replies)))
+        # The winner wrote to the bot: they no longer block it (few winners, so no read first).
+        statements.append(("DELETE FROM telegram_blocked WHERE user_id = ?", (expense.user_id,)))
         await self._database.run(statements, guarded=0)
 
     async def mark_processed(

@@ -496,4 +496,28 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        14,
+        "the Telegram outbox sends messages to one person first; ended places close expenses",
+        (
+            # A message queued for many people at once (an announcement, the draw's thanks to
+            # everyone not drawn) is bulk: the sender takes every due message that is not
+            # before any that is, so that a winner's notice, a reminder or a payment notice
+            # queued during an announcement does not wait behind its whole batch.
+            "ALTER TABLE telegram_outbox ADD COLUMN bulk SMALLINT NOT NULL DEFAULT 0",
+            "UPDATE telegram_outbox SET bulk = 1"
+            " WHERE kind = 'announcement' OR text_key = 'draw.result.not_drawn'",
+            # The sender's query in its own order, bulk last.
+            "DROP INDEX telegram_outbox_due",
+            "CREATE INDEX telegram_outbox_due ON telegram_outbox"
+            " (status, bulk, not_before, created_at, idempotency_key)",
+            # A winner's place that ended (declined, deadline passed, replaced) closes their
+            # travel expense: those that ended before this version are closed now.
+            "UPDATE expenses SET step = 'closed', version = version + 1 WHERE ticket IN"
+            " (SELECT ticket FROM draw_places WHERE status IN ('declined', 'expired', 'replaced'))",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

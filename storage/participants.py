@@ -139,12 +139,13 @@ _LOAD_TEMPLATE = (
     " ON referred.referrer = referrer.referral_code"
     " JOIN entries ON entries.user_id = referred.user_id WHERE referrer.user_id = ?) AS referrals,"
     " (SELECT entries_closed_at FROM operation WHERE name = 'main') AS entries_closed_at,"
-    " (SELECT COUNT(*) FROM draws WHERE status = 'done') AS draws_done"
+    " (SELECT COUNT(*) FROM draws WHERE status = 'done') AS draws_done,"
+    " (SELECT COUNT(*) FROM telegram_blocked WHERE user_id = ?) AS blocked"
     " FROM (SELECT 1) AS one LEFT JOIN participants AS p ON p.user_id = ?"
     " LEFT JOIN entries AS e ON e.user_id = p.user_id"
 )
 _PLACE_FIELDS = ("role", "rank", "status", "travel")  # the place's JSON array
-_LOAD_USES = 5  # the user id's placeholders in _LOAD_TEMPLATE
+_LOAD_USES = 6  # the user id's placeholders in _LOAD_TEMPLATE
 _LOAD_COLUMNS = {
     "participant": ", ".join(f"p.{name}" for name in _COLUMNS),
     "entry": ", ".join(f"e.{name} AS entry_{name}" for name in _ENTRY_COLUMNS),
@@ -214,6 +215,8 @@ _KEEP_FRIENDS = (
     " DO UPDATE SET email = excluded.email"
 )
 _PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
+# The person wrote to the bot: they no longer block it (written only when they were marked).
+_UNBLOCK = "DELETE FROM telegram_blocked WHERE user_id = ?"
 _ERASURE_COUNT = (
     "INSERT INTO anonymous_counts (name, value)"
     " SELECT CASE WHEN completed_at IS NULL THEN 'erased.incomplete' ELSE 'erased.complete' END, 1"
@@ -404,6 +407,7 @@ def _participant(
         availability=frozenset(Availability(a) for a in row["availability"].split(",") if a),
         referrals_confirmed=row["referrals"],
         draw_place=place,
+        blocked=bool(row["blocked"]),
     )
 
 
@@ -527,6 +531,8 @@ class Participants:
         if update_id is not None:
             statements.append((_PROCESSED, (update_id, _time(now), replies)))
         user_id = state.user_id
+        if state.blocked:
+            statements.append((_UNBLOCK, (user_id,)))
         if any(isinstance(effect, ErasePersonalData) for effect in effects):
             # Friends and consents go with the participant (ON DELETE CASCADE).
             key = (user_id, expected_version)
@@ -632,9 +638,21 @@ class Participants:
         return []
 
     async def mark_processed(
-        self, update_id: int, now: datetime, replies: str | None = None
+        self,
+        update_id: int | None,
+        now: datetime,
+        replies: str | None = None,
+        unblock: int | None = None,
     ) -> None:
-        await self._database.run([(_PROCESSED, (update_id, _time(now), replies))])
+        """Note an update that changed nothing (a redelivery is then not acted on again); with
+        `unblock`, that person, marked as having blocked the bot, no longer is."""
+        statements: list[Statement] = []
+        if update_id is not None:
+            statements.append((_PROCESSED, (update_id, _time(now), replies)))
+        if unblock is not None:
+            statements.append((_UNBLOCK, (unblock,)))
+        if statements:
+            await self._database.run(statements)
 
     async def forget_processed_before(self, moment: datetime) -> int:
         forget = ("DELETE FROM processed_updates WHERE processed_at < ?", (_time(moment),))

@@ -122,7 +122,11 @@ class ParticipantStore(Protocol):
         ...
 
     async def mark_processed(
-        self, update_id: int, now: datetime, replies: str | None = None
+        self,
+        update_id: int | None,
+        now: datetime,
+        replies: str | None = None,
+        unblock: int | None = None,
     ) -> None:
         """Record an update that changed nothing; raises DuplicateUpdate if it was seen."""
         ...

@@ -37,7 +37,7 @@ _DUE = (
     "SELECT idempotency_key, user_id, kind, language, text_key, params, buttons, campaign,"
     " not_before, batch, attempts FROM telegram_outbox"
     " WHERE status = 'pending' AND not_before <= ? AND campaign <= ?"
-    " ORDER BY not_before, created_at, idempotency_key LIMIT ?"
+    " ORDER BY bulk, not_before, created_at, idempotency_key LIMIT ?"
 )
 # The states a message leaves the outbox in: what it said is no longer needed.
 _DONE = "status = ?, attempts = ?, last_error = ?, params = NULL"
@@ -87,9 +87,9 @@ class TelegramQueue:
         at = _time(now)
         return (
             "INSERT INTO telegram_outbox (idempotency_key, user_id, kind, language, text_key,"
-            " params, buttons, campaign, status, attempts, not_before, batch, created_at)"
+            " params, buttons, campaign, status, attempts, not_before, batch, created_at, bulk)"
             " SELECT 'draw-result:' || e.ticket, e.user_id, ?, p.language, ?,"
-            " '{\"ticket\": \"' || e.ticket || '\"}', '[]', 1, 'pending', 0, ?, ?, ?"
+            " '{\"ticket\": \"' || e.ticket || '\"}', '[]', 1, 'pending', 0, ?, ?, ?, 1"
             " FROM entries AS e JOIN participants AS p ON p.user_id = e.user_id"
             " WHERE e.ticket IS NOT NULL AND e.excluded_reason IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM draw_places AS d WHERE d.ticket = e.ticket)"

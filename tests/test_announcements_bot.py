@@ -422,3 +422,42 @@ async def test_any_other_admin_can_turn_down_a_request(settings: Settings, tmp_p
         assert "annulée" in api.texts_to(OTHER_ADMIN)[-1]
         await asyncio.sleep(0.2)
     assert announced(api, 1) == [] and announced(api, 2) == []
+
+
+async def test_who_unblocks_the_bot_and_only_asks_their_status_is_announced_to_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Unblocking was seen only through a change to the person's row: one who unblocked the bot
+    and sent only /statut (which changes nothing) stayed out of every announcement. Any update
+    from them now clears the mark, in that update's transaction."""
+    settings = settings_for(settings, tmp_path)
+    await seed(settings, {}, count=3)
+    api, updates, admin = BlockingBotApi({2}), Updates(), Updates.user(ADMIN)
+    async with running_bot(settings, api, Clock()) as bot:
+        await prepare(bot, updates, admin, "entrants")
+        await bot.feed(updates.press(admin, "announce.confirm"))
+        await until(lambda: all(announced(api, user) for user in (1, 3)))
+        await until(lambda: len(api.to_chat(2)) == 1)
+        store = await open_migrated_storage(settings, Clock())
+        try:
+            marked = await store.database.fetch("SELECT user_id FROM telegram_blocked")
+        finally:
+            await store.close()
+        assert [row[0] for row in marked] == [2]
+        api.blocked.clear()  # the person unblocks the bot…
+        await bot.feed(updates.text(Updates.user(2), "/statut"))  # …and only asks
+        await prepare(bot, updates, admin, "entrants")
+        assert "soit 3 personne(s)" in api.texts_to(ADMIN)[-1]
+        await bot.feed(updates.press(admin, "announce.confirm"))
+        await until(lambda: len(announced(api, 2)) == 1)
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        rows = await store.database.fetch("SELECT COUNT(*) FROM telegram_blocked")
+        versions = await store.database.fetch(
+            "SELECT version FROM participants WHERE user_id IN (1, 2) ORDER BY user_id"
+        )
+    finally:
+        await store.close()
+    assert rows[0][0] == 0
+    # The status changed nobody's row: only the mark went.
+    assert [row[0] for row in versions] == [1, 1]

@@ -13,6 +13,7 @@ import pytest
 
 from conversations.announcements import Announcement, AnnouncementStep, Audience
 from conversations.model import Consent, ConsentKind, Participant, RecordConsent
+from conversations.outgoing import TelegramKind, TelegramMessage
 from storage import Storage, open_storage
 from storage.announcements import AnnouncementStore, StoredAnnouncement
 from storage.migrator import migrate
@@ -310,3 +311,41 @@ async def test_a_person_s_own_email_is_not_kept_waiting_behind_an_announcement(
     every = await store.outbox.due(NOW + timedelta(seconds=2), 10)
     assert every[0].key == "confirmation:1:x"
     assert sorted(email.key for email in every[1:]) == ["announce:1:3", "announce:1:4"]
+
+
+async def test_a_message_to_one_person_is_not_kept_waiting_behind_a_telegram_announcement(
+    store: Storage,
+) -> None:
+    """A Telegram announcement queues every recipient at once, sent at 20 a second: a winner's
+    notice, a reminder or a payment notice queued just after waited behind all of them. The
+    messages queued one by one go before those queued for many (announcements, the draw's
+    thanks to everyone not drawn)."""
+    await people(store)
+    previewed, sending = await confirmed(store, Audience.ENTRANTS)
+    assert await store.announcements.save(sending, previewed, NOW)
+    later = NOW + timedelta(seconds=1)
+    one_by_one = [
+        TelegramMessage(
+            key="winner:TK1",
+            user_id=1,
+            kind=TelegramKind.DRAW_RESULT,
+            language="fr",
+            text_key="winner.notify",
+            campaign=True,
+            batch="draw-result",
+        ),
+        TelegramMessage(
+            key="expense-paid:TK2:1",
+            user_id=2,
+            kind=TelegramKind.EXPENSE_PAID,
+            language="fr",
+            text_key="expense.paid",
+        ),
+    ]
+    await store.telegram.queue(one_by_one, later)
+    soon = NOW + timedelta(seconds=2)
+    [first] = await store.telegram.due(soon, 1, hold_campaign=False)
+    assert first.message.key == "expense-paid:TK2:1"
+    every = [queued.message.key for queued in await store.telegram.due(soon, 10, False)]
+    assert every[:2] == ["expense-paid:TK2:1", "winner:TK1"]
+    assert sorted(every[2:]) == [f"announce:1:{n}" for n in (1, 2, 3, 4, 6)]

@@ -131,3 +131,26 @@ async def test_an_unanswered_winner_is_reminded_once_and_one_who_answered_never(
             await asyncio.sleep(0.3)
     assert sum("⏰ Rappel" in text for text in api.texts_to(2)) == 1
     assert not any("⏰ Rappel" in text for text in api.texts_to(1))
+
+
+async def test_winners_and_reserves_are_told_before_the_thanks_to_everyone_else(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The draw queues a message for every entrant at once: those not drawn (thousands) are a
+    bulk batch, sent after the winners' and reserves' own messages, whose deadline runs."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        people = await seed_areas(settings, [Area.PROVINCE] * 12)
+        api = FakeBotApi()
+        async with running_bot(settings, api, clock) as bot:
+            await draw_at(bot, clock, api, "/draw 1")
+            await until(lambda: all(results_told(api, n) for n in people))
+    [certificate] = certificates(api)
+    drawn = {int(t[2:]) for t in [*certificate["winners"], *certificate["reserves"]]}
+    order = [
+        call.params["chat_id"]
+        for call in api.calls
+        if call.method == "sendMessage" and call.params["chat_id"] in people
+    ]
+    assert set(order[:2]) == drawn, order

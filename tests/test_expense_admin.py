@@ -250,13 +250,13 @@ def test_the_mandataire_csv_has_one_line_per_expense_and_the_totals() -> None:
     assert tuple(rows[0]) == EXPENSE_COLUMNS
     assert rows[1] == [
         "A1", "'=cmd", "Léa", "97400", "overseas", "arranged", "700,00", "250,00", "0,00", "", "",
-        "a" * 64,
+        "a" * 64, "claimed",
     ]  # fmt: skip
     assert rows[2] == [
         "B2", "Zoé", "Martin", "69003", "province", "train", "200,00", "85,50", "85,50",
-        "2027-03-16", "VIR-1", "a" * 64,
+        "2027-03-16", "VIR-1", "a" * 64, "paid",
     ]  # fmt: skip
-    assert rows[3] == ["TOTAL", "", "", "", "", "", "900,00", "335,50", "85,50", "", "", ""]
+    assert rows[3] == ["TOTAL", "", "", "", "", "", "900,00", "335,50", "85,50", "", "", "", ""]
     assert len(rows) == 4
 
 
@@ -277,6 +277,7 @@ def test_a_line_keeps_every_reference_and_receipt_hash() -> None:
     assert line == MandataireLine(
         "K7", "Zoé", "Martin", "69003", Area.PROVINCE, Travel.TRAIN, 20000, 8550, 8550,
         NOW.astimezone(PARIS).date(), ("VIR-0", "VIR-1"), ("a" * 64, "b" * 64),
+        ExpenseStatus.PAID,
     )  # fmt: skip
 
 

@@ -374,3 +374,69 @@ async def test_a_payment_redelivered_after_the_repeat_window_is_recorded_once(
             await bot.feed(updates.text(admin, "/rembourser TK00000001 30"))
             assert "total payé\u00a0: 60,00\u00a0€" in api.texts_to(ADMIN)[-1]
     assert await payments_of(settings, "TK00000001") == 2
+
+
+async def test_a_replaced_winner_s_expense_closes_with_its_receipts_and_payment_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A winner paid in part, then replaced (unreachable on the day): their expense closes in the
+    replacement's transaction. It is not payable any more, /frais and the CSV say it is closed
+    and leave its cap out of the totals, its receipt and payment stay for the accounts, and the
+    former winner, sending another receipt, is told their place ended and what was paid stays."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE] * 2)
+        api, updates = FakeBotApi(), Updates(start=700)
+        admin = Updates.user(ADMIN)
+        async with running_bot(settings, api, clock) as bot:
+            await draw_at(bot, clock, api, "/draw 1")
+            await until(lambda: bool(winner_chats(api)))
+            first = winner_chats(api)[0]
+            second = 3 - first
+            ticket = f"TK{first:08d}"
+            await bot.feed(updates.press(Updates.user(first), "win.accept"))
+            await until(lambda: any(ASKED in text for text in api.texts_to(first)))
+            await bot.feed(updates.photo(Updates.user(first), *api.add_file(PHOTO)))
+            await bot.feed(updates.text(Updates.user(first), "60"))
+            await bot.feed(updates.press(Updates.user(first), "expense.confirm"))
+            await bot.feed(updates.text(admin, f"/rembourser {ticket} 20 VIR-1"))
+            assert "Paiement de 20,00\u00a0€ enregistré" in api.texts_to(ADMIN)[-1]
+
+            await bot.feed(updates.text(admin, f"/remplacer {ticket} injoignable"))
+            await until(lambda: second in winner_chats(api))
+            await bot.feed(updates.press(Updates.user(second), "win.accept"))
+            await until(lambda: any(ASKED in text for text in api.texts_to(second)))
+
+            await bot.feed(updates.text(admin, f"/rembourser {ticket} 10 VIR-2"))
+            assert f"Refusé\u00a0: la place de {ticket} a pris fin" in api.texts_to(ADMIN)[-1]
+            await bot.feed(updates.text(admin, "/frais"))
+            listing = api.texts_to(ADMIN)[-1]
+            [closed_row] = [line for line in listing.split("\n") if line.startswith(ticket)]
+            assert "payé 20,00\u00a0€ — clos (place terminée)" in closed_row
+            # The second winner's cap only: the first one's is owed nothing more.
+            assert (
+                "Total\u00a0: plafond 200,00\u00a0€ — demandé 60,00\u00a0€ — payé 20,00" in listing
+            )
+
+            await bot.feed(updates.photo(Updates.user(first), *api.add_file(PDF)))
+            said = api.texts_to(first)[-1]
+            assert "Votre place de gagnant a pris fin" in said
+            assert "Les 20,00\u00a0€ déjà payés restent acquis" in said
+    async with migrated_storage(settings) as storage:
+        found = await storage.expenses.by_ticket(ticket)
+        actions = [entry["action"] for entry in await storage.audit.chain()]
+    assert found is not None
+    assert [r.receipt.sha256 for r in found.expense.receipts] == [sha(PHOTO)]
+    assert [p.amount_cents for p in found.expense.payments] == [2000]
+    assert actions.count("expense.pay") == 1
+    result = coffeebot(
+        tmp_path, "expenses", "-o", "frais.csv", env={"DATABASE_URL": settings.database_url}
+    )
+    assert result.returncode == 0, result.stderr
+    content = (tmp_path / "frais.csv").read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(content), delimiter=";"))
+    assert rows[0][12] == "status"
+    [line] = [row for row in rows if row[0] == ticket]
+    assert line[6:9] == ["200,00", "60,00", "20,00"] and line[12] == "closed"
+    assert rows[-1][0] == "TOTAL" and rows[-1][6:9] == ["200,00", "60,00", "20,00"]

@@ -10,9 +10,10 @@ import pytest
 
 from conversations.model import ErasePersonalData, Participant
 from storage import Storage, open_storage
+from storage.database import Dialect
 from storage.migrator import migrate
 from storage.ports import QueuedTelegram, TelegramKind, TelegramMessage, TelegramStatus
-from storage.telegram_outbox import TelegramQueue
+from storage.telegram_outbox import _DUE, TelegramQueue
 from tests.conftest import NOW
 from tests.test_storage import BACKENDS, backend_url
 
@@ -249,3 +250,36 @@ async def test_erasing_a_person_deletes_their_messages(
     [due] = await outbox.due(NOW, 10, hold_campaign=False)
     assert due.message.user_id == 2
     assert not await outbox.start_sending("draw-result:T1")
+
+
+async def test_the_due_index_serves_the_senders_order_bulk_last(store: Storage) -> None:
+    """The sender reads 100 due messages at a time from a queue that an announcement fills with
+    hundreds of thousands: the index must give them in the sender's order (bulk last), not
+    leave the database to sort every pending row for each read."""
+    await person(store, 1)
+    await store.database.run(
+        [
+            (
+                "INSERT INTO telegram_outbox (idempotency_key, user_id, kind, language, text_key,"
+                " params, buttons, campaign, status, attempts, not_before, batch, created_at,"
+                " bulk) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                " WHERE i < 20000) SELECT 'announce:1:' || CAST(i AS TEXT), 1, 'announcement',"
+                " 'fr', 'announcement.message', '{}', '[]', 1, 'pending', 0, ?, 'announce:1', ?,"
+                " 1 FROM n",
+                (NOW.isoformat(), NOW.isoformat()),
+            ),
+            ("ANALYZE telegram_outbox", ()),
+        ]
+    )
+    await store.telegram.queue([result(1, key="winner:T1")], NOW + timedelta(seconds=1))
+    due = await store.telegram.due(NOW + timedelta(seconds=2), 3, hold_campaign=False)
+    assert due[0].message.key == "winner:T1"
+    postgres = store.database.dialect is Dialect.POSTGRESQL
+    explain = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
+    plan = " ".join(
+        str(value)
+        for row in await store.database.fetch(f"{explain} {_DUE}", (NOW.isoformat(), 1, 100))
+        for value in tuple(row)
+    )
+    assert "telegram_outbox_due" in plan, plan
+    assert ("Sort" not in plan) if postgres else ("TEMP B-TREE" not in plan), plan

@@ -16,6 +16,7 @@ from bot.settings import Settings
 from conversations.admin_effects import Audit, TellPerson
 from conversations.catalogue import Catalogue
 from conversations.expense_admin import (
+    ExpenseStatus,
     RecordPayment,
     detail_text,
     expense_row,
@@ -108,7 +109,11 @@ class ExpenseAdmin(AdminJob):
             self._say(
                 language,
                 "admin.expense.totals",
-                cap=format_amount(sum(row.cap_cents for row in rows), language),
+                # A closed expense (the place ended) is owed nothing more: its cap is not counted.
+                cap=format_amount(
+                    sum(row.cap_cents for row in rows if row.status != ExpenseStatus.CLOSED),
+                    language,
+                ),
                 claimed=format_amount(sum(row.claimed_cents for row in rows), language),
                 paid=format_amount(sum(row.paid_cents for row in rows), language),
             )
