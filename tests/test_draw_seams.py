@@ -217,15 +217,17 @@ async def test_a_crash_just_after_the_draw_commits_still_gets_the_certificate_to
         async def dead(self: DrawFlow) -> None:
             """The process is gone: nothing after the commit runs in it."""
 
-        monkeypatch.setattr(DrawStore, "finish", finish_then_die)
-        monkeypatch.setattr(DrawFlow, "after_draw", dead)
-        async with running_bot(settings, api, clock) as bot:
-            await bot.feed(
-                updates.text(admin, "/draw 1"), updates.press(admin, "admin.draw.confirm")
-            )
-            clock.advance(2)
-            await asyncio.sleep(0.3)
-        monkeypatch.undo()
+        # Only these two are undone after the crash (monkeypatch.undo() would also undo the
+        # conftest's working directory and environment, and the bot would restart elsewhere).
+        with monkeypatch.context() as crash:
+            crash.setattr(DrawStore, "finish", finish_then_die)
+            crash.setattr(DrawFlow, "after_draw", dead)
+            async with running_bot(settings, api, clock) as bot:
+                await bot.feed(
+                    updates.text(admin, "/draw 1"), updates.press(admin, "admin.draw.confirm")
+                )
+                clock.advance(2)
+                await asyncio.sleep(0.3)
         assert certificates(api) == []
         async with running_bot(settings, api, clock) as bot:
             await asyncio.sleep(0.3)

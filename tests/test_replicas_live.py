@@ -54,6 +54,17 @@ CHECK = 0.5
 @dataclass
 class Replica(WebhookBot):
     name: str = ""
+    # From the SIGKILL on: a dead process's returncode shows only once the loop has reaped
+    # it, and meanwhile its log still says it leads while the other replica took over.
+    killed: bool = False
+
+    async def start(self) -> None:
+        self.killed = False
+        await super().start()
+
+    async def kill(self) -> None:
+        self.killed = True
+        await super().kill()
 
     def current_log(self) -> str:
         path = self.workdir / f"bot-{self.starts}.log"
@@ -61,7 +72,7 @@ class Replica(WebhookBot):
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        return self.process is not None and self.process.returncode is None and not self.killed
 
     def leading(self) -> bool:
         """What its own log says: it took the lead, and has not lost it since."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,21 @@ async def api() -> AsyncIterator[LocalBotApi]:
     await server.stop()
 
 
+async def listening(url: str) -> None:
+    """Wait for the server to answer: the services start before it (on PostgreSQL, seconds)."""
+    give_up = time.monotonic() + 30
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{url}/healthz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            assert time.monotonic() < give_up, "the webhook server never answered"
+            await asyncio.sleep(0.02)
+
+
 @pytest.fixture
 async def served(settings: Settings, api: LocalBotApi) -> AsyncIterator[Served]:
     settings = settings.replace(
@@ -73,7 +89,7 @@ async def served(settings: Settings, api: LocalBotApi) -> AsyncIterator[Served]:
     task = asyncio.create_task(serve_webhook(application, settings, utc_now, stopping))
     url = f"http://{settings.webhook_listen}"
     await api.wait_for(lambda: STORE in application.bot_data)
-    await asyncio.sleep(0.05)
+    await listening(url)
     yield Served(api, url, application.bot_data[STORE], stopping, task)
     stopping.set()
     await task
@@ -116,8 +132,9 @@ async def test_a_failure_before_the_commit_is_500_and_the_retry_acts_once(
     assert await served.post(person.text("/start")) == 200
     welcomed = len(served.api.sent[42])
     update = person.press("welcome.join")
-    save = served.store.participants.save
-    monkeypatch.setattr(served.store.participants, "save", _fails(save, times=1))
+    # On the class: on PostgreSQL a step saves through a store bound to its own connection.
+    store = type(served.store.participants)
+    monkeypatch.setattr(store, "save", _fails(store.save, times=1))
     assert await served.post(update) == 500
     assert await served.processed() == 1 and len(served.api.sent[42]) == welcomed
     assert await served.post(update) == 200  # Telegram's retry
