@@ -61,6 +61,16 @@ class AdvisoryLeadership(Leadership):
             )
 
     async def resign(self) -> None:
+        """Lets the lock go before closing: a closed connection's session ends when its server
+        process exits, a moment later, and a replica trying meanwhile would find it held."""
+        if self._held and self._connection is not None:
+            with contextlib.suppress(Exception):  # cut already: the session is going anyway
+                await asyncio.wait_for(
+                    self._connection.execute(
+                        "SELECT pg_advisory_unlock($1, $2)", _KEY_SPACE, int(self._lock)
+                    ),
+                    self._timeout,
+                )
         await self._drop()
 
     async def _drop(self) -> None:

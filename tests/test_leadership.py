@@ -57,6 +57,17 @@ async def test_sqlite_always_leads_and_runs_its_jobs(tmp_path: Path) -> None:
         await database.close()
 
 
+async def held(database: Database, lock: Lock) -> int:
+    """How many sessions hold the lock now."""
+    rows = await database.fetch(
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = ?"
+        " AND objid = ? AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (0x0C0FFEE, int(lock)),
+    )
+    return int(rows[0][0])
+
+
 async def test_one_replica_leads_until_its_session_dies(postgres_url: str) -> None:
     async with replicas(postgres_url, 3) as databases:
         leads = [database.leadership(Lock.PERIODIC_JOBS, 5) for database in databases]
@@ -74,6 +85,9 @@ async def test_one_replica_leads_until_its_session_dies(postgres_url: str) -> No
         assert taken == [True, False]
         assert await leads[0].lead() is False  # and does not take it back
         await leads[1].resign()
+        # Let go by the time resign() returns, not when the server process of its connection
+        # exits a moment later (a replica stopping cleanly hands over at once).
+        assert await held(databases[2], Lock.PERIODIC_JOBS) == 0
         assert await leads[2].lead() is True
         for lead in leads:
             await lead.resign()
