@@ -11,6 +11,7 @@ from pathlib import Path
 
 from storage import DatabaseOptions, open_storage
 from storage.migrator import migrate
+from storage.sqlite import SqliteDatabase
 from tests.conftest import NOW
 from tests.test_storage import participant
 
@@ -53,8 +54,11 @@ async def test_wal_checkpoints_run_off_the_commits_every_so_many(tmp_path: Path)
 async def test_bulk_reads_run_off_the_loop_thread(tmp_path: Path) -> None:
     store = await open_storage(f"sqlite:///{tmp_path / 'store.db'}")
     try:
-        store.database._db.create_function("thread_id", 0, threading.get_ident)
-        [row] = await store.database.fetch("SELECT thread_id()")
+        database = store.database
+        assert isinstance(database, SqliteDatabase) and database._reader is not None
+        # On the reader's own connection, which alone knows the function.
+        await database._reader.create_function("thread_id", 0, threading.get_ident)
+        [row] = await database.fetch("SELECT thread_id()")
         assert row[0] != threading.get_ident()
     finally:
         await store.close()
