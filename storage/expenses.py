@@ -34,6 +34,10 @@ from storage.ports import StaleWrite
 from storage.telegram_outbox import TelegramQueue
 
 
+class ExpenseClosed(Exception):
+    """The winner's place ended (the expense closed) before the payment could be recorded."""
+
+
 @dataclass(frozen=True)
 class Claimant:
     """Who an expense is paid to, as copied when it opened: the accounts outlive the signup."""
@@ -94,7 +98,10 @@ _PAYMENT = (
     "INSERT INTO expense_payments (ticket, seq, amount_cents, reference, override_reason,"
     " admin_id, paid_at) VALUES (?, ?, ?, ?, ?, CAST(? AS BIGINT), ?)"
 )
-_PAID = "UPDATE expenses SET last_paid_at = ? WHERE ticket = ?"
+# The payment's guard: the expense is open in the payment's own transaction. On PostgreSQL the
+# row is locked first, so that a place ending at the same instant (`/remplacer`) either waits
+# for the payment or is seen by it (the condition is read again once the row is free).
+_PAID = "UPDATE expenses SET last_paid_at = ? WHERE ticket = ? AND step <> 'closed'"
 _PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
 
 
@@ -237,6 +244,10 @@ class ExpenseStore:
         """An update that changed nothing, noted so that its redelivery is not acted on."""
         await self._database.run([(_PROCESSED, (update_id, _time(now), replies))])
 
+    async def _closed(self, ticket: str) -> bool:
+        rows = await self._database.fetch("SELECT step FROM expenses WHERE ticket = ?", (ticket,))
+        return not rows or rows[0][0] == str(ClaimStep.CLOSED)
+
     async def record_payment(
         self,
         ticket: str,
@@ -250,7 +261,8 @@ class ExpenseStore:
         """Record the expense's `seq`th payment, its audit entry (`AuditLog.append_statement`)
         and the winner's notice, in one transaction. False when the audit log moved on since
         its head was read (nothing written: read it again); StaleWrite when that payment was
-        recorded meanwhile; DuplicateUpdate when the command's `update_id` was acted on."""
+        recorded meanwhile; ExpenseClosed when the expense closed since it was read (the place
+        ended); DuplicateUpdate when the command's `update_id` was acted on."""
         values = (
             ticket, seq, payment.amount_cents, payment.reference, payment.override_reason,
             payment.admin_id, _time(payment.paid_at),
@@ -261,14 +273,16 @@ class ExpenseStore:
             processed = (
                 [(_PROCESSED, (update_id, _time(now), None))] if update_id is not None else []
             )
-            statements = [audited, (_PAYMENT, values), paid, *queued, *processed]
-            await self._database.run(statements, guarded=0)
+            statements = [paid, audited, (_PAYMENT, values), *queued, *processed]
+            await self._database.run(statements, guarded=(0, 1))
         except StaleWrite:
             taken = await self._database.fetch(
                 "SELECT 1 FROM expense_payments WHERE ticket = ? AND seq = ?", (ticket, seq)
             )
             if taken:
                 raise
+            if await self._closed(ticket):
+                raise ExpenseClosed(ticket) from None
             return False
         return True
 

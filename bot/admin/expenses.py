@@ -32,7 +32,7 @@ from conversations.money import format_amount
 from conversations.outgoing import TelegramKind, TelegramMessage
 from conversations.validators import Refusal
 from storage import Storage
-from storage.expenses import StoredExpense
+from storage.expenses import ExpenseClosed, StoredExpense
 from storage.ports import DuplicateUpdate, StaleWrite
 
 # Telegram takes 4,096 characters a message: longer lists are split before that.
@@ -186,6 +186,14 @@ class ExpenseAdmin(AdminJob):
         except StaleWrite:
             await self._reply(
                 admin_id, self._say(language, "admin.expense.changed", ticket=expense.ticket)
+            )
+            return
+        except ExpenseClosed:
+            # The place ended (a /remplacer, say) after the expense was read: nothing recorded.
+            refused = f"{request.ticket} {request.amount_cents} admin.expense.closed"
+            await self._audit(admin_id, "expense.pay.refused", refused)
+            await self._reply(
+                admin_id, self._say(language, "admin.expense.closed", ticket=expense.ticket)
             )
             return
         self._telegram_queued()
