@@ -169,6 +169,10 @@ def parse_payment(argument: str, rules: ExpenseRules) -> PaymentRequest | Refusa
     if isinstance(amount, Refusal):
         return amount
     reference = " ".join(rest[taken:]) or None
+    if reference and _reads_as_amount(rest[taken], maximum):
+        # `/rembourser T 12 50` meant 12,50 €, not 12 € with the reference "50".
+        typed = {"ticket": ticket, "amount": " ".join(rest[:taken]), "reference": rest[taken]}
+        return Refusal("admin.expense.reference_is_amount", typed)
     if reference and len(reference) > rules.reference_max_length:
         limit = {"max": str(rules.reference_max_length)}
         return Refusal("admin.expense.reference_too_long", limit)
@@ -177,6 +181,13 @@ def parse_payment(argument: str, rules: ExpenseRules) -> PaymentRequest | Refusa
     if reason and len(reason) > rules.reason_max_length:
         return Refusal("admin.expense.reason_too_long", {"max": str(rules.reason_max_length)})
     return PaymentRequest(ticket, amount, reference, reason)
+
+
+def _reads_as_amount(word: str, maximum_cents: int) -> bool:
+    """A reference whose first word is itself an amount /rembourser would take (`50`, `50,00`,
+    `0,50`) is taken for a mistyped amount; one with a letter or a sign in it (`VIR-0412`,
+    `réf-50`), or a number above EXPENSE_AMOUNT_MAX_EUR (a bank's long number), is clearly not."""
+    return isinstance(parse_amount(word, maximum_cents), int)
 
 
 @dataclass(frozen=True)

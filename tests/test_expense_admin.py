@@ -132,6 +132,9 @@ def test_the_detail_shows_each_receipt_hash_and_each_payment(texts: Catalogue) -
         # A mistyped thousand is read whole, never as 1 € with a reference of "234,56".
         ("K7 1 234,56", PaymentRequest("K7", 123456)),
         ("K7 120 500123", PaymentRequest("K7", 12000, "500123")),
+        # A reference with a letter or a sign in it is clearly not an amount.
+        ("K7 12 réf-50", PaymentRequest("K7", 1200, "réf-50")),
+        ("K7 12 N°50 virement", PaymentRequest("K7", 1200, "N°50 virement")),
     ],
 )
 def test_rembourser_reads_ticket_amount_reference_and_override(
@@ -154,6 +157,11 @@ def test_rembourser_reads_ticket_amount_reference_and_override(
         ("K7 85 forcer", "admin.expense.reason_missing"),
         (f"K7 85 {'R' * 101}", "admin.expense.reference_too_long"),
         (f"K7 85 forcer {'r' * 301}", "admin.expense.reason_too_long"),
+        # The reference is itself an amount: 12,50 € was meant, not 12 € and "50".
+        ("K7 12 50", "admin.expense.reference_is_amount"),
+        ("K7 12 50,00", "admin.expense.reference_is_amount"),
+        ("K7 12 0,50 VIR-1", "admin.expense.reference_is_amount"),
+        ("K7 12 50 forcer billet perdu", "admin.expense.reference_is_amount"),
     ],
 )
 def test_rembourser_refuses_what_it_cannot_read(argument: str, reason: str) -> None:

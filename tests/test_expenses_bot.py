@@ -440,3 +440,38 @@ async def test_a_replaced_winner_s_expense_closes_with_its_receipts_and_payment_
     [line] = [row for row in rows if row[0] == ticket]
     assert line[6:9] == ["200,00", "60,00", "20,00"] and line[12] == "closed"
     assert rows[-1][0] == "TOTAL" and rows[-1][6:9] == ["200,00", "60,00", "20,00"]
+
+
+async def test_a_reference_that_is_itself_an_amount_is_refused_and_nothing_is_recorded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`/rembourser T 12 50` recorded 12,00 € with the reference "50" (12,50 € was meant): a
+    reference that reads as an amount is refused with how to write cents and a reference."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=1100)
+        winner, admin = Updates.user(1), Updates.user(ADMIN)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(updates.photo(winner, *api.add_file(PHOTO)))
+            await bot.feed(updates.text(winner, "60"), updates.press(winner, "expense.confirm"))
+            for typed in ("12 50", "12 50,00"):
+                await bot.feed(updates.text(admin, f"/rembourser TK00000001 {typed}"))
+                said = api.texts_to(ADMIN)[-1]
+                assert "Refusé\u00a0: après le montant «\u202f12\u202f», la référence" in said
+                assert "/rembourser TK00000001 85,50 VIR-0412" in said
+                assert "/rembourser TK00000001 12 réf-50" in said
+            assert await payments_of(settings, "TK00000001") == 0
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 12,50"))
+            assert "Paiement de 12,50\u00a0€ enregistré" in api.texts_to(ADMIN)[-1]
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 12 réf-50"))
+            assert "total payé\u00a0: 24,50\u00a0€" in api.texts_to(ADMIN)[-1]
+    async with migrated_storage(settings) as storage:
+        found = await storage.expenses.by_ticket("TK00000001")
+    assert found is not None
+    assert [(p.amount_cents, p.reference) for p in found.expense.payments] == [
+        (1250, None),
+        (1200, "réf-50"),
+    ]
