@@ -531,6 +531,9 @@ async def test_a_mistaken_payment_is_cancelled_once_with_a_reason_and_the_winner
     assert [p.cancelled_at is not None for p in found.expense.payments] == [True, False]
     cancels = [e["details"] for e in chain if e["action"] == "expense.pay.cancel"]
     assert cancels == ["TK00000001 n°1 12,00 reason=12,50 et non 12"]
+    # The double tap and the redelivered command, refused, are in the log too.
+    refused = [e["details"] for e in chain if e["action"] == "expense.pay.cancel.refused"]
+    assert refused == ["TK00000001 - admin.expense.cancel_none"] * 2
     result = coffeebot(
         tmp_path, "expenses", "-o", "frais.csv", env={"DATABASE_URL": settings.database_url}
     )

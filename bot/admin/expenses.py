@@ -230,6 +230,8 @@ class ExpenseAdmin(AdminJob):
             now = self._clock()
             outcome = cancel_payment(stored.expense, request, admin_id, now)
             if isinstance(outcome, Refusal):
+                refused = f"{request.ticket} {request.number or '-'} {outcome.reason}"
+                await self._audit(admin_id, "expense.pay.cancel.refused", refused)
                 await self._reply(admin_id, self._say(language, outcome.reason, **outcome.params))
                 return
             seq = outcome.cancelled.seq
