@@ -112,18 +112,28 @@ def detail_text(
                 day=_day(claimed.received_at, zone).isoformat(),
             )
         )
-    for payment in expense.payments:
+    for number, payment in enumerate(expense.payments, 1):
         key = "admin.expense.payment_forced" if payment.override_reason else "admin.expense.payment"
         lines.append(
             texts.render(
                 language,
                 key,
+                number=str(number),
                 amount=format_amount(payment.amount_cents, language),
                 day=_day(payment.paid_at, zone).isoformat(),
                 reference=payment.reference or "—",
                 reason=payment.override_reason or "",
             )
         )
+        if payment.cancelled_at is not None:
+            lines.append(
+                texts.render(
+                    language,
+                    "admin.expense.payment_cancelled",
+                    day=_day(payment.cancelled_at, zone).isoformat(),
+                    reason=payment.cancel_reason or "",
+                )
+            )
     return "\n".join(lines)
 
 
@@ -169,6 +179,10 @@ def parse_payment(argument: str, rules: ExpenseRules) -> PaymentRequest | Refusa
     if isinstance(amount, Refusal):
         return amount
     reference = " ".join(rest[taken:]) or None
+    if reference and _reads_as_amount(rest[taken], maximum):
+        # `/rembourser T 12 50` meant 12,50 €, not 12 € with the reference "50".
+        typed = {"ticket": ticket, "amount": " ".join(rest[:taken]), "reference": rest[taken]}
+        return Refusal("admin.expense.reference_is_amount", typed)
     if reference and len(reference) > rules.reference_max_length:
         limit = {"max": str(rules.reference_max_length)}
         return Refusal("admin.expense.reference_too_long", limit)
@@ -177,6 +191,13 @@ def parse_payment(argument: str, rules: ExpenseRules) -> PaymentRequest | Refusa
     if reason and len(reason) > rules.reason_max_length:
         return Refusal("admin.expense.reason_too_long", {"max": str(rules.reason_max_length)})
     return PaymentRequest(ticket, amount, reference, reason)
+
+
+def _reads_as_amount(word: str, maximum_cents: int) -> bool:
+    """A reference whose first word is itself an amount /rembourser would take (`50`, `50,00`,
+    `0,50`) is taken for a mistyped amount; one with a letter or a sign in it (`VIR-0412`,
+    `réf-50`), or a number above EXPENSE_AMOUNT_MAX_EUR (a bank's long number), is clearly not."""
+    return isinstance(parse_amount(word, maximum_cents), int)
 
 
 @dataclass(frozen=True)
@@ -250,7 +271,7 @@ def _repeated(
 ) -> bool:
     """A double tap, or the same command sent again: a reference names one transfer, so it is
     recorded once; without one, the same amount within the repeat window is taken as a repeat."""
-    for payment in expense.payments:
+    for payment in expense.standing_payments:
         if request.reference is not None and payment.reference == request.reference:
             return True
         if (
@@ -261,6 +282,103 @@ def _repeated(
         ):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    ticket: str
+    # The payment's number as /frais TICKET shows it; None: the only one not cancelled.
+    number: int | None
+    reason: str
+
+
+_NUMBER_MARKS = ("n°", "no", "#")
+
+
+def parse_cancel(argument: str, rules: ExpenseRules) -> CancelRequest | Refusal:
+    """`TICKET [numéro] raison…`: the payment's number (`2`, `n°2`, `#2`) is needed only when
+    more than one payment stands; the reason always (it goes to the audit log)."""
+    words = argument.split()
+    if not words:
+        return Refusal("admin.expense.cancel_usage")
+    ticket, rest = words[0].upper(), words[1:]
+    number = None
+    if rest:
+        first = rest[0].casefold()
+        for mark in _NUMBER_MARKS:
+            if first.startswith(mark) and first[len(mark) :].isdigit():
+                first = first[len(mark) :]
+                break
+        if first.isdigit() and first.isascii():
+            number, rest = int(first), rest[1:]
+    reason = " ".join(rest)
+    if not reason:
+        return Refusal("admin.expense.cancel_reason_missing", {"ticket": ticket})
+    if len(reason) > rules.reason_max_length:
+        return Refusal("admin.expense.reason_too_long", {"max": str(rules.reason_max_length)})
+    return CancelRequest(ticket, number, reason)
+
+
+@dataclass(frozen=True)
+class CancelPayment:
+    ticket: str
+    # The payment's number within its expense (its key, from 1).
+    seq: int
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    expense: Expense
+    cancelled: CancelPayment
+    audit: Audit
+    # The winner's notice of the correction, for when they had been told of the payment.
+    told: TellPerson
+
+
+def cancel_payment(
+    expense: Expense, request: CancelRequest, admin_id: int, now: datetime
+) -> CancelOutcome | Refusal:
+    """Cancel a payment recorded by mistake: it stays listed, marked, and counts for nothing
+    (the amount paid, the status and the mandataire's line follow). Cancelled once: the same
+    command again finds it cancelled (or no payment left standing) and changes nothing."""
+    ticket = {"ticket": expense.ticket}
+    standing = [n for n, p in enumerate(expense.payments, 1) if p.standing]
+    if request.number is None:
+        if not standing:
+            return Refusal("admin.expense.cancel_none", ticket)
+        if len(standing) > 1:
+            numbers = ", ".join(f"n°{n}" for n in standing)
+            return Refusal("admin.expense.cancel_which", {**ticket, "numbers": numbers})
+        seq = standing[0]
+    else:
+        seq = request.number
+        if not 1 <= seq <= len(expense.payments):
+            return Refusal("admin.expense.cancel_unknown", {**ticket, "number": str(seq)})
+        if seq not in standing:
+            return Refusal("admin.expense.cancel_already", {**ticket, "number": str(seq)})
+    payment = expense.payments[seq - 1]
+    cancelled = replace(
+        payment, cancelled_at=now, cancelled_by=admin_id, cancel_reason=request.reason
+    )
+    payments = (*expense.payments[: seq - 1], cancelled, *expense.payments[seq:])
+    new = replace(expense, payments=payments)
+    details = f"{expense.ticket} n°{seq} {csv_amount(payment.amount_cents)} reason={request.reason}"
+    told = TellPerson(
+        key=f"expense-paid-cancelled:{expense.ticket}:{seq}",
+        user_id=expense.user_id,
+        language=expense.language,
+        text_key="expense.payment_cancelled",
+        params=(
+            ("amount", format_amount(payment.amount_cents, expense.language)),
+            ("total", format_amount(new.paid_cents, expense.language)),
+        ),
+    )
+    return CancelOutcome(
+        new,
+        CancelPayment(expense.ticket, seq),
+        Audit(admin_id, "expense.pay.cancel", details),
+        told,
+    )
 
 
 @dataclass(frozen=True)
@@ -292,7 +410,8 @@ def mandataire_line(
     rules: ExpenseRules,
     zone: tzinfo,
 ) -> MandataireLine:
-    last = expense.payments[-1].paid_at if expense.payments else None
+    standing = expense.standing_payments
+    last = standing[-1].paid_at if standing else None
     return MandataireLine(
         ticket=expense.ticket,
         first_name=first_name,
@@ -304,7 +423,7 @@ def mandataire_line(
         claimed_cents=expense.claimed_cents,
         paid_cents=expense.paid_cents,
         paid_on=_day(last, zone) if last else None,
-        references=tuple(p.reference for p in expense.payments if p.reference),
+        references=tuple(p.reference for p in standing if p.reference),
         receipt_sha256=tuple(r.receipt.sha256 for r in expense.receipts),
         status=expense_status(expense, rules),
     )

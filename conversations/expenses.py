@@ -88,6 +88,15 @@ class Payment:
     reference: str | None = None
     # Set when an admin paid more than was claimed, and why.
     override_reason: str | None = None
+    # Set when an admin cancelled it (recorded by mistake), by whom and why: it stays listed,
+    # and counts for nothing.
+    cancelled_at: datetime | None = None
+    cancelled_by: int | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def standing(self) -> bool:
+        return self.cancelled_at is None
 
 
 class ClaimStep(StrEnum):
@@ -119,8 +128,13 @@ class Expense:
     version: int = 0
 
     @property
+    def standing_payments(self) -> tuple[Payment, ...]:
+        """The payments not cancelled: what was paid."""
+        return tuple(payment for payment in self.payments if payment.standing)
+
+    @property
     def paid_cents(self) -> int:
-        return sum(payment.amount_cents for payment in self.payments)
+        return sum(payment.amount_cents for payment in self.standing_payments)
 
     @property
     def typed_cents(self) -> int:
@@ -258,7 +272,7 @@ def _summary(expense: Expense, ctx: ClaimContext) -> Reply:
 
 
 def _status(expense: Expense, ctx: ClaimContext) -> str:
-    key = "expense.status_paid" if expense.payments else "expense.status_claimed"
+    key = "expense.status_paid" if expense.standing_payments else "expense.status_claimed"
     return _say(
         expense,
         ctx,
@@ -359,7 +373,7 @@ def _summary_step(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> Cla
 def _submitted(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:
     """A receipt forgotten can still be added until a payment is made; then it is settled."""
     if isinstance(event, Receipt):
-        if expense.payments:
+        if expense.standing_payments:
             return ClaimOutcome(expense, (Reply(_say(expense, ctx, "expense.already_paid")),))
         return _take_receipt(expense, event, ctx)
     return ClaimOutcome(expense, (Reply(_status(expense, ctx)),))
@@ -367,7 +381,7 @@ def _submitted(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimO
 
 def _closed(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:
     """The place ended: whatever the winner sends, they are told so, and what was paid stays."""
-    if expense.payments:
+    if expense.standing_payments:
         text = _say(expense, ctx, "expense.closed_paid", paid=_amount(expense, expense.paid_cents))
     else:
         text = _say(expense, ctx, "expense.closed")

@@ -10,7 +10,9 @@ disagree.
 - RETENTION_AFTER_END_DAYS after OPERATION_ENDS_AT, everything, finished or not, except: a
   person who agreed to news keeps only the contact that news reaches them by, and those
   consents, until they withdraw; the draw and the audit log keep tickets, linked to nobody;
-  expenses keep the mandataire's lines for EXPENSES_RETENTION_YEARS.
+  expenses keep the mandataire's lines for EXPENSES_RETENTION_YEARS; a winner's claim not yet
+  fully paid (of a place that did not end) keeps the expense, its receipts and the contact to
+  pay and tell them until it is paid or closed, or EXPENSES_RETENTION_YEARS after the claim.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from enum import StrEnum
 
 from conversations.catalogue import Catalogue
 from conversations.dates import long_datetime
-from conversations.model import NEWS_CONSENTS, Consent, ConsentKind, Participant
+from conversations.expenses import ExpenseRules
+from conversations.model import NEWS_CONSENTS, Consent, ConsentKind, Participant, Travel
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class Category(StrEnum):
     EXPENSE_CLAIMS = "expense_claims"
     # The mandataire's lines (`MandataireLine`): name, postcode, amounts, references, hashes.
     EXPENSE_LINES = "expense_lines"
+    # A winner's claim not yet fully paid, of a place that did not end: the expense, its
+    # receipts and payments, and the contact to pay and tell them (stripped as a news contact,
+    # with the confirmed address and phone), until it is paid or closed, or until
+    # EXPENSES_RETENTION_YEARS after the claim. Counted, never changed.
+    OWED_CLAIMS = "owed_claims"
     # Keyed hashes of invited addresses that asked never to be invited again.
     SUPPRESSED_ADDRESSES = "suppressed_addresses"
     # Keyed hashes of the addresses invited, kept so that nobody is invited twice: once the
@@ -71,14 +79,26 @@ class Treatment(StrEnum):
     KEEP_TICKETS_ONLY = "keep_tickets_only"
     # Honouring a refusal needs it.
     KEEP = "keep"
+    # A debt: kept, and counted, until it is paid or closed (or its years pass).
+    KEEP_UNTIL_PAID = "keep_until_paid"
+
+
+# Why a category the purge counts is kept, printed under its counts.
+KEPT_WHY = {
+    Category.OWED_CLAIMS: (
+        "kept, not erased: winners' travel claims not yet fully paid (place not ended), with"
+        " their receipts and the contact to pay and tell them, until paid or closed, at most"
+        " EXPENSES_RETENTION_YEARS after the claim"
+    ),
+}
 
 
 @dataclass(frozen=True)
 class PurgeRule:
     category: Category
     treatment: Treatment
-    # The rule reaches rows last active (or last paid, for expense lines) before this moment;
-    # None: every row of the category.
+    # The rule reaches rows last active (or last paid, for expense lines; claimed since, for
+    # owed claims) before this moment; None: every row of the category.
     before: datetime | None = None
 
 
@@ -88,6 +108,12 @@ class PurgePlan:
     rules: tuple[PurgeRule, ...]
     # When everything goes; None while OPERATION_ENDS_AT is unset.
     erase_all_at: datetime | None
+    # Claims made since this moment and not yet fully paid are kept (None before the end).
+    owed_since: datetime | None = None
+    # TRAVEL_MAX_EUR and TRAVEL_ARRANGED_MAX_EUR in cents: a claim is paid once what is due
+    # (the claim, within the cap) is paid.
+    train_cap_cents: int = 20_000
+    arranged_cap_cents: int = 70_000
 
     @property
     def operation_erased(self) -> bool:
@@ -109,7 +135,12 @@ def years_before(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year - years, day=28)
 
 
-def purge_plan(policy: RetentionPolicy, ends_at: datetime | None, now: datetime) -> PurgePlan:
+def purge_plan(
+    policy: RetentionPolicy,
+    ends_at: datetime | None,
+    now: datetime,
+    expense_rules: ExpenseRules | None = None,
+) -> PurgePlan:
     incomplete = PurgeRule(
         Category.INCOMPLETE_SIGNUPS,
         Treatment.DELETE,
@@ -120,6 +151,7 @@ def purge_plan(policy: RetentionPolicy, ends_at: datetime | None, now: datetime)
         return PurgePlan(now, (incomplete,), erase_at)
     # Everyone without a news consent goes, signup finished or not: the incomplete signups'
     # rule would only reach some of the same people.
+    cut_off = years_before(now, policy.expenses_years)
     rules = (
         PurgeRule(Category.PARTICIPANTS, Treatment.DELETE),
         PurgeRule(Category.NEWS_CONTACTS, Treatment.KEEP_NEWS_CONTACT),
@@ -127,13 +159,20 @@ def purge_plan(policy: RetentionPolicy, ends_at: datetime | None, now: datetime)
         PurgeRule(Category.DRAW, Treatment.KEEP_TICKETS_ONLY),
         PurgeRule(Category.AUDIT_LOG, Treatment.KEEP_TICKETS_ONLY),
         PurgeRule(Category.EXPENSE_CLAIMS, Treatment.DELETE),
-        PurgeRule(
-            Category.EXPENSE_LINES, Treatment.DELETE, years_before(now, policy.expenses_years)
-        ),
+        PurgeRule(Category.EXPENSE_LINES, Treatment.DELETE, cut_off),
+        PurgeRule(Category.OWED_CLAIMS, Treatment.KEEP_UNTIL_PAID, cut_off),
         PurgeRule(Category.SUPPRESSED_ADDRESSES, Treatment.KEEP),
         PurgeRule(Category.INVITED_ADDRESSES, Treatment.DELETE),
     )
-    return PurgePlan(now, rules, erase_at)
+    caps = expense_rules or ExpenseRules()
+    return PurgePlan(
+        now,
+        rules,
+        erase_at,
+        owed_since=cut_off,
+        train_cap_cents=caps.cap_cents(Travel.TRAIN),
+        arranged_cap_cents=caps.cap_cents(Travel.ARRANGED),
+    )
 
 
 class Fate(StrEnum):
@@ -185,7 +224,8 @@ def describe(plan: PurgePlan, counts: Mapping[Category, int]) -> list[str]:
     """`coffeebot purge [--dry-run]`'s report: one line per rule, with the rows it reaches."""
     lines = []
     for rule in plan.rules:
-        before = f" (before {rule.before.isoformat(timespec='minutes')})" if rule.before else ""
+        since = "claimed since" if rule.treatment == Treatment.KEEP_UNTIL_PAID else "before"
+        before = f" ({since} {rule.before.isoformat(timespec='minutes')})" if rule.before else ""
         lines.append(f"{rule.category}: {rule.treatment}{before}: {counts.get(rule.category, 0)}")
     if plan.erase_all_at is None:
         lines.append("OPERATION_ENDS_AT is unset: nothing is erased for the end of the operation")

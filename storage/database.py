@@ -15,6 +15,16 @@ from storage.leadership import Leadership, Lock, SoleLeadership
 Statement = tuple[str, Sequence[Any]]
 # sqlite3.Row and asyncpg.Record alike: by name, by position, iterable over the values.
 Row = Any
+# The statement(s) of a transaction that must each change exactly one row.
+Guarded = int | tuple[int, ...] | None
+
+
+def stale(counts: Sequence[int], guarded: Guarded) -> bool:
+    """Whether a guarded statement changed anything but exactly one row."""
+    if guarded is None:
+        return False
+    every = (guarded,) if isinstance(guarded, int) else guarded
+    return any(counts[index] != 1 for index in every)
 
 
 class Dialect(StrEnum):
@@ -29,12 +39,13 @@ class Database(ABC):
     async def run(
         self,
         statements: Sequence[Statement],
-        guarded: int | None = None,
+        guarded: Guarded = None,
         user_id: int | None = None,
         together: bool = False,
     ) -> list[int]:
         """Run statements in one transaction and return each one's row count. The `guarded`
-        one must change exactly one row, else StaleWrite and nothing is written. `user_id`
+        one (or each of several) must change exactly one row, else StaleWrite and nothing is
+        written. `user_id`
         serialises the transaction with every other one about that person, in any process.
         `together` says that no statement reads what another writes and no two write the same
         row, so that a server backend may send them as one statement (one round trip)."""

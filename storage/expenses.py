@@ -34,6 +34,10 @@ from storage.ports import StaleWrite
 from storage.telegram_outbox import TelegramQueue
 
 
+class ExpenseClosed(Exception):
+    """The winner's place ended (the expense closed) before the payment could be recorded."""
+
+
 @dataclass(frozen=True)
 class Claimant:
     """Who an expense is paid to, as copied when it opened: the accounts outlive the signup."""
@@ -94,7 +98,26 @@ _PAYMENT = (
     "INSERT INTO expense_payments (ticket, seq, amount_cents, reference, override_reason,"
     " admin_id, paid_at) VALUES (?, ?, ?, ?, ?, CAST(? AS BIGINT), ?)"
 )
-_PAID = "UPDATE expenses SET last_paid_at = ? WHERE ticket = ?"
+# The payment's guard: the expense is open in the payment's own transaction. On PostgreSQL the
+# row is locked first, so that a place ending at the same instant (`/remplacer`) either waits
+# for the payment or is seen by it (the condition is read again once the row is free).
+_PAID = "UPDATE expenses SET last_paid_at = ? WHERE ticket = ? AND step <> 'closed'"
+_CANCEL = (
+    "UPDATE expense_payments SET cancelled_at = ?, cancelled_by = CAST(? AS BIGINT),"
+    " cancel_reason = ? WHERE ticket = ? AND seq = ? AND cancelled_at IS NULL"
+)
+# The latest payment still standing: the mandataire's line is kept from it (storage/purge.py).
+_LAST_PAID = (
+    "UPDATE expenses SET last_paid_at = (SELECT MAX(paid_at) FROM expense_payments"
+    " WHERE ticket = ? AND cancelled_at IS NULL), updated_at = ?"
+    " WHERE ticket = ?"
+)
+_NOTICE_GOES = (
+    "UPDATE telegram_outbox SET status = 'cancelled', params = NULL"
+    " WHERE idempotency_key = ? AND status = 'pending'"
+)
+# A notice in these states may have reached the person (an interrupted one, too).
+_MAYBE_TOLD = ("sending", "sent", "interrupted")
 _PROCESSED = "INSERT INTO processed_updates (update_id, processed_at, replies) VALUES (?, ?, ?)"
 
 
@@ -237,6 +260,10 @@ class ExpenseStore:
         """An update that changed nothing, noted so that its redelivery is not acted on."""
         await self._database.run([(_PROCESSED, (update_id, _time(now), replies))])
 
+    async def _closed(self, ticket: str) -> bool:
+        rows = await self._database.fetch("SELECT step FROM expenses WHERE ticket = ?", (ticket,))
+        return not rows or rows[0][0] == str(ClaimStep.CLOSED)
+
     async def record_payment(
         self,
         ticket: str,
@@ -250,7 +277,8 @@ class ExpenseStore:
         """Record the expense's `seq`th payment, its audit entry (`AuditLog.append_statement`)
         and the winner's notice, in one transaction. False when the audit log moved on since
         its head was read (nothing written: read it again); StaleWrite when that payment was
-        recorded meanwhile; DuplicateUpdate when the command's `update_id` was acted on."""
+        recorded meanwhile; ExpenseClosed when the expense closed since it was read (the place
+        ended); DuplicateUpdate when the command's `update_id` was acted on."""
         values = (
             ticket, seq, payment.amount_cents, payment.reference, payment.override_reason,
             payment.admin_id, _time(payment.paid_at),
@@ -261,16 +289,81 @@ class ExpenseStore:
             processed = (
                 [(_PROCESSED, (update_id, _time(now), None))] if update_id is not None else []
             )
-            statements = [audited, (_PAYMENT, values), paid, *queued, *processed]
-            await self._database.run(statements, guarded=0)
+            statements = [paid, audited, (_PAYMENT, values), *queued, *processed]
+            await self._database.run(statements, guarded=(0, 1))
         except StaleWrite:
             taken = await self._database.fetch(
                 "SELECT 1 FROM expense_payments WHERE ticket = ? AND seq = ?", (ticket, seq)
             )
             if taken:
                 raise
+            if await self._closed(ticket):
+                raise ExpenseClosed(ticket) from None
             return False
         return True
+
+    async def notice_status(self, key: str) -> str | None:
+        """The status of a message queued in the Telegram outbox, None if there is none."""
+        rows = await self._database.fetch(
+            "SELECT status FROM telegram_outbox WHERE idempotency_key = ?", (key,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def cancel_payment(
+        self,
+        ticket: str,
+        seq: int,
+        cancelled: Payment,
+        paid_notice: str,
+        correction: TelegramMessage,
+        audited: Statement,
+        now: datetime,
+        update_id: int | None = None,
+    ) -> bool | None:
+        """Cancel the expense's `seq`th payment, with its audit entry, in one transaction. The
+        winner is sent `correction` if the notice of the payment (`paid_notice`, its outbox
+        key) may have reached them; a notice still waiting is withdrawn instead. True when the
+        winner is told, None when not; False when the audit log or the notice moved on since
+        they were read (nothing written: read them again); StaleWrite when the payment was
+        cancelled meanwhile; DuplicateUpdate when the command's `update_id` was acted on."""
+        assert cancelled.cancelled_at is not None
+        status = await self.notice_status(paid_notice)
+        told = status in _MAYBE_TOLD
+        statements: list[Statement] = [
+            (
+                _CANCEL,
+                (
+                    _time(cancelled.cancelled_at),
+                    cancelled.cancelled_by,
+                    cancelled.cancel_reason,
+                    ticket,
+                    seq,
+                ),
+            ),
+            audited,
+            (_LAST_PAID, (ticket, _time(now), ticket)),
+        ]
+        guarded: tuple[int, ...] = (0, 1)
+        if told:
+            statements += self._telegram.queue_statements([correction], now)
+        elif status == "pending":
+            # Not sent yet: it goes, in this transaction, or the sender took it meanwhile and
+            # this is tried again (then the winner is told).
+            guarded = (*guarded, len(statements))
+            statements.append((_NOTICE_GOES, (paid_notice,)))
+        if update_id is not None:
+            statements.append((_PROCESSED, (update_id, _time(now), None)))
+        try:
+            await self._database.run(statements, guarded=guarded)
+        except StaleWrite:
+            rows = await self._database.fetch(
+                "SELECT cancelled_at FROM expense_payments WHERE ticket = ? AND seq = ?",
+                (ticket, seq),
+            )
+            if not rows or rows[0][0] is not None:
+                raise
+            return False
+        return True if told else None
 
 
 def _receipt(row: Row) -> ClaimedReceipt:
@@ -294,4 +387,7 @@ def _payment(row: Row) -> Payment:
         row["admin_id"],
         row["reference"],
         row["override_reason"],
+        _parse_time(row["cancelled_at"]),
+        row["cancelled_by"],
+        row["cancel_reason"],
     )

@@ -520,4 +520,19 @@ MIGRATIONS += (
     ),
 )
 
-LATEST_VERSION = MIGRATIONS[-1].version
+MIGRATIONS += (
+    Migration(
+        16,
+        "a payment recorded by mistake is cancelled, not deleted",
+        (
+            # `/annuler_remboursement`: the payment stays listed with when, by whom and why it
+            # was cancelled, and counts for nothing (the amount paid, the status, the
+            # mandataire's line and `expenses.last_paid_at` leave it out).
+            "ALTER TABLE expense_payments ADD COLUMN cancelled_at TEXT",
+            "ALTER TABLE expense_payments ADD COLUMN cancelled_by BIGINT",
+            "ALTER TABLE expense_payments ADD COLUMN cancel_reason TEXT",
+        ),
+    ),
+)
+
+LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

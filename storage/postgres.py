@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from storage.constraints import violation
-from storage.database import Database, Dialect, Row, Statement
+from storage.database import Database, Dialect, Guarded, Row, Statement, stale
 from storage.leadership import Leadership, Lock
 from storage.ports import StaleWrite
 from storage.postgres_locks import AdvisoryLeadership, advisory_mutex
@@ -113,11 +113,11 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 async def _guarded(
     connection: asyncpg.Connection,
     statements: Sequence[Statement],
-    guarded: int | None,
+    guarded: Guarded,
     together: bool,
 ) -> list[int]:
     counts = await _statements(connection, statements, together)
-    if guarded is not None and counts[guarded] != 1:
+    if stale(counts, guarded):
         raise StaleWrite()
     return counts
 
@@ -165,7 +165,7 @@ class PostgresDatabase(Database):
     async def run(
         self,
         statements: Sequence[Statement],
-        guarded: int | None = None,
+        guarded: Guarded = None,
         user_id: int | None = None,
         together: bool = False,
     ) -> list[int]:
@@ -193,7 +193,7 @@ class PostgresDatabase(Database):
         self,
         connection: asyncpg.Connection,
         statements: Sequence[Statement],
-        guarded: int | None,
+        guarded: Guarded,
         together: bool,
     ) -> list[int]:
         if not self._savepoint_ready:

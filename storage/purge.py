@@ -13,13 +13,33 @@ transaction: a crash leaves everything as it was, and the next run does it all.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from conversations.model import NEWS_CONSENTS, ConsentKind
 from conversations.retention import Category, PurgePlan, PurgeRule, Treatment
 from storage.database import Database, Dialect, Statement
+
+# What a step's SQL is bound to, written in it as `{name}`: the rule's cut-off, the moment
+# since which an unpaid claim is kept, and the caps of travel in cents.
+_MARKER = re.compile(r"\{(before|owed_since|train_cap|arranged_cap)\}")
+
+
+def _bind(sql: str, rule: PurgeRule, plan: PurgePlan) -> Statement:
+    def time(moment: datetime | None) -> str | None:
+        return moment.astimezone(UTC).isoformat() if moment else None
+
+    values: dict[str, object] = {
+        "before": time(rule.before),
+        "owed_since": time(plan.owed_since),
+        "train_cap": plan.train_cap_cents,
+        "arranged_cap": plan.arranged_cap_cents,
+    }
+    bound = [values[match[1]] for match in _MARKER.finditer(sql)]
+    written = _MARKER.sub(lambda m: "CAST(? AS BIGINT)" if m[1].endswith("_cap") else "?", sql)
+    return written, tuple(bound)
 
 
 def _kinds(kinds: Sequence[ConsentKind]) -> str:
@@ -34,15 +54,40 @@ def _consented(kinds: Sequence[ConsentKind], user: str = "participants.user_id")
     )
 
 
+# Owed claims: a winner's claim not yet fully paid (what is due is the claim within the cap,
+# as conversations/expense_admin.py's status says), of a place that did not end, made since
+# `owed_since`. Kept until paid or closed; the purge itself never changes what decides it.
+_CAP = "CASE x.travel WHEN 'train' THEN {train_cap} WHEN 'arranged' THEN {arranged_cap} ELSE 0 END"
+_OWED = (
+    "SELECT x.ticket FROM expenses AS x WHERE x.step <> 'closed' AND x.claimed_at >= {owed_since}"
+    " AND COALESCE((SELECT SUM(y.amount_cents) FROM expense_payments AS y"
+    " WHERE y.ticket = x.ticket AND y.cancelled_at IS NULL), 0)"
+    f" < CASE WHEN x.claimed_cents < {_CAP} THEN x.claimed_cents ELSE {_CAP} END"
+)
+_NOT_OWED = f"ticket NOT IN ({_OWED})"
+
+
+def _owed(user: str) -> str:
+    """The person is owed a payment: their contact stays."""
+    return (
+        f"{user} IN (SELECT z.user_id FROM expenses AS z"
+        f" WHERE z.user_id IS NOT NULL AND z.ticket IN ({_OWED}))"
+    )
+
+
+def _keeps_contact(user: str) -> str:
+    return f"({_consented(NEWS_CONSENTS, user)} OR {_owed(user)})"
+
+
 # People: the rows of `participants` each person category reaches.
 _INCOMPLETE = (
-    "SELECT p.user_id FROM participants AS p WHERE p.updated_at < ?"
+    "SELECT p.user_id FROM participants AS p WHERE p.updated_at < {before}"
     " AND NOT EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = p.user_id)"
 )
-_NEWS = f"SELECT p.user_id FROM participants AS p WHERE {_consented(NEWS_CONSENTS, 'p.user_id')}"
-_NOT_NEWS = (
-    f"SELECT p.user_id FROM participants AS p WHERE NOT {_consented(NEWS_CONSENTS, 'p.user_id')}"
-)
+# News contacts, and winners owed a payment: the contact stays.
+_NEWS = f"SELECT p.user_id FROM participants AS p WHERE {_keeps_contact('p.user_id')}"
+_NOT_NEWS = f"SELECT p.user_id FROM participants AS p WHERE NOT {_keeps_contact('p.user_id')}"
+_OWED_PEOPLE = f"SELECT p.user_id FROM participants AS p WHERE {_owed('p.user_id')}"
 _ENTRY_EMAIL = "(SELECT e.email FROM entries AS e WHERE e.user_id = participants.user_id)"
 # A news contact keeps its Telegram id, language, news consents, the confirmed address their
 # email consent reaches and the phone their SMS consent reaches; everything else is emptied,
@@ -57,8 +102,10 @@ _STRIPPED = {
     "actions": "''", "availability": "''", "consent_ticks": "''", "step": "'welcome'",
     "paused": "0", "editing": "0",
 }  # fmt: skip
-_NEWS_EMAIL = _consented((ConsentKind.NEWS_EMAIL,))
-_NEWS_SMS = _consented((ConsentKind.NEWS_SMS,))
+# A winner owed a payment keeps the confirmed address and the phone: the mandataire may need
+# them to pay (bank details are not asked here), and the bot tells them on Telegram.
+_NEWS_EMAIL = f"({_consented((ConsentKind.NEWS_EMAIL,))} OR {_owed('participants.user_id')})"
+_NEWS_SMS = f"({_consented((ConsentKind.NEWS_SMS,))} OR {_owed('participants.user_id')})"
 _STRIP = ", ".join(
     [
         *(f"{column} = {value}" for column, value in _STRIPPED.items()),
@@ -85,9 +132,9 @@ _SET_ASIDE = (
     "EXISTS (SELECT 1 FROM entries AS e WHERE e.user_id = participants.user_id"
     " AND lower(e.email) <> lower(participants.email))",
 )
-_PAID = "SELECT ticket FROM expenses WHERE last_paid_at IS NOT NULL"
-_UNPAID = "SELECT ticket FROM expenses WHERE last_paid_at IS NULL"
-_PAID_BEFORE = "SELECT ticket FROM expenses WHERE last_paid_at < ?"
+_PAID = f"SELECT ticket FROM expenses WHERE last_paid_at IS NOT NULL AND {_NOT_OWED}"
+_UNPAID = f"SELECT ticket FROM expenses WHERE last_paid_at IS NULL AND {_NOT_OWED}"
+_PAID_BEFORE = f"SELECT ticket FROM expenses WHERE last_paid_at < {{before}} AND {_NOT_OWED}"
 
 
 @dataclass(frozen=True)
@@ -102,28 +149,25 @@ class PurgeStep:
     strip: str | None = None
     # (SET, extra condition) run first on the same rows, its count not reported.
     prepare: tuple[str, str] | None = None
+    # The rows are kept and counted (what the purge leaves on purpose), never changed.
+    kept: bool = False
 
-    def count(self, rule: PurgeRule) -> Statement:
-        return f"SELECT COUNT(*) FROM {self.table} WHERE {self.where}", self._bound(rule)
+    def count(self, rule: PurgeRule, plan: PurgePlan) -> Statement:
+        return _bind(f"SELECT COUNT(*) FROM {self.table} WHERE {self.where}", rule, plan)
 
-    def statements(self, rule: PurgeRule) -> list[Statement]:
+    def statements(self, rule: PurgeRule, plan: PurgePlan) -> list[Statement]:
         """The statements of the step; the last one's row count is the step's."""
-        bound = self._bound(rule)
         done: list[Statement] = []
         if self.prepare is not None:
             change, condition = self.prepare
-            done.append(
-                (f"UPDATE {self.table} SET {change} WHERE ({self.where}) AND {condition}", bound)
-            )
+            sql = f"UPDATE {self.table} SET {change} WHERE ({self.where}) AND {condition}"
+            done.append(_bind(sql, rule, plan))
         if self.strip is None:
-            done.append((f"DELETE FROM {self.table} WHERE {self.where}", bound))
+            done.append(_bind(f"DELETE FROM {self.table} WHERE {self.where}", rule, plan))
         else:
-            done.append((f"UPDATE {self.table} SET {self.strip} WHERE {self.where}", bound))
+            sql = f"UPDATE {self.table} SET {self.strip} WHERE {self.where}"
+            done.append(_bind(sql, rule, plan))
         return done
-
-    def _bound(self, rule: PurgeRule) -> tuple[str | None, ...]:
-        before = rule.before.astimezone(UTC).isoformat() if rule.before else None
-        return (before,) * self.where.count("?")
 
 
 def _people(category: Category, people: str, *tables: str) -> tuple[PurgeStep, ...]:
@@ -136,7 +180,12 @@ _EVERY_ROW = "1 = 1"
 PURGE_STEPS: tuple[PurgeStep, ...] = (
     # Whole tables first: their counts do not depend on who is erased after them.
     PurgeStep(Category.OUTBOXES, "outbox", _EVERY_ROW),
-    PurgeStep(Category.OUTBOXES, "telegram_outbox", _EVERY_ROW),
+    # A message still waiting for a winner owed a payment (their notice of it) is still sent.
+    PurgeStep(
+        Category.OUTBOXES,
+        "telegram_outbox",
+        f"NOT (status = 'pending' AND user_id IS NOT NULL AND user_id IN ({_OWED_PEOPLE}))",
+    ),
     # Each processed update keeps the replies it sent, the person's own words among them.
     PurgeStep(Category.OUTBOXES, "processed_updates", _EVERY_ROW),
     PurgeStep(Category.DRAW, "draw_places", "user_id IS NOT NULL", strip="user_id = NULL"),
@@ -175,9 +224,14 @@ PURGE_STEPS: tuple[PurgeStep, ...] = (
         prepare=_SET_ASIDE,
     ),
     *_people(Category.NEWS_CONTACTS, _NEWS, "entries"),
-    # Travel expenses, once the operation is over. A paid expense is an accounting record: it
-    # loses its link to the person and Telegram's ids of the receipts (the hashes stay), and is
-    # kept EXPENSES_RETENTION_YEARS from its latest payment; an expense never paid goes.
+    # Travel expenses, once the operation is over. A claim still owed is kept whole, with the
+    # person's contact, until paid or closed (or its years pass): counted, never changed. A
+    # paid expense is an accounting record: it loses its link to the person and Telegram's ids
+    # of the receipts (the hashes stay), and is kept EXPENSES_RETENTION_YEARS from its latest
+    # payment; an expense never paid goes (with any payment cancelled on it).
+    PurgeStep(Category.OWED_CLAIMS, "expenses", f"ticket IN ({_OWED})", kept=True),
+    PurgeStep(Category.OWED_CLAIMS, "expense_receipts", f"ticket IN ({_OWED})", kept=True),
+    PurgeStep(Category.OWED_CLAIMS, "expense_payments", f"ticket IN ({_OWED})", kept=True),
     PurgeStep(
         Category.EXPENSE_CLAIMS,
         "expense_receipts",
@@ -187,14 +241,15 @@ PURGE_STEPS: tuple[PurgeStep, ...] = (
     PurgeStep(
         Category.EXPENSE_CLAIMS,
         "expenses",
-        "user_id IS NOT NULL AND last_paid_at IS NOT NULL",
+        f"user_id IS NOT NULL AND last_paid_at IS NOT NULL AND {_NOT_OWED}",
         strip="user_id = NULL",
     ),
     PurgeStep(Category.EXPENSE_CLAIMS, "expense_receipts", f"ticket IN ({_UNPAID})"),
-    PurgeStep(Category.EXPENSE_CLAIMS, "expenses", "last_paid_at IS NULL"),
+    PurgeStep(Category.EXPENSE_CLAIMS, "expense_payments", f"ticket IN ({_UNPAID})"),
+    PurgeStep(Category.EXPENSE_CLAIMS, "expenses", f"last_paid_at IS NULL AND {_NOT_OWED}"),
     PurgeStep(Category.EXPENSE_LINES, "expense_receipts", f"ticket IN ({_PAID_BEFORE})"),
     PurgeStep(Category.EXPENSE_LINES, "expense_payments", f"ticket IN ({_PAID_BEFORE})"),
-    PurgeStep(Category.EXPENSE_LINES, "expenses", "last_paid_at < ?"),
+    PurgeStep(Category.EXPENSE_LINES, "expenses", f"last_paid_at < {{before}} AND {_NOT_OWED}"),
     # Announcements: the admins' texts and counts; the chats that blocked the bot.
     PurgeStep(Category.OUTBOXES, "announcements", _EVERY_ROW),
 )
@@ -219,6 +274,11 @@ class PurgeCount:
     table: str
     rows: int
 
+    @property
+    def kept(self) -> bool:
+        """Rows the purge leaves on purpose, counted for the report; never changed."""
+        return self.treatment == Treatment.KEEP_UNTIL_PAID
+
     def __str__(self) -> str:
         return f"{self.category} {self.table}: {self.treatment}: {self.rows}"
 
@@ -236,17 +296,24 @@ class Purger:
         ]
 
     async def count(self, plan: PurgePlan) -> list[PurgeCount]:
-        """The rows each step would change, changing nothing (a read, off the loop on SQLite)."""
-        counts = []
-        for step, rule in self._planned(plan):
-            sql, parameters = step.count(rule)
-            rows = await self._database.fetch(sql, parameters)
-            counts.append(PurgeCount(step.category, rule.treatment, step.table, int(rows[0][0])))
-        return counts
+        """The rows each step would change (or keeps), changing nothing (a read, off the loop
+        on SQLite)."""
+        return [await self._count(step, rule, plan) for step, rule in self._planned(plan)]
+
+    async def _count(self, step: PurgeStep, rule: PurgeRule, plan: PurgePlan) -> PurgeCount:
+        sql, parameters = step.count(rule, plan)
+        rows = await self._database.fetch(sql, parameters)
+        return PurgeCount(step.category, rule.treatment, step.table, int(rows[0][0]))
 
     async def run(self, plan: PurgePlan) -> list[PurgeCount]:
-        """Every step, in one transaction; the rows each changed."""
-        planned = self._planned(plan)
+        """Every step, in one transaction; the rows each changed, and those kept on purpose
+        (counted first: nothing the purge changes decides them)."""
+        kept = {
+            id(step): await self._count(step, rule, plan)
+            for step, rule in self._planned(plan)
+            if step.kept
+        }
+        planned = [(step, rule) for step, rule in self._planned(plan) if not step.kept]
         statements: list[Statement] = []
         if self._database.dialect is Dialect.POSTGRESQL:
             # People's steps in flight finish first, and new ones wait for the purge: a step
@@ -256,10 +323,11 @@ class Purger:
             statements.append(("LOCK TABLE participants IN SHARE ROW EXCLUSIVE MODE", ()))
         ends: list[int] = []
         for step, rule in planned:
-            statements += step.statements(rule)
+            statements += step.statements(rule, plan)
             ends.append(len(statements) - 1)
         changed = await self._database.run(statements) if statements else []
-        return [
-            PurgeCount(step.category, rule.treatment, step.table, changed[end])
+        done = {
+            id(step): PurgeCount(step.category, rule.treatment, step.table, changed[end])
             for (step, rule), end in zip(planned, ends, strict=True)
-        ]
+        }
+        return [kept.get(id(step)) or done[id(step)] for step, _ in self._planned(plan)]

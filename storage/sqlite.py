@@ -39,7 +39,7 @@ from typing import Any
 import aiosqlite
 
 from storage.constraints import violation
-from storage.database import Database, Dialect, Row, Statement
+from storage.database import Database, Dialect, Guarded, Row, Statement, stale
 from storage.ports import StaleWrite
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class SqliteDatabase(Database):
     async def run(
         self,
         statements: Sequence[Statement],
-        guarded: int | None = None,
+        guarded: Guarded = None,
         user_id: int | None = None,
         together: bool = False,
     ) -> list[int]:
@@ -221,7 +221,7 @@ class SqliteDatabase(Database):
         # caller cannot leave it open.
         return self.commit(statements, guarded)
 
-    def commit(self, statements: Sequence[Statement], guarded: int | None = None) -> list[int]:
+    def commit(self, statements: Sequence[Statement], guarded: Guarded = None) -> list[int]:
         """The transaction, synchronously on the calling thread; each statement's row count."""
         db = self._db
         if len(statements) == 1 and guarded is None and not self._held:
@@ -243,7 +243,7 @@ class SqliteDatabase(Database):
         db.execute(begin)
         try:
             counts = [db.execute(sql, parameters).rowcount for sql, parameters in statements]
-            if guarded is not None and counts[guarded] != 1:
+            if stale(counts, guarded):
                 raise StaleWrite()
             db.execute(end)
         except BaseException as error:

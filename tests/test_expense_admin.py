@@ -16,15 +16,18 @@ from conversations.admin_effects import Audit, TellPerson
 from conversations.catalogue import Catalogue
 from conversations.expense_admin import (
     EXPENSE_COLUMNS,
+    CancelRequest,
     ExpenseStatus,
     MandataireLine,
     PaymentRequest,
     RecordPayment,
+    cancel_payment,
     detail_text,
     expense_row,
     expense_status,
     expenses_csv,
     mandataire_line,
+    parse_cancel,
     parse_payment,
     pay,
     row_text,
@@ -132,6 +135,9 @@ def test_the_detail_shows_each_receipt_hash_and_each_payment(texts: Catalogue) -
         # A mistyped thousand is read whole, never as 1 € with a reference of "234,56".
         ("K7 1 234,56", PaymentRequest("K7", 123456)),
         ("K7 120 500123", PaymentRequest("K7", 12000, "500123")),
+        # A reference with a letter or a sign in it is clearly not an amount.
+        ("K7 12 réf-50", PaymentRequest("K7", 1200, "réf-50")),
+        ("K7 12 N°50 virement", PaymentRequest("K7", 1200, "N°50 virement")),
     ],
 )
 def test_rembourser_reads_ticket_amount_reference_and_override(
@@ -154,6 +160,11 @@ def test_rembourser_reads_ticket_amount_reference_and_override(
         ("K7 85 forcer", "admin.expense.reason_missing"),
         (f"K7 85 {'R' * 101}", "admin.expense.reference_too_long"),
         (f"K7 85 forcer {'r' * 301}", "admin.expense.reason_too_long"),
+        # The reference is itself an amount: 12,50 € was meant, not 12 € and "50".
+        ("K7 12 50", "admin.expense.reference_is_amount"),
+        ("K7 12 50,00", "admin.expense.reference_is_amount"),
+        ("K7 12 0,50 VIR-1", "admin.expense.reference_is_amount"),
+        ("K7 12 50 forcer billet perdu", "admin.expense.reference_is_amount"),
     ],
 )
 def test_rembourser_refuses_what_it_cannot_read(argument: str, reason: str) -> None:
@@ -305,3 +316,59 @@ def test_without_a_reference_the_same_amount_is_a_repeat_only_within_the_window(
     )
     different = pay(first.expense, PaymentRequest("K7", 4550), 7, soon, RULES, "fr")
     assert not isinstance(different, Refusal)
+
+
+@pytest.mark.parametrize(
+    ("argument", "parsed"),
+    [
+        ("k7 montant mal tapé", CancelRequest("K7", None, "montant mal tapé")),
+        ("K7 2 doublon", CancelRequest("K7", 2, "doublon")),
+        ("K7 n°2 doublon", CancelRequest("K7", 2, "doublon")),
+        ("K7 #2 doublon du 12", CancelRequest("K7", 2, "doublon du 12")),
+        ("K7", Refusal("admin.expense.cancel_reason_missing", {"ticket": "K7"})),
+        ("K7 n°2", Refusal("admin.expense.cancel_reason_missing", {"ticket": "K7"})),
+        ("", Refusal("admin.expense.cancel_usage")),
+        (f"K7 {'r' * 301}", Refusal("admin.expense.reason_too_long", {"max": "300"})),
+    ],
+)
+def test_annuler_remboursement_reads_ticket_number_and_a_required_reason(
+    argument: str, parsed: CancelRequest | Refusal
+) -> None:
+    assert parse_cancel(argument, RULES) == parsed
+
+
+def test_a_cancelled_payment_stays_listed_and_counts_for_nothing(texts: Catalogue) -> None:
+    paid = expense(8550, paid=(1200,))
+    assert expense_status(paid, RULES) == ExpenseStatus.PARTLY_PAID
+    outcome = cancel_payment(paid, CancelRequest("K7", None, "12,50 et non 12"), 7, LATER)
+    assert not isinstance(outcome, Refusal)
+    cancelled = outcome.expense
+    assert cancelled.paid_cents == 0 and len(cancelled.payments) == 1
+    assert cancelled.payments[0].cancel_reason == "12,50 et non 12"
+    assert expense_status(cancelled, RULES) == ExpenseStatus.CLAIMED
+    assert outcome.audit == Audit(7, "expense.pay.cancel", "K7 n°1 12,00 reason=12,50 et non 12")
+    assert outcome.told.key == "expense-paid-cancelled:K7:1"
+    assert dict(outcome.told.params) == {"amount": "12,00\u00a0€", "total": "0,00\u00a0€"}
+    line = mandataire_line(cancelled, "Zoé", "Martin", "69003", RULES, PARIS)
+    assert line.paid_cents == 0 and line.paid_on is None and line.references == ()
+    shown = detail_text(cancelled, "Zoé Martin", RULES, texts, "fr", PARIS)
+    assert "n°1 — 12,00\u00a0€" in shown and "annulé le" in shown and "12,50 et non 12" in shown
+    # Its reference names no transfer any more: the right payment may use it.
+    again = pay(cancelled, PaymentRequest("K7", 1250, "VIR-0"), 7, LATER, RULES, "fr")
+    assert not isinstance(again, Refusal) and again.expense.paid_cents == 1250
+    # Cancelled once: the same command again changes nothing.
+    twice = cancel_payment(cancelled, CancelRequest("K7", None, "encore"), 7, LATER)
+    assert twice == Refusal("admin.expense.cancel_none", {"ticket": "K7"})
+    named = cancel_payment(cancelled, CancelRequest("K7", 1, "encore"), 7, LATER)
+    assert named == Refusal("admin.expense.cancel_already", {"ticket": "K7", "number": "1"})
+
+
+def test_with_several_payments_standing_the_one_to_cancel_is_named() -> None:
+    paid = expense(8550, paid=(4000, 4550))
+    which = cancel_payment(paid, CancelRequest("K7", None, "doublon"), 7, LATER)
+    assert which == Refusal("admin.expense.cancel_which", {"ticket": "K7", "numbers": "n°1, n°2"})
+    unknown = cancel_payment(paid, CancelRequest("K7", 3, "doublon"), 7, LATER)
+    assert unknown == Refusal("admin.expense.cancel_unknown", {"ticket": "K7", "number": "3"})
+    second = cancel_payment(paid, CancelRequest("K7", 2, "doublon"), 7, LATER)
+    assert not isinstance(second, Refusal)
+    assert second.cancelled.seq == 2 and second.expense.paid_cents == 4000

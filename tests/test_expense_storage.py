@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from conversations.expenses import (
@@ -25,7 +26,7 @@ from conversations.outgoing import TelegramKind, TelegramMessage
 from storage import Storage, open_storage
 from storage.copy import copy_database
 from storage.database import Statement
-from storage.expenses import Claimant
+from storage.expenses import Claimant, ExpenseClosed
 from storage.migrator import migrate
 from storage.ports import DuplicateUpdate, StaleWrite
 from tests.conftest import NOW
@@ -247,4 +248,147 @@ async def test_audit_entries_appended_at_once_all_land_in_one_chain(store: Stora
     await asyncio.gather(*(store.audit.log(900, "expense.list", str(n), NOW) for n in range(20)))
     chain = await store.audit.chain()
     assert sorted(int(entry["details"]) for entry in chain) == list(range(20))
+    assert verify_audit_chain(chain) == []
+
+
+async def test_a_payment_on_an_expense_closed_since_it_was_read_is_not_recorded(
+    store: Storage,
+) -> None:
+    """`/rembourser` and `/remplacer` at the same instant: the payment read the expense open,
+    then the place ended and closed it. The check is made in the payment's own transaction:
+    nothing is recorded, no audit entry, no notice to the former winner."""
+    await winner(store, 1, Travel.TRAIN)
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    read = await store.expenses.by_ticket("TK00000001")
+    assert read is not None and read.expense.step != ClaimStep.CLOSED
+    entry = await audited(store, "TK00000001 20,00")
+    # The replacement's transaction closes the expense (storage/draws.py).
+    await store.database.run(
+        [
+            (
+                "UPDATE expenses SET step = 'closed', version = version + 1, updated_at = ?"
+                " WHERE ticket = ? AND step <> 'closed'",
+                (NOW.isoformat(), "TK00000001"),
+            )
+        ]
+    )
+    told = TelegramMessage(
+        "expense-paid:TK00000001:1", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid", {}
+    )
+    with pytest.raises(ExpenseClosed):
+        await store.expenses.record_payment(
+            "TK00000001", 1, Payment(2000, NOW, 900, "VIR-1", None), told, entry, NOW, 77
+        )
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None and found.expense.payments == ()
+    assert await store.audit.chain() == []
+    keys = [m.message.key for m in await store.telegram.due(NOW, 10, hold_campaign=False)]
+    assert keys == ["expense-request:TK00000001"]
+    processed = await store.database.fetch("SELECT 1 FROM processed_updates WHERE update_id = 77")
+    assert processed == []
+
+
+async def test_on_postgresql_a_payment_waits_for_a_closing_in_flight_and_then_refuses(
+    postgres_url: str,
+) -> None:
+    """The same race with both transactions open at once: the replacement has closed the
+    expense but not committed when the payment runs. The payment waits for the expense's row,
+    reads it again once the replacement commits, and records nothing."""
+
+    store = await open_storage(postgres_url)
+    try:
+        await migrate(store.database, NOW)
+        await winner(store, 1, Travel.TRAIN)
+        await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+        replacing = await asyncpg.connect(postgres_url)
+        try:
+            await replacing.execute("BEGIN")
+            await replacing.execute(
+                "UPDATE expenses SET step = 'closed', version = version + 1"
+                " WHERE ticket = 'TK00000001' AND step <> 'closed'"
+            )
+            told = TelegramMessage(
+                "expense-paid:TK00000001:1", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid", {}
+            )
+            entry = await audited(store, "TK00000001 20,00")
+            paying = asyncio.create_task(
+                store.expenses.record_payment(
+                    "TK00000001", 1, Payment(2000, NOW, 900, None, None), told, entry, NOW
+                )
+            )
+            await asyncio.sleep(0.3)
+            assert not paying.done()  # waiting for the expense's row
+            await replacing.execute("COMMIT")
+            with pytest.raises(ExpenseClosed):
+                await paying
+        finally:
+            await replacing.close()
+        found = await store.expenses.by_ticket("TK00000001")
+        assert found is not None and found.expense.payments == ()
+        assert await store.audit.chain() == []
+    finally:
+        await store.close()
+
+
+async def test_a_payment_is_cancelled_once_and_the_winner_told_only_if_they_were_told(
+    store: Storage,
+) -> None:
+    """The first payment's notice still waits: it is withdrawn and nothing is said. The
+    second's was sent: the winner is sent the correction. A cancelled payment stays, marked;
+    the expense's latest payment (from which the accounts are kept) leaves it out."""
+    await winner(store, 1, Travel.TRAIN)
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    first, second = Payment(1200, NOW, 900, "VIR-1"), Payment(3000, NOW + timedelta(1), 900)
+    for seq, payment in ((1, first), (2, second)):
+        notice = TelegramMessage(
+            f"expense-paid:TK00000001:{seq}", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid",
+            {"amount": "x", "total": "y"},
+        )  # fmt: skip
+        entry = await audited(store, f"pay {seq}")
+        assert await store.expenses.record_payment("TK00000001", seq, payment, notice, entry, NOW)
+    await store.database.run(
+        [("UPDATE telegram_outbox SET status = 'sent' WHERE idempotency_key = ?",
+          ("expense-paid:TK00000001:2",))]
+    )  # fmt: skip
+
+    def correction(seq: int) -> TelegramMessage:
+        return TelegramMessage(
+            f"expense-paid-cancelled:TK00000001:{seq}", 1, TelegramKind.EXPENSE_PAID, "fr",
+            "expense.payment_cancelled", {"amount": "x", "total": "y"},
+        )  # fmt: skip
+
+    later = NOW + timedelta(days=2)
+    gone = replace(first, cancelled_at=later, cancelled_by=901, cancel_reason="12,50 et non 12")
+    entry = await audited(store, "cancel 1")
+    told = await store.expenses.cancel_payment(
+        "TK00000001", 1, gone, "expense-paid:TK00000001:1", correction(1), entry, later, 41
+    )
+    assert told is None
+    with pytest.raises(StaleWrite):  # the same payment again (a double tap): once
+        await store.expenses.cancel_payment(
+            "TK00000001", 1, gone, "expense-paid:TK00000001:1", correction(1),
+            await audited(store, "cancel 1 again"), later,
+        )  # fmt: skip
+    assert await store.expenses.notice_status("expense-paid:TK00000001:1") == "cancelled"
+    entry = await audited(store, "cancel 2")
+    with pytest.raises(DuplicateUpdate):  # the command delivered again
+        await store.expenses.cancel_payment(
+            "TK00000001", 2, replace(gone, amount_cents=3000), "expense-paid:TK00000001:2",
+            correction(2), entry, later, 41,
+        )  # fmt: skip
+    assert await store.expenses.cancel_payment(
+        "TK00000001", 2, replace(second, cancelled_at=later, cancelled_by=901, cancel_reason="d"),
+        "expense-paid:TK00000001:2", correction(2), await audited(store, "cancel 2"), later, 42,
+    )  # fmt: skip
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None
+    assert [p.cancel_reason for p in found.expense.payments] == ["12,50 et non 12", "d"]
+    assert found.expense.payments[0].cancelled_at == later
+    assert found.expense.paid_cents == 0
+    rows = await store.database.fetch("SELECT last_paid_at FROM expenses")
+    assert [row[0] for row in rows] == [None]
+    keys = [m.message.key for m in await store.telegram.due(later, 10, hold_campaign=False)]
+    assert sorted(keys) == ["expense-paid-cancelled:TK00000001:2", "expense-request:TK00000001"]
+    chain = await store.audit.chain()
+    assert [e["details"] for e in chain] == ["pay 1", "pay 2", "cancel 1", "cancel 2"]
     assert verify_audit_chain(chain) == []

@@ -440,3 +440,106 @@ async def test_a_replaced_winner_s_expense_closes_with_its_receipts_and_payment_
     [line] = [row for row in rows if row[0] == ticket]
     assert line[6:9] == ["200,00", "60,00", "20,00"] and line[12] == "closed"
     assert rows[-1][0] == "TOTAL" and rows[-1][6:9] == ["200,00", "60,00", "20,00"]
+
+
+async def test_a_reference_that_is_itself_an_amount_is_refused_and_nothing_is_recorded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`/rembourser T 12 50` recorded 12,00 € with the reference "50" (12,50 € was meant): a
+    reference that reads as an amount is refused with how to write cents and a reference."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=1100)
+        winner, admin = Updates.user(1), Updates.user(ADMIN)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(updates.photo(winner, *api.add_file(PHOTO)))
+            await bot.feed(updates.text(winner, "60"), updates.press(winner, "expense.confirm"))
+            for typed in ("12 50", "12 50,00"):
+                await bot.feed(updates.text(admin, f"/rembourser TK00000001 {typed}"))
+                said = api.texts_to(ADMIN)[-1]
+                assert "Refusé\u00a0: après le montant «\u202f12\u202f», la référence" in said
+                assert "/rembourser TK00000001 85,50 VIR-0412" in said
+                assert "/rembourser TK00000001 12 réf-50" in said
+            assert await payments_of(settings, "TK00000001") == 0
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 12,50"))
+            assert "Paiement de 12,50\u00a0€ enregistré" in api.texts_to(ADMIN)[-1]
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 12 réf-50"))
+            assert "total payé\u00a0: 24,50\u00a0€" in api.texts_to(ADMIN)[-1]
+    async with migrated_storage(settings) as storage:
+        found = await storage.expenses.by_ticket("TK00000001")
+    assert found is not None
+    assert [(p.amount_cents, p.reference) for p in found.expense.payments] == [
+        (1250, None),
+        (1200, "réf-50"),
+    ]
+
+
+async def test_a_mistaken_payment_is_cancelled_once_with_a_reason_and_the_winner_corrected(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """12,00 € recorded where 12,50 € was meant: /annuler_remboursement with a reason cancels
+    it (audited), the amounts and status follow, the winner, told of the payment, is sent the
+    correction; a double tap and the command delivered again change nothing more."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=1300)
+        winner, admin = Updates.user(1), Updates.user(ADMIN)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(updates.photo(winner, *api.add_file(PHOTO)))
+            await bot.feed(updates.text(winner, "12,50"), updates.press(winner, "expense.confirm"))
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 12 VIR-1"))
+            assert "Paiement de 12,00\u00a0€ enregistré" in api.texts_to(ADMIN)[-1]
+            await until(lambda: any(PAID_NOTICE in text for text in api.texts_to(1)))
+
+            await bot.feed(updates.text(admin, "/annuler_remboursement TK00000001"))
+            assert "Donnez la raison de l’annulation" in api.texts_to(ADMIN)[-1]
+            cancel = updates.text(admin, "/annuler_remboursement TK00000001 12,50 et non 12")
+            tap = updates.text(admin, "/annuler_remboursement TK00000001 12,50 et non 12")
+            await bot.feed(cancel, tap, cancel)
+            said = api.texts_to(ADMIN)[-3:]
+            assert said[0].startswith("↩️ Paiement n°1 de 12,00\u00a0€ annulé pour TK00000001")
+            assert "total payé\u00a0: 0,00\u00a0€" in said[0] and "reçoit la correction" in said[0]
+            assert "Aucun paiement de TK00000001 n’est à annuler" in said[1]
+            assert "Aucun paiement de TK00000001 n’est à annuler" in said[2]  # redelivered
+            await until(lambda: any("↩️ Correction" in text for text in api.texts_to(1)))
+
+            await bot.feed(updates.text(admin, "/frais TK00000001"))
+            detail = api.texts_to(ADMIN)[-1]
+            assert "payé 0,00\u00a0€ — demandé" in detail
+            assert "annulé le" in detail and "12,50 et non 12" in detail
+            # The right payment, with the same reference: the cancelled one names no transfer.
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 12,50 VIR-1"))
+            assert "total payé\u00a0: 12,50\u00a0€" in api.texts_to(ADMIN)[-1]
+            await until(lambda: sum(PAID_NOTICE in text for text in api.texts_to(1)) == 2)
+            await asyncio.sleep(0.2)  # nothing more arrives
+    corrections = [text for text in api.texts_to(1) if "↩️ Correction" in text]
+    assert corrections == [
+        "↩️ Correction\u00a0: le remboursement de 12,00\u00a0€ qui vous a été annoncé avait été"
+        " enregistré par erreur, il est annulé (total payé\u00a0: 0,00\u00a0€). Pour toute"
+        " question, contactez l’équipe de campagne."
+    ]
+    async with migrated_storage(settings) as storage:
+        found = await storage.expenses.by_ticket("TK00000001")
+        chain = await storage.audit.chain()
+    assert found is not None and found.expense.paid_cents == 1250
+    assert [p.cancelled_at is not None for p in found.expense.payments] == [True, False]
+    cancels = [e["details"] for e in chain if e["action"] == "expense.pay.cancel"]
+    assert cancels == ["TK00000001 n°1 12,00 reason=12,50 et non 12"]
+    # The double tap and the redelivered command, refused, are in the log too.
+    refused = [e["details"] for e in chain if e["action"] == "expense.pay.cancel.refused"]
+    assert refused == ["TK00000001 - admin.expense.cancel_none"] * 2
+    result = coffeebot(
+        tmp_path, "expenses", "-o", "frais.csv", env={"DATABASE_URL": settings.database_url}
+    )
+    assert result.returncode == 0, result.stderr
+    content = (tmp_path / "frais.csv").read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(content), delimiter=";"))
+    [line] = [row for row in rows if row[0] == "TK00000001"]
+    assert line[7:11] == ["12,50", "12,50", NOW.date().isoformat(), "VIR-1"]
+    assert line[12] == "paid"

@@ -25,7 +25,13 @@ from conversations.model import (
     QueueEmail,
     RecordConsent,
 )
-from conversations.retention import Category, RetentionPolicy, purge_plan
+from conversations.retention import (
+    KEPT_WHY,
+    Category,
+    RetentionPolicy,
+    purge_plan,
+    years_before,
+)
 from storage import Storage, open_storage
 from storage.migrator import migrate
 from storage.ports import TelegramKind, TelegramMessage
@@ -248,12 +254,13 @@ async def test_without_an_end_date_nothing_but_unfinished_signups_is_ever_due(
 
 
 async def expenses(store: Storage) -> None:
-    """Two winners' travel expenses, one paid (an accounting record), one never paid."""
+    """Two winners' travel expenses, one paid (an accounting record), one never paid whose
+    place ended (nothing more is owed on it)."""
     at = NOW.isoformat()
     opened = (
         "INSERT INTO expenses (ticket, user_id, language, first_name, last_name, postcode, area,"
         " travel, step, claimed_cents, claimed_at, version, opened_at, updated_at, last_paid_at)"
-        " VALUES (?, ?, 'fr', ?, 'Martin', '69001', 'province', 'train', 'claimed', 8550, ?, 1,"
+        " VALUES (?, ?, 'fr', ?, 'Martin', '69001', 'province', 'train', ?, 8550, ?, 1,"
         " ?, ?, ?)"
     )
     receipt = (
@@ -263,8 +270,8 @@ async def expenses(store: Storage) -> None:
     )
     await store.database.run(
         [
-            (opened, ("TICKET0004", 4, "Zoé", at, at, at, at)),
-            (opened, ("TICKET0003", 3, "Léo", at, at, at, None)),
+            (opened, ("TICKET0004", 4, "Zoé", "submitted", at, at, at, at)),
+            (opened, ("TICKET0003", 3, "Léo", "closed", at, at, at, None)),
             (receipt, ("TICKET0004", "ab" * 32, at)),
             (receipt, ("TICKET0003", "cd" * 32, at)),
             ("INSERT INTO expense_payments (ticket, seq, amount_cents, reference,"
@@ -304,6 +311,147 @@ async def test_expense_lines_outlive_the_end_linked_to_nobody_until_their_years_
     }
     for emptied in ("expenses", "expense_receipts", "expense_payments"):
         assert await table(store, emptied, "*") == [], emptied
+
+
+async def owed_claims(store: Storage) -> None:
+    """Three winners' claims at the end: 8 paid in part (still owed), 9 paid its cap (claimed
+    above it: settled), 10 whose only payment was cancelled (still owed)."""
+    at = NOW.isoformat()
+    for user_id in (8, 9, 10):
+        await save(store, entered(user_id, friends=(f"ami{user_id}@free.fr",)))
+    opened = (
+        "INSERT INTO expenses (ticket, user_id, language, first_name, last_name, postcode, area,"
+        " travel, step, claimed_cents, claimed_at, version, opened_at, updated_at, last_paid_at)"
+        " VALUES (?, ?, 'fr', 'Zoé', 'Martin', '69001', 'province', 'train', 'submitted', ?, ?,"
+        " 1, ?, ?, ?)"
+    )
+    receipt = (
+        "INSERT INTO expense_receipts (ticket, position, file_id, file_unique_id, sha256, kind,"
+        " size, amount_cents, received_at) VALUES (?, 1, 'file-id', 'unique-id', ?, 'photo',"
+        " 1000, 8550, ?)"
+    )
+    payment = (
+        "INSERT INTO expense_payments (ticket, seq, amount_cents, reference, override_reason,"
+        " admin_id, paid_at, cancelled_at) VALUES (?, 1, ?, NULL, NULL, 900, ?, ?)"
+    )
+    await store.database.run(
+        [
+            (opened, ("TK00000008", 8, 8550, at, at, at, at)),
+            (opened, ("TK00000009", 9, 25000, at, at, at, at)),
+            (opened, ("TK00000010", 10, 8550, at, at, at, None)),
+            *[(receipt, (f"TK{n:08d}", f"{n:02d}" * 32, at)) for n in (8, 9, 10)],
+            (payment, ("TK00000008", 2000, at, None)),
+            (payment, ("TK00000009", 20000, at, None)),
+            (payment, ("TK00000010", 8550, at, at)),
+        ]
+    )
+    notice = TelegramMessage(
+        key="expense-paid:TK00000008:1", user_id=8, kind=TelegramKind.EXPENSE_PAID,
+        language="fr", text_key="expense.paid", params={"amount": "20,00 €", "total": "20,00 €"},
+    )  # fmt: skip
+    await store.telegram.queue([notice], NOW)
+
+
+async def test_a_claim_still_owed_keeps_its_expense_and_contact_until_paid_or_its_years_pass(
+    store: Storage,
+) -> None:
+    """At the end plus RETENTION_AFTER_END_DAYS, an unpaid claim was erased with the rest: the
+    mandataire lost track of a debt. It stays now, with its receipts and the winner's contact
+    (counted as kept), until paid (then the normal rules) or EXPENSES_RETENTION_YEARS after it."""
+    await owed_claims(store)
+    done = await dry_then_run(store, ERASED)
+    assert {k: v for k, v in done.items() if k.startswith("owed_claims.")} == {
+        "owed_claims.expenses": 2,
+        "owed_claims.expense_receipts": 2,
+        "owed_claims.expense_payments": 2,
+    }
+    # The settled claim (its cap paid) follows the normal rules at once.
+    assert done["expense_claims.expenses"] == 1 and done["participants.participants"] == 1
+    assert await table(
+        store, "expenses", "ticket, user_id, last_paid_at", "ticket"
+    ) == [
+        ("TK00000008", 8, NOW.isoformat()),
+        ("TK00000009", None, NOW.isoformat()),
+        ("TK00000010", 10, None),
+    ]  # fmt: skip
+    assert await table(store, "expense_receipts", "ticket, file_id", "ticket") == [
+        ("TK00000008", "file-id"), ("TK00000009", None), ("TK00000010", "file-id"),
+    ]  # fmt: skip
+    # The owed winners keep the contact to pay and tell them; nothing else of their signup.
+    assert await table(
+        store, "participants", "user_id, language, email, phone, first_name, postcode",
+        "user_id",
+    ) == [
+        (8, "fr", "p8@free.fr", "+33612340008", None, None),
+        (10, "fr", "p10@free.fr", "+33612340010", None, None),
+    ]  # fmt: skip
+    for emptied in ("entries", "friends", "consents"):
+        assert await table(store, emptied, "*") == [], emptied
+    # The notice of the payment, not sent yet, still goes.
+    assert await table(store, "telegram_outbox", "idempotency_key") == [
+        ("expense-paid:TK00000008:1",)
+    ]
+    # A second run changes nothing, and still counts them as kept.
+    again = await dry_then_run(store, ERASED + timedelta(days=1))
+    assert again == {k: v for k, v in done.items() if k.startswith("owed_claims.")}
+
+    # 8 is paid the rest: the normal rules, at the next run.
+    await store.database.run(
+        [
+            ("INSERT INTO expense_payments (ticket, seq, amount_cents, admin_id, paid_at)"
+             " VALUES ('TK00000008', 2, 6550, 900, ?)", (ERASED.isoformat(),)),
+            ("UPDATE expenses SET last_paid_at = ? WHERE ticket = 'TK00000008'",
+             (ERASED.isoformat(),)),
+        ]
+    )  # fmt: skip
+    paid = await dry_then_run(store, ERASED + timedelta(days=2))
+    assert paid["expense_claims.expenses"] == 1 and paid["participants.participants"] == 1
+    assert await table(store, "participants", "user_id") == [(10,)]
+    assert await table(store, "expenses", "ticket, user_id", "ticket") == [
+        ("TK00000008", None), ("TK00000009", None), ("TK00000010", 10),
+    ]  # fmt: skip
+    # 10 is never paid: kept EXPENSES_RETENTION_YEARS after the claim, then erased as unpaid.
+    later = NOW + timedelta(days=366 * POLICY.expenses_years)
+    late = await dry_then_run(store, later)
+    assert not any(key.startswith("owed_claims.") for key in late)
+    assert late["expense_claims.expenses"] == 1 and late["expense_claims.expense_payments"] == 1
+    assert await table(store, "participants", "user_id") == []
+    # (9's line, paid at the start, has had its years too; 8's, paid later, has not.)
+    assert await table(store, "expenses", "ticket", "ticket") == [("TK00000008",)]
+
+
+async def test_the_report_counts_owed_claims_as_kept_says_why_and_logs_only_what_changed(
+    settings: Settings,
+) -> None:
+    """The bot's daily job and `coffeebot purge` print the claims kept, with why; the audit
+    log's `purge` entry and the count of rows changed leave them out."""
+    settings = settings.replace(operation_ends_at=ENDS.isoformat())
+    store = await open_migrated_storage(settings, Clock(NOW))
+    try:
+        await owed_claims(store)
+        dry = await Purge(store, settings, Clock(ERASED)).run(dry_run=True)
+        lines = dry.lines()
+        at = lines.index(
+            f"owed_claims: keep_until_paid (claimed since"
+            f" {years_before(ERASED, 10).isoformat(timespec='minutes')}): 6"
+        )
+        assert lines[at + 1 : at + 5] == [
+            "  expenses: 2",
+            "  expense_receipts: 2",
+            "  expense_payments: 2",
+            "  " + KEPT_WHY[Category.OWED_CLAIMS],
+        ]
+        report = await Purge(store, settings, Clock(ERASED)).run()
+        kept = sum(c.rows for c in report.counts if c.kept)
+        assert kept == 6 and report.changed == sum(c.rows for c in report.counts) - kept
+        [logged] = [d for _, _, a, d in await store.audit.journal(10) if a == "purge"]
+        assert "owed_claims" not in logged and "expense_claims.expenses 1" in logged
+        # Only claims kept: nothing is due, nothing more is logged.
+        quiet = await Purge(store, settings, Clock(ERASED + timedelta(days=1))).run()
+        assert quiet.changed == 0 and sum(c.rows for c in quiet.counts if c.kept) == 6
+        assert len([a for _, _, a, _ in await store.audit.journal(10) if a == "purge"]) == 1
+    finally:
+        await store.close()
 
 
 async def test_every_table_is_purged_or_kept_for_a_stated_reason(store: Storage) -> None:
@@ -411,6 +559,32 @@ def test_the_command_line_counts_then_purges(settings: Settings, tmp_path: Path)
     again = coffeebot(tmp_path, "purge", env=env)
     assert again.stdout.splitlines()[1].endswith(": 0")
     assert len(asyncio.run(purges(settings))) == 1
+
+
+def test_the_command_line_keeps_owed_claims_and_says_why(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ended = datetime.now(UTC) - timedelta(days=POLICY.after_end_days + 1)
+    settings = settings.replace(operation_ends_at=ended.isoformat())
+
+    async def setup() -> None:
+        store = await open_migrated_storage(settings, Clock(NOW))
+        try:
+            await owed_claims(store)
+        finally:
+            await store.close()
+
+    asyncio.run(setup())
+    env = {"DATABASE_URL": settings.database_url, "OPERATION_ENDS_AT": ended.isoformat()}
+    for dry in (["--dry-run"], []):
+        result = coffeebot(tmp_path, "purge", *dry, env=env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        [at] = [n for n, line in enumerate(lines) if line.startswith("owed_claims: ")]
+        assert lines[at].startswith("owed_claims: keep_until_paid (claimed since ")
+        assert lines[at].endswith(": 6")
+        assert lines[at + 4] == "  " + KEPT_WHY[Category.OWED_CLAIMS]
+    assert asyncio.run(people(settings)) == [8, 10]
 
 
 @pytest.mark.parametrize(

@@ -59,11 +59,16 @@ def test_after_the_end_and_its_days_everything_goes_but_what_the_law_or_consent_
         Category.AUDIT_LOG: Treatment.KEEP_TICKETS_ONLY,
         Category.EXPENSE_CLAIMS: Treatment.DELETE,
         Category.EXPENSE_LINES: Treatment.DELETE,
+        Category.OWED_CLAIMS: Treatment.KEEP_UNTIL_PAID,
         Category.SUPPRESSED_ADDRESSES: Treatment.KEEP,
         Category.INVITED_ADDRESSES: Treatment.DELETE,
     }
     lines = plan.rule(Category.EXPENSE_LINES)
     assert lines is not None and lines.before == years_before(ERASED, 10)
+    # A claim still owed is kept until paid or closed, at most the same years after the claim.
+    owed = plan.rule(Category.OWED_CLAIMS)
+    assert owed is not None and owed.before == plan.owed_since == years_before(ERASED, 10)
+    assert (plan.train_cap_cents, plan.arranged_cap_cents) == (20_000, 70_000)
     assert plan.operation_erased
     # A minute earlier, still only the unfinished signups.
     assert len(purge_plan(POLICY, ENDS, ERASED - timedelta(minutes=1)).rules) == 1
@@ -146,3 +151,7 @@ def test_the_privacy_notice_says_the_settings(texts: Catalogue, language: str) -
         assert value in text
     undated = retention_text(policy, None, texts, language, PARIS)
     assert "{" not in undated and "45" in undated
+    # A claim still owed outlives the end: the notice says so, with its longest term.
+    owed = {"fr": "encore dû", "en": "still owed"}[language]
+    [line] = [line for line in text.split("\n") if owed in line]
+    assert "6" in line

@@ -1,6 +1,7 @@
 """The admins' travel expenses: `/frais` lists every entitled winner's expense, `/frais TICKET`
 shows one with its receipts (sent again from Telegram's copies), `/rembourser TICKET MONTANT
-[référence] [forcer raison]` records a payment. The checks are the core's
+[référence] [forcer raison]` records a payment, `/annuler_remboursement TICKET [n°] raison`
+cancels one recorded by mistake. The checks are the core's
 (conversations/expense_admin.py); each action goes to the audit log, and the winner is told of a
 payment through the Telegram outbox, once.
 """
@@ -18,10 +19,12 @@ from conversations.catalogue import Catalogue
 from conversations.expense_admin import (
     ExpenseStatus,
     RecordPayment,
+    cancel_payment,
     detail_text,
     expense_row,
     expenses_csv,
     mandataire_line,
+    parse_cancel,
     parse_payment,
     pay,
     row_text,
@@ -32,7 +35,7 @@ from conversations.money import format_amount
 from conversations.outgoing import TelegramKind, TelegramMessage
 from conversations.validators import Refusal
 from storage import Storage
-from storage.expenses import StoredExpense
+from storage.expenses import ExpenseClosed, StoredExpense
 from storage.ports import DuplicateUpdate, StaleWrite
 
 # Telegram takes 4,096 characters a message: longer lists are split before that.
@@ -78,6 +81,8 @@ class ExpenseAdmin(AdminJob):
             "expenses": self.show,
             "rembourser": self.pay,
             "reimburse": self.pay,
+            "annuler_remboursement": self.cancel,
+            "cancel_payment": self.cancel,
         }
 
     def _say(self, language: str, key: str, **params: str) -> str:
@@ -188,12 +193,87 @@ class ExpenseAdmin(AdminJob):
                 admin_id, self._say(language, "admin.expense.changed", ticket=expense.ticket)
             )
             return
+        except ExpenseClosed:
+            # The place ended (a /remplacer, say) after the expense was read: nothing recorded.
+            refused = f"{request.ticket} {request.amount_cents} admin.expense.closed"
+            await self._audit(admin_id, "expense.pay.refused", refused)
+            await self._reply(
+                admin_id, self._say(language, "admin.expense.closed", ticket=expense.ticket)
+            )
+            return
         self._telegram_queued()
         done = self._say(
             language,
             "admin.expense.recorded",
             amount=format_amount(recorded.payment.amount_cents, language),
             ticket=expense.ticket,
+            total=format_amount(outcome.expense.paid_cents, language),
+        )
+        await self._reply(admin_id, done)
+
+    async def cancel(self, admin_id: int, language: str, argument: str) -> None:
+        """`/annuler_remboursement`: a payment recorded by mistake is cancelled, with a reason
+        (audited); the amounts and status follow, and the winner, if they had been told of the
+        payment, is sent the correction. Once: the command delivered again, or typed twice,
+        finds it cancelled."""
+        request = parse_cancel(argument, self._rules)
+        if isinstance(request, Refusal):
+            await self._reply(admin_id, self._say(language, request.reason, **request.params))
+            return
+        while True:
+            stored = await self._store.by_ticket(request.ticket)
+            if stored is None:
+                await self._reply(
+                    admin_id, self._say(language, "admin.expense.unknown", ticket=request.ticket)
+                )
+                return
+            now = self._clock()
+            outcome = cancel_payment(stored.expense, request, admin_id, now)
+            if isinstance(outcome, Refusal):
+                refused = f"{request.ticket} {request.number or '-'} {outcome.reason}"
+                await self._audit(admin_id, "expense.pay.cancel.refused", refused)
+                await self._reply(admin_id, self._say(language, outcome.reason, **outcome.params))
+                return
+            seq = outcome.cancelled.seq
+            audit = outcome.audit
+            try:
+                told = await self._store.cancel_payment(
+                    request.ticket,
+                    seq,
+                    outcome.expense.payments[seq - 1],
+                    f"expense-paid:{request.ticket}:{seq}",
+                    _message(outcome.told),
+                    await self._audit_log.append_statement(
+                        audit.admin_id, audit.action, audit.details, now
+                    ),
+                    now,
+                    COMMAND_UPDATE.get(),
+                )
+            except DuplicateUpdate:
+                # This very command, delivered again: the payment was cancelled the first time.
+                await self._reply(
+                    admin_id,
+                    self._say(
+                        language,
+                        "admin.expense.cancel_already",
+                        ticket=request.ticket,
+                        number=str(seq),
+                    ),
+                )
+                return
+            except StaleWrite:
+                continue  # cancelled meanwhile (a double tap): read again, and say so
+            if told is not False:
+                break
+        if told:
+            self._telegram_queued()
+        key = "admin.expense.cancelled_told" if told else "admin.expense.cancelled_untold"
+        done = self._say(
+            language,
+            key,
+            number=str(seq),
+            amount=format_amount(outcome.expense.payments[seq - 1].amount_cents, language),
+            ticket=request.ticket,
             total=format_amount(outcome.expense.paid_cents, language),
         )
         await self._reply(admin_id, done)
@@ -227,7 +307,8 @@ async def expenses_csv_of(storage: Storage, settings: Settings) -> bytes:
 
 
 def _message(told: TellPerson) -> TelegramMessage:
-    """The payment's notice, keyed by the payment's number: queued twice, sent once."""
+    """The payment's notice (or its correction), keyed by the payment's number: queued twice,
+    sent once."""
     return TelegramMessage(
         key=told.key,
         user_id=told.user_id,

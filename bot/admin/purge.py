@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bot.mail.eml import EmlFolder
 from bot.settings import Settings
-from conversations.retention import PurgePlan, describe, purge_plan
+from conversations.retention import KEPT_WHY, PurgePlan, describe, purge_plan
 from storage import Storage
 from storage.purge import PurgeCount, Purger
 
@@ -33,10 +33,11 @@ class PurgeReport:
 
     @property
     def changed(self) -> int:
-        return 0 if self.dry_run else sum(count.rows for count in self.counts)
+        """The rows erased or stripped (not those kept on purpose, such as owed claims)."""
+        return 0 if self.dry_run else sum(c.rows for c in self.counts if not c.kept)
 
     def lines(self) -> list[str]:
-        """Each rule with its rows, then each table's under it."""
+        """Each rule with its rows, then each table's under it, and why, for rows kept."""
         sums = {rule.category: 0 for rule in self.plan.rules}
         for count in self.counts:
             sums[count.category] += count.rows
@@ -45,6 +46,8 @@ class PurgeReport:
         for rule, line in zip(self.plan.rules, described, strict=False):
             lines.append(line)
             lines += [f"  {c.table}: {c.rows}" for c in self.counts if c.category == rule.category]
+            if rule.category in KEPT_WHY:
+                lines.append(f"  {KEPT_WHY[rule.category]}")
         return lines + described[len(self.plan.rules) :]
 
 
@@ -58,14 +61,18 @@ class Purge:
         """Counts what is due (a read); unless a dry run, and only when something is due,
         erases it in one transaction and logs the counts in the audit log."""
         now = self._clock()
-        plan = purge_plan(self._settings.retention, self._settings.calendar.ends_at, now)
+        settings = self._settings
+        ends_at, caps = settings.calendar.ends_at, settings.expense_rules
+        plan = purge_plan(settings.retention, ends_at, now, caps)
         purger = Purger(self._storage.database)
         counts = await purger.count(plan)
-        if dry_run or not any(count.rows for count in counts):
+        if dry_run or not any(count.rows for count in counts if not count.kept):
             return PurgeReport(plan, counts, dry_run)
         report = PurgeReport(plan, await purger.run(plan), dry_run=False)
         if report.changed:  # another process may have purged the same rows meanwhile
-            details = ", ".join(f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows)
+            details = ", ".join(
+                f"{c.category}.{c.table} {c.rows}" for c in report.counts if c.rows and not c.kept
+            )
             await self._storage.audit.log(SYSTEM, "purge", details, now)
             log.info("purged %d rows: %s", report.changed, details)
             # A rehearsal's .eml files name the people whose emails were just erased: they go
