@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from bench.signup import POSTGRES_SERVER, count_rows, server_statement, signup_updates, uptime
+from tests.live import healthy
 from tests.smtp_server import free_port
 from tests.telegram_fakes import Updates
 
@@ -73,19 +74,6 @@ def start_replica(port: int, api_url: str, database: str, replicas: int, workdir
     )
 
 
-async def healthy(http: aiohttp.ClientSession, url: str) -> None:
-    give_up = time.monotonic() + 60
-    while time.monotonic() < give_up:
-        try:
-            async with http.get(f"{url}/healthz") as answer:
-                if answer.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"{url} never became healthy")
-
-
 async def drive(urls: list[str], users: int, first: int = 1) -> tuple[int, float, list[float]]:
     """Every user's whole signup, each update after the answer to the previous one."""
     updates = Updates(start=first * 100)
@@ -94,7 +82,7 @@ async def drive(urls: list[str], users: int, first: int = 1) -> tuple[int, float
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         for url in urls:
-            await healthy(http, url)
+            await healthy(url, 60)
 
         async def one(user_id: int) -> int:
             steps = signup_updates(updates, Updates.user(user_id))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import aiohttp
+
 from storage import open_database
 from tests.bot_api_server import LocalBotApi
 
@@ -82,6 +84,22 @@ class BotProcess:
         return "\n".join(
             p.read_text(errors="replace") for p in sorted(self.workdir.glob("bot-*.log"))
         )
+
+
+async def healthy(url: str, seconds: float = 30) -> None:
+    """Wait until the bot's HTTP server answers /healthz with 200: it listens only once the
+    bot's services have started (on PostgreSQL, seconds after the process)."""
+    give_up = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < give_up:
+            try:
+                async with http.get(f"{url}/healthz") as answer:
+                    if answer.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"{url} never answered /healthz")
 
 
 async def rows(database_url: str, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from bot.telegram.handlers import TelegramOutbound
 from bot.telegram.webhook import SECRET_HEADER, STORE, checked_secret, serve_webhook
 from storage import Storage
 from tests.bot_api_server import LocalBotApi
-from tests.live import Person
+from tests.live import Person, healthy
 from tests.smtp_server import free_port
 
 SECRET = "s3cr3t-for-the-webhook-tests_0123456789abcdefXYZ"
@@ -59,21 +58,6 @@ async def api() -> AsyncIterator[LocalBotApi]:
     await server.stop()
 
 
-async def listening(url: str) -> None:
-    """Wait for the server to answer: the services start before it (on PostgreSQL, seconds)."""
-    give_up = time.monotonic() + 30
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(f"{url}/healthz") as answer:
-                    if answer.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            assert time.monotonic() < give_up, "the webhook server never answered"
-            await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def served(settings: Settings, api: LocalBotApi) -> AsyncIterator[Served]:
     settings = settings.replace(
@@ -89,7 +73,7 @@ async def served(settings: Settings, api: LocalBotApi) -> AsyncIterator[Served]:
     task = asyncio.create_task(serve_webhook(application, settings, utc_now, stopping))
     url = f"http://{settings.webhook_listen}"
     await api.wait_for(lambda: STORE in application.bot_data)
-    await listening(url)
+    await healthy(url)
     yield Served(api, url, application.bot_data[STORE], stopping, task)
     stopping.set()
     await task

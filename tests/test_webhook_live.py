@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.bot_api_server import LocalBotApi
-from tests.live import BotProcess, Person, rows, started
+from tests.live import BotProcess, Person, healthy, rows, started
 from tests.smtp_server import free_port, smtp_server
 from tests.test_console import coffeebot
 from tests.test_live import emails_settled, interrupted
@@ -46,20 +45,7 @@ class WebhookBot(BotProcess):
         return {"WEBHOOK_LISTEN": f"127.0.0.1:{self.port}", "WEBHOOK_SECRET": SECRET}
 
     async def ready(self, polls: int) -> None:
-        await self._healthy()
-
-    async def _healthy(self) -> None:
-        give_up = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < give_up:
-                try:
-                    async with http.get(f"{self.url}/healthz") as answer:
-                        if answer.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("the webhook never answered /healthz")
+        await healthy(self.url)
 
 
 @pytest.fixture
