@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from telegram.request import RequestData
+from telegram.request._requestparameter import RequestParameter
 
 from bench import signup
 from bench.bot_api import serve
-from tests.telegram_fakes import Updates
+from tests.telegram_fakes import FakeBotApi, Updates
 
 
 def contacts(steps: list[dict[str, Any]]) -> tuple[str, str, str]:
@@ -87,3 +89,13 @@ async def test_the_tail_watch_sees_a_blocked_loop_and_the_collector() -> None:
     assert tail["late_max_ms"] >= 45
     assert tail["gc_total_ms"] > 0 and tail["gc_max_ms"] <= tail["gc_total_ms"]
     assert tail["busy_pct"] > 0
+
+
+async def test_the_benchmarks_api_tells_the_driver_but_keeps_no_call() -> None:
+    # Telegram keeps nothing in the bot's process: a fake that kept every call made the
+    # collector walk an ever longer young generation, pauses that the bot would not have.
+    seen: list[str] = []
+    api = FakeBotApi(listener=lambda call: seen.append(call.method), record=False)
+    data = RequestData([RequestParameter.from_input("chat_id", 1)])
+    status, _ = await api.do_request("https://api.telegram.org/botT/sendMessage", "POST", data)
+    assert (status, seen, api.calls) == (200, ["sendMessage"], [])
