@@ -231,7 +231,13 @@ class ConversationService:
         try:
             if outcome.state != state or stored:
                 await store.save(
-                    outcome.state, state.version, stored, update_id, ctx.now, self._keep(outcome)
+                    outcome.state,
+                    state.version,
+                    stored,
+                    update_id,
+                    ctx.now,
+                    self._keep(outcome),
+                    before=state,
                 )
             elif update_id is not None or state.blocked:
                 # A read-only command (/statut) from a person marked as having blocked the bot

@@ -112,10 +112,13 @@ class ParticipantStore(Protocol):
         update_id: int | None,
         now: datetime,
         replies: str | None = None,
+        before: Participant | None = None,
     ) -> int:
         """Write the state and its effects in one transaction; return the new version.
 
         `replies` (the shell's encoding of the step's replies) is kept with the update's id.
+        `before`, the state as loaded for this version: friends and entry rows equal to its own
+        are not written again.
 
         Raises StaleWrite, DuplicateUpdate or ContactTaken, having written nothing.
         """

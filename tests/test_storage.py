@@ -112,6 +112,28 @@ async def test_a_participant_round_trips(store: Storage) -> None:
     assert await store.participants.load(2) is None
 
 
+async def test_a_save_given_the_state_before_writes_what_changed_and_keeps_the_rest(
+    store: Storage,
+) -> None:
+    # `before` lets a step skip the friends' and the entry's rows when they did not change:
+    # what changed must still be written, what did not must still be there.
+    first = await save_new(store, entered(1, friends=("a@free.fr", "b@free.fr")))
+    steps = [
+        replace(first, first_name="Léa"),  # neither friends nor entry changed
+        replace(first, friends=("c@free.fr",)),  # one friend left, another one new
+        replace(first, friends=()),
+    ]
+    assert first.entry is not None
+    steps.append(replace(first, entry=replace(first.entry, postcode="69003")))
+    before = first
+    for changed in steps:
+        after = replace(changed, version=before.version)
+        version = await store.participants.save(after, before.version, [], None, NOW, None, before)
+        loaded = await store.participants.load(1)
+        assert loaded == replace(after, version=version)
+        before = loaded
+
+
 async def test_a_stale_write_is_refused(store: Storage) -> None:
     saved = await save_new(store, participant())
     newer = replace(saved, first_name="Léa")
