@@ -566,13 +566,19 @@ class Participants:
         if state.entry is not None:
             entry = _entry_row(user_id, state.entry, now, self._providers)
             statements.append((_SAVE_ENTRY, entry))
+        # A use counted under a limit must be taken, or the step is refused whole (StaleWrite)
+        # and taken again on the fresh count: another account's step, serialised on another
+        # person's lock, may have taken the last one since this step read the count.
+        limited = []
         for effect in effects:
+            if isinstance(effect, CountUse) and effect.limit is not None:
+                limited.append(len(statements))
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
             statements += self.mail_queued()
         # Together (one round trip to a server): no statement here may read what another one
         # writes, nor two write the same row (Database.run).
-        await self._database.run(statements, guarded, user_id, together=_apart(effects))
+        await self._database.run(statements, (guarded, *limited), user_id, together=_apart(effects))
         return version
 
     def mail_queued(self) -> list[Statement]:
@@ -590,7 +596,7 @@ class Participants:
         if isinstance(effect, WithdrawConsent):
             return [(_WITHDRAW_CONSENT, (_time(effect.withdrawn_at), user_id, str(effect.kind)))]
         if isinstance(effect, CountUse):
-            return [self.quotas.count_statement(effect.quota, effect.subject, now)]
+            return [self.quotas.count_statement(effect.quota, effect.subject, now, effect.limit)]
         if isinstance(effect, QueueEmail) and effect.kind == "confirmation":
             key = address_key(effect.recipient, self._providers)
             confirmation: tuple[Any, ...] = (
