@@ -108,7 +108,17 @@ _OWN_PLACE = (
     " FROM draw_places WHERE user_id = ?"
 )
 _ADDENDA_ABOUT = "SELECT record FROM draw_addenda WHERE record LIKE ? ORDER BY seq"
-_AUDIT_ABOUT = "SELECT at, action, details FROM audit_log WHERE details LIKE ? ORDER BY at, seq"
+# Entries written before the audit log had a ticket column name it in their details only.
+_AUDIT_ABOUT = (
+    "SELECT at, action, details, note FROM audit_log WHERE ticket = ? OR details LIKE ?"
+    " ORDER BY at, seq"
+)
+# An admin's free text about the person's ticket goes with them; the chain keeps its digest.
+_FORGET_NOTES = (
+    "UPDATE audit_log SET note = NULL, note_salt = NULL WHERE note_salt IS NOT NULL AND ticket IN"
+    " (SELECT ticket FROM entries WHERE user_id = ? UNION SELECT ticket FROM draw_places"
+    " WHERE user_id = ?)"
+)
 # The person's own step never changes the ticket, the consents or an admin's exclusion.
 _SAVE_ENTRY = (
     "INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area, consents,"
@@ -537,6 +547,7 @@ class Participants:
             # Friends and consents go with the participant (ON DELETE CASCADE).
             key = (user_id, expected_version)
             statements += [
+                (_FORGET_NOTES, (user_id, user_id)),
                 (_UNLINK_EXPENSE, (user_id,)),
                 (_ERASURE_COUNT, key),
                 ("DELETE FROM participants WHERE user_id = ? AND version = ?", key),
@@ -682,9 +693,9 @@ class Participants:
         addenda: list[Any] = []
         audit: list[dict[str, Any]] = []
         for ticket in sorted(tickets):
-            pattern = (f"%{ticket}%",)
+            pattern = f"%{ticket}%"
             found, logged = await self._database.read(
-                [(_ADDENDA_ABOUT, pattern), (_AUDIT_ABOUT, pattern)]
+                [(_ADDENDA_ABOUT, (pattern,)), (_AUDIT_ABOUT, (ticket, pattern))]
             )
             addenda += [json.loads(row[0]) for row in found]
             audit += [dict(row) for row in logged]
