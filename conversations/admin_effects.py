@@ -7,11 +7,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Audit:
-    """An entry in the admins' hash-chained audit log; `details` names tickets, never people."""
+    """An entry in the admins' hash-chained audit log; `details` names tickets, never people,
+    and stays as long as the log. `note` is what the admin typed freely (a reason, a
+    reference), which may name someone: erased with the person of `ticket`, and by the purge."""
 
     admin_id: int
     action: str
     details: str
+    note: str = ""
+    ticket: str | None = None
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ def issue(state: Participant, ctx: Context) -> Outcome:
     if mailbox_full:
         return Outcome(new, (Reply(sent),))
     counted = CountUse(
-        Quota.CONFIRMATION_EMAILS, mailbox_subject(state.email, ctx.limits.address_tag_providers)
+        Quota.CONFIRMATION_EMAILS,
+        mailbox_subject(state.email, ctx.limits.address_tag_providers),
+        ctx.limits.confirmation_emails_per_address_per_day,
     )
     return Outcome(new, (Reply(sent),), (email, counted))
 

@@ -244,10 +244,11 @@ def pay(
     )
     new = replace(expense, payments=(*expense.payments, payment))
     details = f"{expense.ticket} {csv_amount(request.amount_cents)}"
+    typed = []
     if request.reference:
-        details += f" ref={request.reference}"
+        typed.append(f"ref={request.reference}")
     if request.override_reason:
-        details += f" forced={request.override_reason}"
+        typed.append(f"forced={request.override_reason}")
     told = TellPerson(
         key=f"expense-paid:{expense.ticket}:{len(new.payments)}",
         user_id=expense.user_id,
@@ -260,7 +261,7 @@ def pay(
     )
     effects = (
         RecordPayment(expense.ticket, payment),
-        Audit(admin_id, "expense.pay", details),
+        Audit(admin_id, "expense.pay", details, " ".join(typed), expense.ticket),
         told,
     )
     return PaymentOutcome(new, effects)
@@ -362,7 +363,7 @@ def cancel_payment(
     )
     payments = (*expense.payments[: seq - 1], cancelled, *expense.payments[seq:])
     new = replace(expense, payments=payments)
-    details = f"{expense.ticket} n°{seq} {csv_amount(payment.amount_cents)} reason={request.reason}"
+    details = f"{expense.ticket} n°{seq} {csv_amount(payment.amount_cents)}"
     told = TellPerson(
         key=f"expense-paid-cancelled:{expense.ticket}:{seq}",
         user_id=expense.user_id,
@@ -376,7 +377,7 @@ def cancel_payment(
     return CancelOutcome(
         new,
         CancelPayment(expense.ticket, seq),
-        Audit(admin_id, "expense.pay.cancel", details),
+        Audit(admin_id, "expense.pay.cancel", details, f"reason={request.reason}", expense.ticket),
         told,
     )
 

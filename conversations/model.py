@@ -349,10 +349,16 @@ class Quota(StrEnum):
 
 @dataclass(frozen=True)
 class CountUse:
-    """Count one use of `quota` for `subject` (a plain value, hashed by the store)."""
+    """Count one use of `quota` for `subject` (a plain value, hashed by the store).
+
+    With a `limit`, the count is also the check: the core decided on a count read before the
+    step, which another account's step may have raised meanwhile, so the store counts the use
+    only if fewer than `limit` were counted, and otherwise refuses the whole step (StaleWrite),
+    which is then taken again on the fresh count."""
 
     quota: Quota
     subject: str
+    limit: int | None = None
 
 
 Effect = (

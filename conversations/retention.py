@@ -9,7 +9,8 @@ disagree.
   RETENTION_INCOMPLETE_DAYS without activity.
 - RETENTION_AFTER_END_DAYS after OPERATION_ENDS_AT, everything, finished or not, except: a
   person who agreed to news keeps only the contact that news reaches them by, and those
-  consents, until they withdraw; the draw and the audit log keep tickets, linked to nobody;
+  consents, until they withdraw; the draw and the audit log keep tickets, linked to nobody
+  (the log loses the admins' free text);
   expenses keep the mandataire's lines for EXPENSES_RETENTION_YEARS; a winner's claim not yet
   fully paid (of a place that did not end) keeps the expense, its receipts and the contact to
   pay and tell them until it is paid or closed, or EXPENSES_RETENTION_YEARS after the claim.
@@ -53,7 +54,8 @@ class Category(StrEnum):
     OUTBOXES = "outboxes"
     # Places, certificate, addenda: tickets, and the people they belong to.
     DRAW = "draw"
-    # Admins' actions: tickets only by construction (never a person's data).
+    # Admins' actions: tickets and ids stay (a hash chain); the free text an admin typed (a
+    # reason, a reference), which may name someone, goes, its salted digest staying in the chain.
     AUDIT_LOG = "audit_log"
     # Receipts (Telegram file ids, copies in EXPENSE_FILES_DIR) and the winner's chat.
     EXPENSE_CLAIMS = "expense_claims"

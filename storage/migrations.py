@@ -535,4 +535,22 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        17,
+        "the admins' free text in the audit log is erasable; the chain keeps its salted digest",
+        (
+            # A reason or a reference an admin typed may name a person: it sits beside the
+            # entry, with the salt of the digest the chain hashes, and the purge (and the
+            # erasure of the person whose ticket the entry is about) empties both. Entries
+            # written before this version keep their text in `details`, which their hash covers.
+            "ALTER TABLE audit_log ADD COLUMN ticket TEXT",
+            "ALTER TABLE audit_log ADD COLUMN note TEXT",
+            "ALTER TABLE audit_log ADD COLUMN note_salt TEXT",
+            "ALTER TABLE audit_log ADD COLUMN note_digest TEXT",
+            "CREATE INDEX audit_log_ticket ON audit_log (ticket)",
+        ),
+    ),
+)
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

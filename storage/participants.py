@@ -108,7 +108,17 @@ _OWN_PLACE = (
     " FROM draw_places WHERE user_id = ?"
 )
 _ADDENDA_ABOUT = "SELECT record FROM draw_addenda WHERE record LIKE ? ORDER BY seq"
-_AUDIT_ABOUT = "SELECT at, action, details FROM audit_log WHERE details LIKE ? ORDER BY at, seq"
+# Entries written before the audit log had a ticket column name it in their details only.
+_AUDIT_ABOUT = (
+    "SELECT at, action, details, note FROM audit_log WHERE ticket = ? OR details LIKE ?"
+    " ORDER BY at, seq"
+)
+# An admin's free text about the person's ticket goes with them; the chain keeps its digest.
+_FORGET_NOTES = (
+    "UPDATE audit_log SET note = NULL, note_salt = NULL WHERE note_salt IS NOT NULL AND ticket IN"
+    " (SELECT ticket FROM entries WHERE user_id = ? UNION SELECT ticket FROM draw_places"
+    " WHERE user_id = ?)"
+)
 # The person's own step never changes the ticket, the consents or an admin's exclusion.
 _SAVE_ENTRY = (
     "INSERT INTO entries (user_id, ticket, email, phone, postcode, departement, area, consents,"
@@ -538,6 +548,7 @@ class Participants:
             # Friends and consents go with the participant (ON DELETE CASCADE).
             key = (user_id, expected_version)
             statements += [
+                (_FORGET_NOTES, (user_id, user_id)),
                 (_UNLINK_EXPENSE, (user_id,)),
                 (_ERASURE_COUNT, key),
                 ("DELETE FROM participants WHERE user_id = ? AND version = ?", key),
@@ -569,13 +580,19 @@ class Participants:
         if state.entry is not None and (before is None or before.entry != state.entry):
             entry = _entry_row(user_id, state.entry, now, self._providers)
             statements.append((_SAVE_ENTRY, entry))
+        # A use counted under a limit must be taken, or the step is refused whole (StaleWrite)
+        # and taken again on the fresh count: another account's step, serialised on another
+        # person's lock, may have taken the last one since this step read the count.
+        limited = []
         for effect in effects:
+            if isinstance(effect, CountUse) and effect.limit is not None:
+                limited.append(len(statements))
             statements += self.effect_statements(user_id, effect, now)
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in effects):
             statements += self.mail_queued()
         # Together (one round trip to a server): no statement here may read what another one
         # writes, nor two write the same row (Database.run).
-        await self._database.run(statements, guarded, user_id, together=_apart(effects))
+        await self._database.run(statements, (guarded, *limited), user_id, together=_apart(effects))
         return version
 
     def mail_queued(self) -> list[Statement]:
@@ -593,7 +610,7 @@ class Participants:
         if isinstance(effect, WithdrawConsent):
             return [(_WITHDRAW_CONSENT, (_time(effect.withdrawn_at), user_id, str(effect.kind)))]
         if isinstance(effect, CountUse):
-            return [self.quotas.count_statement(effect.quota, effect.subject, now)]
+            return [self.quotas.count_statement(effect.quota, effect.subject, now, effect.limit)]
         if isinstance(effect, QueueEmail) and effect.kind == "confirmation":
             key = address_key(effect.recipient, self._providers)
             confirmation: tuple[Any, ...] = (
@@ -679,9 +696,9 @@ class Participants:
         addenda: list[Any] = []
         audit: list[dict[str, Any]] = []
         for ticket in sorted(tickets):
-            pattern = (f"%{ticket}%",)
+            pattern = f"%{ticket}%"
             found, logged = await self._database.read(
-                [(_ADDENDA_ABOUT, pattern), (_AUDIT_ABOUT, pattern)]
+                [(_ADDENDA_ABOUT, (pattern,)), (_AUDIT_ABOUT, (ticket, pattern))]
             )
             addenda += [json.loads(row[0]) for row in found]
             audit += [dict(row) for row in logged]

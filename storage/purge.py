@@ -252,6 +252,14 @@ PURGE_STEPS: tuple[PurgeStep, ...] = (
     PurgeStep(Category.EXPENSE_LINES, "expenses", f"last_paid_at < {{before}} AND {_NOT_OWED}"),
     # Announcements: the admins' texts and counts; the chats that blocked the bot.
     PurgeStep(Category.OUTBOXES, "announcements", _EVERY_ROW),
+    # The admins' free text (reasons, references), which may name someone; the chain keeps
+    # each one's salted digest, and still verifies.
+    PurgeStep(
+        Category.AUDIT_LOG,
+        "audit_log",
+        "note IS NOT NULL OR note_salt IS NOT NULL",
+        strip="note = NULL, note_salt = NULL",
+    ),
 )
 
 # Tables no step touches, and why.
@@ -260,7 +268,6 @@ KEPT: dict[str, str] = {
     "secret_key_check": "an HMAC of a fixed text under the key, never the key, nor anyone's data",
     "draws": "the certificate: tickets, hashes and the admins who confirmed, linked to nobody",
     "draw_addenda": "the replacements, by ticket and public reason",
-    "audit_log": "tickets and admins' ids by construction; a hash chain that must stay whole",
     "operation": "when entries closed",
     "schema_migrations": "the schema's version",
     "quota_counts": "keyed hashes with counts, forgotten when their window ends (a week at most)",

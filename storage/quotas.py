@@ -26,7 +26,7 @@ _USE = (
     " WHERE quota = ? AND subject_hash = ? AND expires_at > ?"
 )
 _PURGE = "DELETE FROM quota_counts WHERE expires_at <= ?"
-# Counted without a limit, within a step whose core already checked it.
+# Counted without a limit (an erasure is counted whatever the count).
 _UNLIMITED = 2**31 - 1
 
 
@@ -47,9 +47,13 @@ class Quotas:
         # says nothing about the same account under another.
         return self._hashed(f"{quota}:{subject}")
 
-    def count_statement(self, quota: Quota, subject: str, now: datetime) -> Statement:
-        """Count one use, within another transaction (a step's)."""
-        return self._take_statement(quota, subject, now, _UNLIMITED)
+    def count_statement(
+        self, quota: Quota, subject: str, now: datetime, limit: int | None = None
+    ) -> Statement:
+        """Count one use, within another transaction (a step's); with a `limit`, only if fewer
+        were counted in the window (the row count says whether it was), so that steps racing
+        for the last use take it once."""
+        return self._take_statement(quota, subject, now, _UNLIMITED if limit is None else limit)
 
     def _take_statement(self, quota: Quota, subject: str, now: datetime, limit: int) -> Statement:
         at = _time(now)

@@ -11,7 +11,9 @@ import pytest
 from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings
 from conversations.ledger import verify_audit_chain
-from tests.conftest import NOW, run_sql
+from tests.conftest import NOW, dump, run_sql
+from tests.telegram_fakes import FakeBotApi, Updates, running_bot
+from tests.test_admin import ADMIN, admin_settings, seed
 from tests.test_console import coffeebot
 from tests.test_mail import Clock
 
@@ -76,3 +78,58 @@ async def test_an_entry_moved_with_its_hash_breaks_the_chain_after_it(settings: 
     problems = verify_audit_chain(moved)
     assert "entry 3: expected number 2 (one removed or moved)" in problems
     assert "entry 3: does not follow the entry before it" in problems
+
+
+async def test_a_changed_note_is_detected_while_it_is_kept(
+    settings: Settings, tmp_path: Path
+) -> None:
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        await store.audit.log(
+            900, "exclude", "TK00000001 staff", NOW, "frère de l’élu", "TK00000001"
+        )
+    finally:
+        await store.close()
+    await run_sql(settings.database_url, "UPDATE audit_log SET note = 'autre chose'")
+    code, output = audit_verify(settings, tmp_path)
+    assert code == 1 and "entry 1: its note was changed after it was written" in output, output
+
+
+async def test_admins_free_text_is_erased_with_the_person_and_by_the_purge_and_the_chain_holds(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Reasons and references an admin types may name people: the chain hashes only a salted
+    digest of them, so that the erasure of the person whose ticket it is about, and the purge
+    after the end, empty them and `coffeebot audit verify` still finds the chain intact."""
+    settings = admin_settings(settings, tmp_path)
+    await seed(settings, 3)
+    api, updates = FakeBotApi(), Updates()
+    admin, second = Updates.user(ADMIN), Updates.user(2)
+    async with running_bot(settings, api) as bot:
+        await bot.feed(
+            updates.text(admin, "/exclure TK00000001 staff frère de Jean Dupont"),
+            updates.text(admin, "/exclure TK00000002 duplicate même personne que Marie Curie"),
+        )
+        assert "TK00000002" in api.texts_to(ADMIN)[-1]
+        await bot.feed(updates.text(second, "/supprimer"), updates.press(second, "erase.confirm"))
+        assert "Vos données sont effacées" in api.texts_to(2)[-1]
+        await bot.feed(updates.text(admin, "/journal"))
+        journal = api.texts_to(ADMIN)[-1]
+    # The person erased takes the note about their ticket with them; the other stays.
+    assert "frère de Jean Dupont" in journal and "Marie Curie" not in journal
+    stored = await dump(settings.database_url)
+    assert "Marie Curie" not in stored and "Jean Dupont" in stored
+    code, output = audit_verify(settings, tmp_path)
+    assert code == 0 and "OK: chain intact, 2 entries" in output, output
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "OPERATION_ENDS_AT": (NOW - timedelta(days=91)).isoformat(),
+        "RETENTION_AFTER_END_DAYS": "90",
+    }
+    purged = coffeebot(tmp_path, "purge", env=env)
+    assert purged.returncode == 0, purged.stderr
+    assert "audit_log: keep_tickets_only" in purged.stdout and "  audit_log: 1" in purged.stdout
+    stored = await dump(settings.database_url)
+    assert "Jean Dupont" not in stored and "TK00000001" in stored
+    code, output = audit_verify(settings, tmp_path)
+    assert code == 0 and "OK: chain intact, 3 entries" in output, output

@@ -23,12 +23,14 @@ from conversations.model import (
     Text,
     WithdrawConsent,
 )
-from conversations.policy import Context, Secrets
+from conversations.policy import Context, Limits, Secrets
 from conversations.signup import step
 from tests.conftest import NOW, SECRETS
 from tests.test_signup import at, run
 
 TOKEN, CODE = SECRETS.token, SECRETS.code
+# The daily limit of confirmation emails to one mailbox, as the default settings have it.
+LIMIT = Limits().confirmation_emails_per_address_per_day
 
 
 def completed(ctx: Context) -> Participant:
@@ -46,7 +48,7 @@ def test_completing_queues_a_confirmation_and_keeps_only_hashes(ctx: Context) ->
     state = run(at(Step.FRIENDS, ctx), ctx, Press("friends.done"), Press("question.skip"))
     outcome = step(state, Press("summary.confirm"), ctx)
     [email, counted] = outcome.effects
-    assert counted == CountUse(Quota.CONFIRMATION_EMAILS, "zoe@orange.fr")
+    assert counted == CountUse(Quota.CONFIRMATION_EMAILS, "zoe@orange.fr", LIMIT)
     assert isinstance(email, QueueEmail) and email.kind == "confirmation"
     assert email.recipient == "zoe@orange.fr" and dict(email.params)["token"] == TOKEN
     new = outcome.state
@@ -115,7 +117,7 @@ def test_a_new_address_needs_a_new_confirmation(ctx: Context) -> None:
     outcome = step(changed, Press("summary.confirm"), ctx)
     [email, counted] = outcome.effects
     assert isinstance(email, QueueEmail) and email.recipient == "lea@free.fr"
-    assert counted == CountUse(Quota.CONFIRMATION_EMAILS, "lea@free.fr")
+    assert counted == CountUse(Quota.CONFIRMATION_EMAILS, "lea@free.fr", LIMIT)
 
 
 def test_friends_added_after_confirmation_are_invited_on_confirm(ctx: Context) -> None:

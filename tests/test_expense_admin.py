@@ -183,7 +183,7 @@ def test_a_payment_within_the_claim_is_recorded_audited_and_told() -> None:
     assert outcome.expense.payments == (payment,)
     assert outcome.effects == (
         RecordPayment("K7", payment),
-        Audit(7, "expense.pay", "K7 85,50 ref=VIR-0412"),
+        Audit(7, "expense.pay", "K7 85,50", "ref=VIR-0412", "K7"),
         TellPerson(
             "expense-paid:K7:1",
             42,
@@ -221,7 +221,7 @@ def test_an_override_with_a_reason_pays_above_the_claim_within_the_cap() -> None
     assert not isinstance(outcome, Refusal)
     assert outcome.expense.payments[0].override_reason == "billet retour acheté en gare"
     audit = next(effect for effect in outcome.effects if isinstance(effect, Audit))
-    assert audit.details == "K7 90,00 forced=billet retour acheté en gare"
+    assert (audit.details, audit.note) == ("K7 90,00", "forced=billet retour acheté en gare")
 
 
 def test_the_arranged_cap_applies_to_arranged_travel() -> None:
@@ -346,7 +346,9 @@ def test_a_cancelled_payment_stays_listed_and_counts_for_nothing(texts: Catalogu
     assert cancelled.paid_cents == 0 and len(cancelled.payments) == 1
     assert cancelled.payments[0].cancel_reason == "12,50 et non 12"
     assert expense_status(cancelled, RULES) == ExpenseStatus.CLAIMED
-    assert outcome.audit == Audit(7, "expense.pay.cancel", "K7 n°1 12,00 reason=12,50 et non 12")
+    assert outcome.audit == Audit(
+        7, "expense.pay.cancel", "K7 n°1 12,00", "reason=12,50 et non 12", "K7"
+    )
     assert outcome.told.key == "expense-paid-cancelled:K7:1"
     assert dict(outcome.told.params) == {"amount": "12,00\u00a0€", "total": "0,00\u00a0€"}
     line = mandataire_line(cancelled, "Zoé", "Martin", "69003", RULES, PARIS)

@@ -529,8 +529,8 @@ async def test_a_mistaken_payment_is_cancelled_once_with_a_reason_and_the_winner
         chain = await storage.audit.chain()
     assert found is not None and found.expense.paid_cents == 1250
     assert [p.cancelled_at is not None for p in found.expense.payments] == [True, False]
-    cancels = [e["details"] for e in chain if e["action"] == "expense.pay.cancel"]
-    assert cancels == ["TK00000001 n°1 12,00 reason=12,50 et non 12"]
+    cancels = [(e["details"], e["note"]) for e in chain if e["action"] == "expense.pay.cancel"]
+    assert cancels == [("TK00000001 n°1 12,00", "reason=12,50 et non 12")]
     # The double tap and the redelivered command, refused, are in the log too.
     refused = [e["details"] for e in chain if e["action"] == "expense.pay.cancel.refused"]
     assert refused == ["TK00000001 - admin.expense.cancel_none"] * 2

@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.settings import Settings
+from conversations.model import Participant, Step
+from conversations.quotas import Usage
+from storage import open_database
+from storage.participants import Participants
 from tests.conftest import run_sql
 from tests.smtp_server import body, smtp_server
 from tests.telegram_fakes import FakeBotApi, Updates, running_bot
@@ -304,3 +310,57 @@ async def test_of_two_codes_sent_to_one_mailbox_only_the_first_confirms(
             await bot.feed(updates.text(lea, "/monticket"), updates.text(zoe, "/monticket"))
             assert "Vous participez au tirage" not in api.texts_to(LEA)[-1]
             assert "Vous participez au tirage" in api.texts_to(ZOE)[-1]
+
+
+async def test_two_accounts_racing_for_a_mailbox_s_last_email_send_it_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both steps read the mailbox's count before either commits (another replica, or a step
+    waiting for its database): the count taken in the step's transaction decides, so one email
+    leaves, and the other account gets the same words as if it had."""
+    read = asyncio.Barrier(2)
+    first_reads: set[int] = set()
+    usage = Participants.usage
+
+    async def racing_usage(
+        store: Participants, state: Participant | None, user_id: int, now: datetime
+    ) -> Usage:
+        counted = await usage(store, state, user_id, now)
+        if state is not None and state.step == Step.SUMMARY and user_id not in first_reads:
+            first_reads.add(user_id)
+            await asyncio.wait_for(read.wait(), 10)
+        return counted
+
+    monkeypatch.setattr(Participants, "usage", racing_usage)
+    with smtp_server() as (inbox, port):
+        settings = settings.replace(
+            smtp_url=f"smtp://127.0.0.1:{port}",
+            outbox_poll_seconds=0.05,
+            confirmation_emails_per_address_per_day=1,
+        )
+        api, updates = FakeBotApi(), Updates()
+        zoe, lea = Updates.user(ZOE, "Zoé"), Updates.user(LEA, "Léa")
+        async with running_bot(settings, api) as bot:
+            zoe_steps = signup(updates, zoe, "zoe@free.fr", phone="0611111111")
+            lea_steps = signup(updates, lea, "Zoe@free.fr", phone="0622222222")
+            await bot.feed(*zoe_steps[:-1], *lea_steps[:-1])
+            await bot.feed(zoe_steps[-1], lea_steps[-1])
+            assert first_reads == {ZOE, LEA}
+            for _ in range(100):
+                if inbox.messages:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # time for a second email to leave, were one queued
+            for user, spelled in ((ZOE, "zoe@free.fr"), (LEA, "Zoe@free.fr")):
+                assert api.texts_to(user)[-1].startswith(
+                    f"📧 Un e-mail de confirmation part vers {spelled}"
+                )
+        assert len([m for m in inbox.messages if "zoe@free.fr" in m["To"].casefold()]) == 1
+    database = await open_database(settings.database_url)
+    try:
+        counted = await database.fetch(
+            "SELECT count FROM quota_counts WHERE quota = 'confirmation_emails'"
+        )
+    finally:
+        await database.close()
+    assert [row[0] for row in counted] == [1]

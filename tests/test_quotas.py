@@ -69,7 +69,7 @@ def test_resend_counts_against_the_mailbox_too(ctx: Context) -> None:
     refused = step(state, Command("renvoyer"), full)
     allowed = step(state, Command("renvoyer"), later)
     assert refused.effects == () and refused.replies == allowed.replies
-    assert CountUse(Quota.CONFIRMATION_EMAILS, "zoe@orange.fr") in allowed.effects
+    assert CountUse(Quota.CONFIRMATION_EMAILS, "zoe@orange.fr", limit) in allowed.effects
 
 
 def test_erasing_a_completed_signup_is_counted_and_an_unfinished_one_is_not(

@@ -16,7 +16,7 @@ from conversations.quotas import EVERYONE, Use, account_subject, mailbox_subject
 from storage import Storage, open_storage
 from storage.migrations import MIGRATIONS
 from storage.migrator import migrate
-from storage.ports import ContactTaken
+from storage.ports import ContactTaken, StaleWrite
 from tests.conftest import NOW
 from tests.factories import entered
 from tests.test_storage import BACKENDS, backend_url, save_new
@@ -196,3 +196,20 @@ async def test_concurrent_uses_never_pass_the_limit(store: Storage) -> None:
     )
     assert sorted(taken) == [False] * 15 + [True] * 5
     assert (await quotas.used(Quota.OUTGOING_EMAILS, EVERYONE, NOW)).count == 5
+
+
+async def test_a_step_counting_past_its_limit_is_refused_whole(store: Storage) -> None:
+    """The count read before a step may be stale (another account's step took the last use):
+    a use counted under a limit is the check, and the step writes nothing when it fails."""
+    saved = await save_new(store, entered(9))
+    mailbox = mailbox_subject("p9@free.fr")
+    await store.participants.quotas.take(Quota.CONFIRMATION_EMAILS, mailbox, NOW, 2)
+    counted = CountUse(Quota.CONFIRMATION_EMAILS, mailbox, limit=2)
+    await store.participants.save(saved, saved.version, [counted], 3, NOW)
+    edited = replace(saved, version=saved.version + 1, question="Pourquoi ?")
+    with pytest.raises(StaleWrite):
+        await store.participants.save(edited, edited.version, [counted], 4, NOW)
+    loaded = await store.participants.load(9)
+    assert loaded is not None
+    assert (loaded.version, loaded.question) == (edited.version, saved.question)
+    assert (await store.participants.usage(loaded, 9, NOW)).confirmation_emails.count == 2

@@ -134,7 +134,12 @@ class Announcements:
                     await self._send(other, effect.reply)
             elif isinstance(effect, Audit):
                 await self._storage.audit.log(
-                    effect.admin_id, effect.action, effect.details, self._clock()
+                    effect.admin_id,
+                    effect.action,
+                    effect.details,
+                    self._clock(),
+                    effect.note,
+                    effect.ticket,
                 )
             # CancelBroadcast was written with the step itself.
         for reply in outcome.replies:

@@ -37,5 +37,7 @@ class Exclusions(AdminJob):
             key = "admin.exclude.frozen" if frozen else "admin.exclude.unknown"
             await tools.reply(admin_id, language, key, ticket=ticket)
             return
-        await tools.audit(admin_id, "exclude", f"{ticket.upper()} {reason} {details}".rstrip())
+        await tools.audit(
+            admin_id, "exclude", f"{ticket.upper()} {reason}", details.strip(), ticket.upper()
+        )
         await tools.reply(admin_id, language, "admin.exclude.done", ticket=ticket.upper())

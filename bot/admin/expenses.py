@@ -176,7 +176,7 @@ class ExpenseAdmin(AdminJob):
                 recorded.payment,
                 _message(told),
                 await self._audit_log.append_statement(
-                    audit.admin_id, audit.action, audit.details, now
+                    audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
                 ),
                 now,
                 COMMAND_UPDATE.get(),
@@ -244,7 +244,7 @@ class ExpenseAdmin(AdminJob):
                     f"expense-paid:{request.ticket}:{seq}",
                     _message(outcome.told),
                     await self._audit_log.append_statement(
-                        audit.admin_id, audit.action, audit.details, now
+                        audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
                     ),
                     now,
                     COMMAND_UPDATE.get(),

@@ -201,7 +201,13 @@ class Places(AdminJob):
             return
         ended = PlaceChange(place, PlaceStatus.REPLACED)
         if await self._replace_winner(ended, ReplacementReason(reason)):
-            await tools.audit(admin_id, "winner.replace", f"{place.ticket} {reason} {details}")
+            await tools.audit(
+                admin_id,
+                "winner.replace",
+                f"{place.ticket} {reason}",
+                details.strip(),
+                place.ticket,
+            )
             await tools.reply(admin_id, language, "admin.replace.done", ticket=place.ticket)
 
     async def winners(self, admin_id: int, language: str, argument: str) -> None:

@@ -78,8 +78,11 @@ class AdminTools:
         for admin_id in sorted(self.settings.admin_ids):
             await self.reply(admin_id, self.texts.default_language, key, **params)
 
-    async def audit(self, admin_id: int, action: str, details: str) -> None:
-        await self.storage.audit.log(admin_id, action, details, self.clock())
+    async def audit(
+        self, admin_id: int, action: str, details: str, note: str = "", ticket: str | None = None
+    ) -> None:
+        """`note`: what the admin typed freely about `ticket`, erasable (storage/audit_log.py)."""
+        await self.storage.audit.log(admin_id, action, details, self.clock(), note, ticket)
 
     def local(self, moment: datetime, language: str | None = None) -> str:
         """A moment in full, in the meeting's zone, naming it."""
