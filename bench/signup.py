@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -437,6 +438,53 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Target:
+    """One of issue 15's targets for this 2-core machine, read off the medians."""
+
+    what: str
+    api: str  # "inproc" or "http"
+    measure: Callable[[dict[str, Any], float], float | None]  # (medians, baseline) -> figure
+    at_least: bool
+    bound: float
+
+
+def _p99_at(rate: str) -> Callable[[dict[str, Any], float], float | None]:
+    return lambda m, _: m["paced"][rate]["p99_ms"] if rate in m["paced"] else None
+
+
+def _times_baseline(medians: dict[str, Any], baseline: float) -> float:
+    return float(medians["steps_per_s"]) / baseline
+
+
+TARGETS = (
+    Target("steps/s, closed loop", "inproc", lambda m, _: m["steps_per_s"], True, 2000),
+    Target("CPU µs a step", "inproc", lambda m, _: m["cpu_us_per_step"], False, 500),
+    Target("p99 ms at 1000 steps/s offered", "inproc", _p99_at("1000"), False, 60),
+    Target("times the ConversationHandler bot", "inproc", _times_baseline, True, 40),
+    Target("steps/s, closed loop", "http", lambda m, _: m["steps_per_s"], True, 1000),
+    Target("p99 ms at 600 steps/s offered", "http", _p99_at("600"), False, 100),
+    Target("times the ConversationHandler bot", "http", _times_baseline, True, 40),
+)
+
+
+def verdicts(medians: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """Each target: the figure, the bound, and whether it is met (or not measured)."""
+    baseline = medians["conversationhandler", ""]["steps_per_s"]
+    lines = []
+    for target in TARGETS:
+        sign = "≥" if target.at_least else "<"
+        m = medians.get(("coffeebot", target.api))
+        figure = target.measure(m, baseline) if m is not None else None
+        if figure is None:
+            verdict = "not measured"
+        else:
+            met = figure >= target.bound if target.at_least else figure < target.bound
+            verdict = f"{figure:,.1f}: {'met' if met else 'NOT met'}"
+        lines.append(f"  {target.api:<6} {target.what} {sign} {target.bound:,g}: {verdict}")
+    return lines
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -485,6 +533,8 @@ def report(arguments: argparse.Namespace) -> None:
         " collector's longest/total pause ms, the event loop's lateness p99/max ms"
     )
     print("\n".join(tails))
+    print("\nIssue 15's targets on this machine (medians above):")
+    print("\n".join(verdicts(medians)))
 
 
 def main() -> None:

@@ -99,3 +99,29 @@ async def test_the_benchmarks_api_tells_the_driver_but_keeps_no_call() -> None:
     data = RequestData([RequestParameter.from_input("chat_id", 1)])
     status, _ = await api.do_request("https://api.telegram.org/botT/sendMessage", "POST", data)
     assert (status, seen, api.calls) == (200, ["sendMessage"], [])
+
+
+def test_the_report_says_which_targets_are_met_and_which_were_not_measured() -> None:
+    def medians(steps: float, cpu: float, paced: dict[str, float]) -> dict[str, Any]:
+        return {
+            "steps_per_s": steps,
+            "cpu_us_per_step": cpu,
+            "paced": {rate: {"p99_ms": p99} for rate, p99 in paced.items()},
+        }
+
+    lines = signup.verdicts(
+        {
+            ("coffeebot", "inproc"): medians(2100, 480, {"1000": 61.0}),
+            ("coffeebot", "http"): medians(999, 700, {}),
+            ("conversationhandler", ""): medians(30, 900, {}),
+        }
+    )
+    assert lines == [
+        "  inproc steps/s, closed loop ≥ 2,000: 2,100.0: met",
+        "  inproc CPU µs a step < 500: 480.0: met",
+        "  inproc p99 ms at 1000 steps/s offered < 60: 61.0: NOT met",
+        "  inproc times the ConversationHandler bot ≥ 40: 70.0: met",
+        "  http   steps/s, closed loop ≥ 1,000: 999.0: NOT met",
+        "  http   p99 ms at 600 steps/s offered < 100: not measured",
+        "  http   times the ConversationHandler bot ≥ 40: 33.3: NOT met",
+    ]
