@@ -30,13 +30,20 @@ class ExpenseStatus(StrEnum):
     PAID = "paid"
     # The winner's place ended: not payable, its cap not counted.
     CLOSED = "closed"
+    # The claim was refused after checking (`/refuser_frais`): closed too, and says why.
+    REFUSED = "refused"
+
+    @property
+    def owed(self) -> bool:
+        """Whether its cap still counts in the totals: nothing more is paid on a closed one."""
+        return self not in (ExpenseStatus.CLOSED, ExpenseStatus.REFUSED)
 
 
 def expense_status(expense: Expense, rules: ExpenseRules) -> ExpenseStatus:
     """Paid once what is due (the claim, within the cap) is paid; a payment forced before any
-    claim also settles it. A closed expense is closed, paid or not."""
+    claim also settles it. A closed expense is closed (or refused), paid or not."""
     if expense.step == ClaimStep.CLOSED:
-        return ExpenseStatus.CLOSED
+        return ExpenseStatus.REFUSED if expense.refused_at else ExpenseStatus.CLOSED
     due = min(expense.claimed_cents, expense_cap(expense, rules))
     paid = expense.paid_cents
     if paid and paid >= due:
@@ -134,6 +141,15 @@ def detail_text(
                     reason=payment.cancel_reason or "",
                 )
             )
+    if expense.refused_at is not None:
+        lines.append(
+            texts.render(
+                language,
+                "admin.expense.refused_line",
+                day=_day(expense.refused_at, zone).isoformat(),
+                reason=expense.refusal_reason or "",
+            )
+        )
     return "\n".join(lines)
 
 
@@ -232,7 +248,8 @@ def pay(
         "room": format_amount(max(cap - paid, 0), language),
     }
     if expense.step == ClaimStep.CLOSED:
-        return Refusal("admin.expense.closed", {"ticket": expense.ticket})
+        closed = "admin.expense.closed_refused" if expense.refused_at else "admin.expense.closed"
+        return Refusal(closed, {"ticket": expense.ticket})
     if _repeated(expense, request, now, rules):
         return Refusal("admin.expense.repeat", {"ticket": expense.ticket})
     if after > cap:
@@ -383,6 +400,68 @@ def cancel_payment(
 
 
 @dataclass(frozen=True)
+class RefuseRequest:
+    ticket: str
+    reason: str
+
+
+def parse_refusal(argument: str, rules: ExpenseRules) -> RefuseRequest | Refusal:
+    """`TICKET raison…`: the reason is required (it goes to the audit log)."""
+    words = argument.split()
+    if not words:
+        return Refusal("admin.expense.refuse_usage")
+    ticket, reason = words[0].upper(), " ".join(words[1:])
+    if not reason:
+        return Refusal("admin.expense.refuse_reason_missing", {"ticket": ticket})
+    if len(reason) > rules.reason_max_length:
+        return Refusal("admin.expense.reason_too_long", {"max": str(rules.reason_max_length)})
+    return RefuseRequest(ticket, reason)
+
+
+@dataclass(frozen=True)
+class RefuseOutcome:
+    expense: Expense
+    audit: Audit
+    # The winner is told their claim is not paid (the reason stays in the audit log).
+    told: TellPerson
+
+
+def refuse_claim(
+    expense: Expense, request: RefuseRequest, admin_id: int, now: datetime, language: str
+) -> RefuseOutcome | Refusal:
+    """Close a claim the mandataire decides not to pay, with a reason: not payable any more,
+    its cap no longer counted, its receipts kept for the accounts, and the purge no longer keeps
+    it as owed. Refused while a payment stands (cancel it first if it was a mistake: a claim
+    paid in part is not refused), and once closed: a double tap or the command delivered
+    again changes nothing."""
+    ticket = {"ticket": expense.ticket}
+    if expense.step == ClaimStep.CLOSED:
+        if expense.refused_at is not None:
+            return Refusal("admin.expense.refuse_already", ticket)
+        return Refusal("admin.expense.closed", ticket)
+    if expense.standing_payments:
+        paid = format_amount(expense.paid_cents, language)
+        return Refusal("admin.expense.refuse_paid", {**ticket, "paid": paid})
+    new = replace(
+        expense,
+        step=ClaimStep.CLOSED,
+        refused_at=now,
+        refused_by=admin_id,
+        refusal_reason=request.reason,
+    )
+    details = f"{expense.ticket} {csv_amount(expense.claimed_cents)}"
+    told = TellPerson(
+        key=f"expense-refused:{expense.ticket}",
+        user_id=expense.user_id,
+        language=expense.language,
+        text_key="expense.refused",
+        params=(),
+    )
+    audit = Audit(admin_id, "expense.refuse", details, f"reason={request.reason}", expense.ticket)
+    return RefuseOutcome(new, audit, told)
+
+
+@dataclass(frozen=True)
 class MandataireLine:
     """What the campaign accounts keep of an expense: the purge leaves exactly this."""
 
@@ -399,7 +478,8 @@ class MandataireLine:
     paid_on: date | None
     references: tuple[str, ...]
     receipt_sha256: tuple[str, ...]
-    # A closed expense (the winner's place ended) is listed, its cap not counted in the total.
+    # A closed expense (the winner's place ended) or a refused one is listed, its cap not
+    # counted in the total.
     status: ExpenseStatus
 
 
@@ -454,7 +534,7 @@ def expenses_csv(lines: Iterable[MandataireLine]) -> bytes:
         writer.writerow([neutralised(value) for value in row])
     totals = (
         TOTAL_LABEL, "", "", "", "", "",
-        csv_amount(sum(line.cap_cents for line in ordered if line.status != ExpenseStatus.CLOSED)),
+        csv_amount(sum(line.cap_cents for line in ordered if line.status.owed)),
         csv_amount(sum(line.claimed_cents for line in ordered)),
         csv_amount(sum(line.paid_cents for line in ordered)),
         "", "", "", "",

@@ -104,8 +104,9 @@ class ClaimStep(StrEnum):
     AMOUNT = "amount"
     SUMMARY = "summary"
     SUBMITTED = "submitted"
-    # The winner's place ended (declined, deadline passed, replaced): nothing more is taken or
-    # paid; the receipts and payments already recorded stay, for the accounts.
+    # The winner's place ended (declined, deadline passed, replaced), or an admin refused the
+    # claim (`Expense.refused_at`): nothing more is taken or paid; the receipts and payments
+    # already recorded stay, for the accounts.
     CLOSED = "closed"
 
 
@@ -126,6 +127,11 @@ class Expense:
     payments: tuple[Payment, ...] = ()
     # The stored row's version: a save from a stale read is refused.
     version: int = 0
+    # Set when an admin refused the claim after checking it (`/refuser_frais`), by whom and
+    # why: the expense is then closed, as when the place ends.
+    refused_at: datetime | None = None
+    refused_by: int | None = None
+    refusal_reason: str | None = None
 
     @property
     def standing_payments(self) -> tuple[Payment, ...]:
@@ -380,8 +386,11 @@ def _submitted(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimO
 
 
 def _closed(expense: Expense, event: ClaimInput, ctx: ClaimContext) -> ClaimOutcome:
-    """The place ended: whatever the winner sends, they are told so, and what was paid stays."""
-    if expense.standing_payments:
+    """The place ended, or the claim was refused: whatever the winner sends, they are told so,
+    and what was paid stays."""
+    if expense.refused_at is not None:
+        text = _say(expense, ctx, "expense.refused_status")
+    elif expense.standing_payments:
         text = _say(expense, ctx, "expense.closed_paid", paid=_amount(expense, expense.paid_cents))
     else:
         text = _say(expense, ctx, "expense.closed")

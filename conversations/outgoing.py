@@ -17,6 +17,7 @@ class TelegramKind(StrEnum):
     ANNOUNCEMENT = "announcement"
     EXPENSE_REQUEST = "expense-request"
     EXPENSE_PAID = "expense-paid"
+    EXPENSE_REFUSED = "expense-refused"
 
 
 @dataclass(frozen=True)

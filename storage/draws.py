@@ -103,6 +103,13 @@ def _answered(place: Place, status: PlaceStatus, now: datetime) -> list[Statemen
     ]
 
 
+def _unblocked(user_id: int | None) -> list[Statement]:
+    """A person who pressed a button wrote to the bot: Telegram delivers to them again."""
+    if user_id is None:
+        return []
+    return [("DELETE FROM telegram_blocked WHERE user_id = ?", (user_id,))]
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds a ticket, and the area class of their entry."""
@@ -372,10 +379,16 @@ class DrawStore:
         now: datetime,
         role: Role | None = None,
         deadline: datetime | None = None,
+        unblock: int | None = None,
     ) -> bool:
-        """Change a place, unless someone else changed it since it was read."""
+        """Change a place, unless someone else changed it since it was read; with `unblock`,
+        that person (who pressed the answer) no longer counts as having blocked the bot."""
         return await self._guarded(
-            [self._place_change(place, status, now, role, deadline), *_answered(place, status, now)]
+            [
+                self._place_change(place, status, now, role, deadline),
+                *_answered(place, status, now),
+                *_unblocked(unblock),
+            ]
         )
 
     async def replace_winner(
@@ -387,11 +400,17 @@ class DrawStore:
         addendum: dict[str, Any],
         now: datetime,
         notice: Sequence[Statement] = (),
+        unblock: int | None = None,
     ) -> bool:
         """In one transaction: the winner's place ends, the reserve becomes a winner, the
         public addendum saying so is appended, and the new winner's messages and email are
-        queued (`notice`). Refused if the winner's place changed meanwhile."""
-        statements = [self._place_change(place, status, now), *_answered(place, status, now)]
+        queued (`notice`). Refused if the winner's place changed meanwhile. With `unblock`,
+        that person (the winner who declined) no longer counts as having blocked the bot."""
+        statements = [
+            self._place_change(place, status, now),
+            *_answered(place, status, now),
+            *_unblocked(unblock),
+        ]
         if promoted is not None:
             statements.append(
                 self._place_change(promoted, PlaceStatus.NOTIFIED, now, Role.WINNER, deadline)

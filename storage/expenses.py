@@ -112,6 +112,15 @@ _LAST_PAID = (
     " WHERE ticket = ? AND cancelled_at IS NULL), updated_at = ?"
     " WHERE ticket = ?"
 )
+# A claim refused after checking closes, unless a payment stands or it closed meanwhile. The
+# guard is on the expense's own row (`last_paid_at` is set by a payment in its transaction, and
+# cleared when the last one standing is cancelled): on PostgreSQL, a payment in flight holds the
+# row, and the refusal, once it is free, reads the row again and finds it paid.
+_REFUSE = (
+    "UPDATE expenses SET step = 'closed', refused_at = ?, refused_by = CAST(? AS BIGINT),"
+    " refusal_reason = ?, version = version + 1, updated_at = ?"
+    " WHERE ticket = ? AND step <> 'closed' AND last_paid_at IS NULL"
+)
 _NOTICE_GOES = (
     "UPDATE telegram_outbox SET status = 'cancelled', params = NULL"
     " WHERE idempotency_key = ? AND status = 'pending'"
@@ -215,6 +224,9 @@ class ExpenseStore:
                     claimed_at=_parse_time(r["claimed_at"]),
                     payments=tuple(paid.get(r["ticket"], ())),
                     version=r["version"],
+                    refused_at=_parse_time(r["refused_at"]),
+                    refused_by=r["refused_by"],
+                    refusal_reason=r["refusal_reason"],
                 ),
                 Claimant(r["first_name"], r["last_name"], r["postcode"]),
             )
@@ -364,6 +376,44 @@ class ExpenseStore:
                 raise
             return False
         return True if told else None
+
+    async def refuse(
+        self,
+        refused: Expense,
+        told: TelegramMessage,
+        audited: Statement,
+        now: datetime,
+        update_id: int | None = None,
+    ) -> bool:
+        """Close the claim as refused (`refused.refused_at`, `_by`, `refusal_reason`), with its
+        audit entry and the winner's notice, in one transaction; the request for receipts, if
+        still waiting, goes. False when the audit log moved on since its head was read (nothing
+        written: read it again); StaleWrite when the expense closed or was paid meanwhile;
+        DuplicateUpdate when the command's `update_id` was acted on."""
+        assert refused.refused_at is not None
+        at = _time(now)
+        refusal = (
+            _time(refused.refused_at), refused.refused_by, refused.refusal_reason, at,
+            refused.ticket,
+        )  # fmt: skip
+        statements: list[Statement] = [
+            (_REFUSE, refusal),
+            audited,
+            (_NOTICE_GOES, (f"expense-request:{refused.ticket}",)),
+            *self._telegram.queue_statements([told], now),
+        ]
+        if update_id is not None:
+            statements.append((_PROCESSED, (update_id, at, None)))
+        try:
+            await self._database.run(statements, guarded=(0, 1))
+        except StaleWrite:
+            rows = await self._database.fetch(
+                "SELECT step, last_paid_at FROM expenses WHERE ticket = ?", (refused.ticket,)
+            )
+            if not rows or rows[0][0] == str(ClaimStep.CLOSED) or rows[0][1] is not None:
+                raise
+            return False
+        return True
 
 
 def _receipt(row: Row) -> ClaimedReceipt:

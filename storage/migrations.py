@@ -553,4 +553,18 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        18,
+        "a claim the mandataire decides not to pay is refused, and so closed",
+        (
+            # `/refuser_frais`: the expense closes (`step = 'closed'`, as when the place ends)
+            # with when, by whom and why it was refused; /frais and the CSV say "refused".
+            "ALTER TABLE expenses ADD COLUMN refused_at TEXT",
+            "ALTER TABLE expenses ADD COLUMN refused_by BIGINT",
+            "ALTER TABLE expenses ADD COLUMN refusal_reason TEXT",
+        ),
+    ),
+)
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

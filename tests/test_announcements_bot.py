@@ -15,15 +15,18 @@ from typing import Any
 
 import pytest
 
-from bot.bootstrap import open_migrated_storage
+from bot.bootstrap import migrated_storage, open_migrated_storage
 from bot.mail.unsubscribe import OneClickLinks, Unsubscriptions
 from bot.settings import Settings, SettingsError
 from conversations.announcements import Audience
-from conversations.model import Consent, ConsentKind, Participant, RecordConsent
+from conversations.model import Area, Consent, ConsentKind, Participant, RecordConsent
+from conversations.winners import PlaceStatus
 from tests.conftest import NOW
 from tests.factories import entered
+from tests.fake_beacon import running_drand
 from tests.telegram_fakes import ApiCall, FakeBotApi, Updates, running_bot
-from tests.test_admin import ADMIN, admin_settings
+from tests.test_admin import ADMIN, admin_settings, draw_at, winner_chats
+from tests.test_draw_results import seed_areas
 from tests.test_mail import Clock
 
 OTHER_ADMIN = 901
@@ -461,3 +464,60 @@ async def test_who_unblocks_the_bot_and_only_asks_their_status_is_announced_to_a
     assert rows[0][0] == 0
     # The status changed nobody's row: only the mark went.
     assert [row[0] for row in versions] == [1, 1]
+
+
+async def blocked_marks(settings: Settings) -> list[int]:
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        rows = await store.database.fetch("SELECT user_id FROM telegram_blocked ORDER BY user_id")
+    finally:
+        await store.close()
+    return [row[0] for row in rows]
+
+
+async def mark_blocked(settings: Settings, *user_ids: int) -> None:
+    store = await open_migrated_storage(settings, Clock())
+    try:
+        await store.database.run(
+            [
+                ("INSERT INTO telegram_blocked (user_id, blocked_at) VALUES (?, ?)", (u, "x"))
+                for u in user_ids
+            ]
+        )
+    finally:
+        await store.close()
+    assert await blocked_marks(settings) == sorted(user_ids)
+
+
+async def test_a_winner_s_accept_or_decline_press_clears_their_blocked_mark(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A winner's "I accept" / "I decline" press is them writing to the bot, as a message or a
+    command is: the mark that they blocked it goes, with their answer; a press that changes no
+    place any more (answered already) clears it too. Before, it stayed, and they were left out
+    of every announcement."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=2)
+        await seed_areas(settings, [Area.PARIS] * 3)
+        api, updates = FakeBotApi(), Updates(start=1500)
+        async with running_bot(settings, api, clock) as bot:
+            await draw_at(bot, clock, api, "/draw 1")
+            await until(lambda: len(winner_chats(api)) == 2)
+            accepting, declining = sorted(winner_chats(api))
+            await mark_blocked(settings, accepting, declining)
+            await bot.feed(updates.press(Updates.user(accepting), "win.accept"))
+            assert any("c’est noté" in text for text in api.texts_to(accepting))
+            assert await blocked_marks(settings) == [declining]
+            await bot.feed(updates.press(Updates.user(declining), "win.decline"))
+            await until(lambda: len(winner_chats(api)) == 3)  # the reserve is promoted
+            assert await blocked_marks(settings) == []
+            # Pressed again once answered: no place changes, and the mark still goes.
+            await mark_blocked(settings, accepting)
+            await bot.feed(updates.press(Updates.user(accepting), "win.accept"))
+            assert "Aucune réponse n’est attendue" in api.texts_to(accepting)[-1]
+            assert await blocked_marks(settings) == []
+    async with migrated_storage(settings) as storage:
+        places = {p.user_id: p.status for p in await storage.draws.places()}
+    assert places[accepting] == PlaceStatus.ACCEPTED
+    assert places[declining] == PlaceStatus.DECLINED

@@ -21,6 +21,7 @@ from conversations.expense_admin import (
     MandataireLine,
     PaymentRequest,
     RecordPayment,
+    RefuseRequest,
     cancel_payment,
     detail_text,
     expense_row,
@@ -29,7 +30,9 @@ from conversations.expense_admin import (
     mandataire_line,
     parse_cancel,
     parse_payment,
+    parse_refusal,
     pay,
+    refuse_claim,
     row_text,
 )
 from conversations.expenses import (
@@ -374,3 +377,63 @@ def test_with_several_payments_standing_the_one_to_cancel_is_named() -> None:
     second = cancel_payment(paid, CancelRequest("K7", 2, "doublon"), 7, LATER)
     assert not isinstance(second, Refusal)
     assert second.cancelled.seq == 2 and second.expense.paid_cents == 4000
+
+
+@pytest.mark.parametrize(
+    ("argument", "parsed"),
+    [
+        ("k7 billet d’une autre date", RefuseRequest("K7", "billet d’une autre date")),
+        ("", Refusal("admin.expense.refuse_usage")),
+        ("K7", Refusal("admin.expense.refuse_reason_missing", {"ticket": "K7"})),
+        ("K7 " + "x" * 301, Refusal("admin.expense.reason_too_long", {"max": "300"})),
+    ],
+)
+def test_refuser_frais_reads_a_ticket_and_a_required_reason(
+    argument: str, parsed: RefuseRequest | Refusal
+) -> None:
+    assert parse_refusal(argument, RULES) == parsed
+
+
+def test_a_refused_claim_is_closed_not_payable_and_its_cap_leaves_the_totals(
+    texts: Catalogue,
+) -> None:
+    claimed = expense(8550)
+    request = RefuseRequest("K7", "billet d’une autre date")
+    outcome = refuse_claim(claimed, request, 7, LATER, "fr")
+    assert not isinstance(outcome, Refusal)
+    refused = outcome.expense
+    assert refused.step == ClaimStep.CLOSED and refused.refused_by == 7
+    status = expense_status(refused, RULES)
+    assert status == ExpenseStatus.REFUSED and not status.owed
+    assert ExpenseStatus.CLOSED.owed is False and ExpenseStatus.CLAIMED.owed
+    assert outcome.audit == Audit(
+        7, "expense.refuse", "K7 85,50", "reason=billet d’une autre date", "K7"
+    )
+    assert outcome.told.key == "expense-refused:K7" and outcome.told.user_id == 42
+    assert "refusée le" in detail_text(refused, "Zoé Martin", RULES, texts, "fr", PARIS)
+    line = mandataire_line(refused, "Zoé", "Martin", "69003", RULES, PARIS)
+    csv_rows = list(
+        csv.reader(io.StringIO(expenses_csv([line]).decode("utf-8-sig")), delimiter=";")
+    )
+    assert csv_rows[1][12] == "refused" and csv_rows[-1][6:9] == ["0,00", "85,50", "0,00"]
+    paying = pay(refused, PaymentRequest("K7", 1000, "VIR-1"), 7, LATER, RULES, "fr")
+    assert paying == Refusal("admin.expense.closed_refused", {"ticket": "K7"})
+    # Once: refused again, the claim says so; a place that ended says that instead.
+    assert refuse_claim(refused, request, 7, LATER, "fr") == Refusal(
+        "admin.expense.refuse_already", {"ticket": "K7"}
+    )
+    ended = replace(claimed, step=ClaimStep.CLOSED)
+    assert refuse_claim(ended, request, 7, LATER, "fr") == Refusal(
+        "admin.expense.closed", {"ticket": "K7"}
+    )
+
+
+def test_a_claim_is_not_refused_while_a_payment_stands() -> None:
+    paid = expense(8550, paid=(1200,))
+    request = RefuseRequest("K7", "billet d’une autre date")
+    assert refuse_claim(paid, request, 7, LATER, "fr") == Refusal(
+        "admin.expense.refuse_paid", {"ticket": "K7", "paid": "12,00\u00a0€"}
+    )
+    cancelled = cancel_payment(paid, CancelRequest("K7", None, "erreur"), 7, LATER)
+    assert not isinstance(cancelled, Refusal)
+    assert not isinstance(refuse_claim(cancelled.expense, request, 7, LATER, "fr"), Refusal)

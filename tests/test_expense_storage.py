@@ -392,3 +392,123 @@ async def test_a_payment_is_cancelled_once_and_the_winner_told_only_if_they_were
     chain = await store.audit.chain()
     assert [e["details"] for e in chain] == ["pay 1", "pay 2", "cancel 1", "cancel 2"]
     assert verify_audit_chain(chain) == []
+
+
+def refused_notice(ticket: str, user_id: int) -> TelegramMessage:
+    return TelegramMessage(
+        f"expense-refused:{ticket}", user_id, TelegramKind.EXPENSE_REFUSED, "fr", "expense.refused"
+    )
+
+
+async def test_a_claim_is_refused_once_never_while_a_payment_stands_and_then_not_paid(
+    store: Storage,
+) -> None:
+    """/refuser_frais on the store: refused while a payment stands (cancelled, it may be), then
+    closed with when, by whom and why, the request for receipts withdrawn and the winner's
+    notice queued, with its audit entry; once (a double tap finds it closed, the command
+    delivered again is known); a payment after it is not recorded."""
+    for user_id in (1, 2):
+        await winner(store, user_id, Travel.TRAIN)
+        expense = new_expense(user_id)
+        await store.expenses.open(expense, CLAIMANT, asked(expense.ticket, user_id), NOW)
+    paid = Payment(1200, NOW, 900, "VIR-1")
+    notice = TelegramMessage(
+        "expense-paid:TK00000001:1", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid",
+        {"amount": "x", "total": "y"},
+    )  # fmt: skip
+    entry = await audited(store, "pay 1")
+    assert await store.expenses.record_payment("TK00000001", 1, paid, notice, entry, NOW)
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None
+    later = NOW + timedelta(days=1)
+    refused = replace(
+        found.expense, step=ClaimStep.CLOSED, refused_at=later, refused_by=901,
+        refusal_reason="billet d’une autre date",
+    )  # fmt: skip
+    told = refused_notice("TK00000001", 1)
+    with pytest.raises(StaleWrite):  # the payment stands
+        await store.expenses.refuse(refused, told, await audited(store, "refuse"), later, 51)
+    gone = replace(paid, cancelled_at=later, cancelled_by=901, cancel_reason="erreur")
+    assert await store.expenses.cancel_payment(
+        "TK00000001", 1, gone, "expense-paid:TK00000001:1", notice,
+        await audited(store, "cancel 1"), later,
+    ) is None  # fmt: skip
+    assert await store.expenses.refuse(refused, told, await audited(store, "refuse 1"), later, 51)
+    with pytest.raises(StaleWrite):  # a double tap: refused already
+        await store.expenses.refuse(refused, told, await audited(store, "refuse 1 again"), later)
+    other = replace(refused, ticket="TK00000002", user_id=2)
+    with pytest.raises(DuplicateUpdate):  # this command's update was acted on
+        await store.expenses.refuse(
+            other, refused_notice("TK00000002", 2), await audited(store, "refuse 2"), later, 51
+        )
+    with pytest.raises(ExpenseClosed):
+        await store.expenses.record_payment(
+            "TK00000001", 2, Payment(1200, later, 900, "VIR-2"), notice,
+            await audited(store, "pay 2"), later,
+        )  # fmt: skip
+
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None
+    assert found.expense.step == ClaimStep.CLOSED
+    assert (found.expense.refused_at, found.expense.refused_by) == (later, 901)
+    assert found.expense.refusal_reason == "billet d’une autre date"
+    untouched = await store.expenses.by_ticket("TK00000002")
+    assert untouched is not None and untouched.expense.step == ClaimStep.RECEIPT
+    assert untouched.expense.refused_at is None
+    statuses = await store.database.fetch(
+        "SELECT idempotency_key, status FROM telegram_outbox ORDER BY idempotency_key"
+    )
+    assert [tuple(row) for row in statuses] == [
+        ("expense-paid:TK00000001:1", "cancelled"),
+        ("expense-refused:TK00000001", "pending"),
+        ("expense-request:TK00000001", "cancelled"),
+        ("expense-request:TK00000002", "pending"),
+    ]
+    chain = await store.audit.chain()
+    assert [e["details"] for e in chain] == ["pay 1", "cancel 1", "refuse 1"]
+    assert verify_audit_chain(chain) == []
+
+
+async def test_on_postgresql_a_refusal_waits_for_a_payment_in_flight_and_then_refuses(
+    postgres_url: str,
+) -> None:
+    """A /rembourser and a /refuser_frais at the same instant: the payment has marked the
+    expense paid but not committed when the refusal runs. The refusal waits for the expense's
+    row, reads it again once the payment commits, and closes nothing (the bot then reads the
+    payment and says so)."""
+    store = await open_storage(postgres_url)
+    try:
+        await migrate(store.database, NOW)
+        await winner(store, 1, Travel.TRAIN)
+        await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+        found = await store.expenses.by_ticket("TK00000001")
+        assert found is not None
+        paying = await asyncpg.connect(postgres_url)
+        try:
+            await paying.execute("BEGIN")
+            await paying.execute(
+                "UPDATE expenses SET last_paid_at = $1 WHERE ticket = 'TK00000001'"
+                " AND step <> 'closed'",
+                NOW.isoformat(),
+            )
+            refused = replace(
+                found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+                refusal_reason="billet d’une autre date",
+            )  # fmt: skip
+            entry = await audited(store, "refuse")
+            refusing = asyncio.create_task(
+                store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+            )
+            await asyncio.sleep(0.3)
+            assert not refusing.done()  # waiting for the expense's row
+            await paying.execute("COMMIT")
+            with pytest.raises(StaleWrite):
+                await refusing
+        finally:
+            await paying.close()
+        found = await store.expenses.by_ticket("TK00000001")
+        assert found is not None and found.expense.step == ClaimStep.RECEIPT
+        assert found.expense.refused_at is None
+        assert await store.audit.chain() == []
+    finally:
+        await store.close()

@@ -543,3 +543,78 @@ async def test_a_mistaken_payment_is_cancelled_once_with_a_reason_and_the_winner
     [line] = [row for row in rows if row[0] == "TK00000001"]
     assert line[7:11] == ["12,50", "12,50", NOW.date().isoformat(), "VIR-1"]
     assert line[12] == "paid"
+
+
+async def test_a_claim_refused_after_checking_is_closed_once_and_the_winner_told(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A claim the mandataire decides not to pay had no command to close it (the purge then
+    kept it, with the winner's contact, for years). /refuser_frais with a reason closes it:
+    refused while a payment stands, once under a double tap and redelivery, audited, the winner
+    told once; it can no longer be paid, /frais, /frais TICKET and the CSV say "refused", and
+    its cap leaves the totals; what the winner sends afterwards is answered so."""
+    clock = Clock(NOW)
+    async with running_drand(clock) as drand:
+        settings = admin_settings(settings, tmp_path, drand).replace(winners=1)
+        await seed_areas(settings, [Area.PROVINCE])
+        api, updates = FakeBotApi(), Updates(start=1700)
+        winner, admin = Updates.user(1), Updates.user(ADMIN)
+        async with running_bot(settings, api, clock) as bot:
+            await accepted_winner(bot, clock, api, updates)
+            await bot.feed(updates.photo(winner, *api.add_file(PHOTO)))
+            await bot.feed(updates.text(winner, "60"), updates.press(winner, "expense.confirm"))
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 10 VIR-1"))
+            assert "Paiement de 10,00\u00a0€ enregistré" in api.texts_to(ADMIN)[-1]
+
+            await bot.feed(updates.text(admin, "/refuser_frais TK00000001"))
+            assert "Donnez la raison du refus" in api.texts_to(ADMIN)[-1]
+            reason = "/refuser_frais TK00000001 billet d’une autre date"
+            await bot.feed(updates.text(admin, reason))
+            said = api.texts_to(ADMIN)[-1]
+            assert "Refusé\u00a0: 10,00\u00a0€ sont déjà payés à TK00000001" in said
+            assert "/annuler_remboursement TK00000001 raison" in said
+            await bot.feed(updates.text(admin, "/annuler_remboursement TK00000001 erreur"))
+            refuse = updates.text(admin, reason)
+            await bot.feed(refuse, updates.text(admin, reason), refuse)
+            said = api.texts_to(ADMIN)[-3:]
+            assert said[0].startswith("🚫 Demande de TK00000001 (60,00\u00a0€) refusée")
+            assert "La demande de TK00000001 est déjà refusée" in said[1]
+            assert "La demande de TK00000001 est déjà refusée" in said[2]  # redelivered
+            await until(lambda: any("n’est pas retenue" in text for text in api.texts_to(1)))
+
+            await bot.feed(updates.text(admin, "/rembourser TK00000001 60 VIR-2"))
+            assert "la demande de TK00000001 a été refusée" in api.texts_to(ADMIN)[-1]
+            await bot.feed(updates.text(admin, "/frais"))
+            listing = api.texts_to(ADMIN)[-1]
+            assert "demandé 60,00\u00a0€ — payé 0,00\u00a0€ — refusé" in listing
+            assert "Total\u00a0: plafond 0,00\u00a0€ — demandé 60,00\u00a0€" in listing
+            await bot.feed(updates.text(admin, "/frais TK00000001"))
+            assert "🚫 refusée le 2026-11-26\u00a0: billet d’une autre date" in "\n".join(
+                api.texts_to(ADMIN)[-2:]
+            )
+            await bot.feed(updates.photo(winner, *api.add_file(PDF)))
+            assert "n’a pas été retenue" in api.texts_to(1)[-1]
+            await asyncio.sleep(0.2)  # nothing more arrives
+    assert sum("n’est pas retenue" in text for text in api.texts_to(1)) == 1
+    async with migrated_storage(settings) as storage:
+        found = await storage.expenses.by_ticket("TK00000001")
+        chain = await storage.audit.chain()
+    assert found is not None and found.expense.refusal_reason == "billet d’une autre date"
+    assert [r.receipt.sha256 for r in found.expense.receipts] == [sha(PHOTO)]
+    refusals = [(e["details"], e["note"]) for e in chain if e["action"] == "expense.refuse"]
+    assert refusals == [("TK00000001 60,00", "reason=billet d’une autre date")]
+    refused = [e["details"] for e in chain if e["action"] == "expense.refuse.refused"]
+    assert (
+        refused
+        == ["TK00000001 admin.expense.refuse_paid"]
+        + ["TK00000001 admin.expense.refuse_already"] * 2
+    )
+    result = coffeebot(
+        tmp_path, "expenses", "-o", "frais.csv", env={"DATABASE_URL": settings.database_url}
+    )
+    assert result.returncode == 0, result.stderr
+    content = (tmp_path / "frais.csv").read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(content), delimiter=";"))
+    [line] = [row for row in rows if row[0] == "TK00000001"]
+    assert line[6:9] == ["200,00", "60,00", "0,00"] and line[12] == "refused"
+    assert rows[-1][0] == "TOTAL" and rows[-1][6:9] == ["0,00", "60,00", "0,00"]

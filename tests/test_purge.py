@@ -16,6 +16,7 @@ import pytest
 from bot.admin.purge import Purge
 from bot.bootstrap import open_migrated_storage
 from bot.settings import Settings, SettingsError
+from conversations.expenses import ClaimStep
 from conversations.ledger import verify_audit_chain
 from conversations.model import (
     Consent,
@@ -418,6 +419,48 @@ async def test_a_claim_still_owed_keeps_its_expense_and_contact_until_paid_or_it
     assert await table(store, "participants", "user_id") == []
     # (9's line, paid at the start, has had its years too; 8's, paid later, has not.)
     assert await table(store, "expenses", "ticket", "ticket") == [("TK00000008",)]
+
+
+async def test_a_claim_refused_after_checking_is_no_longer_kept_as_owed(store: Storage) -> None:
+    """A claim the mandataire decided not to pay stayed owed (so kept, with the winner's
+    contact) until EXPENSES_RETENTION_YEARS after it. Refused (/refuser_frais), it is closed:
+    at the end plus RETENTION_AFTER_END_DAYS it goes, as an unpaid claim, with its receipt, the
+    payment cancelled on it and the winner; checked table by table."""
+    await owed_claims(store)
+    found = await store.expenses.by_ticket("TK00000010")
+    assert found is not None
+    refused = replace(
+        found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+        refusal_reason="billet d’une autre date",
+    )  # fmt: skip
+    told = TelegramMessage(
+        "expense-refused:TK00000010", 10, TelegramKind.EXPENSE_REFUSED, "fr", "expense.refused"
+    )
+    entry = await store.audit.append_statement(900, "expense.refuse", "TK00000010", NOW)
+    assert await store.expenses.refuse(refused, told, entry, NOW)
+    done = await dry_then_run(store, ERASED)
+    expenses = {k: v for k, v in done.items() if "expense" in k}
+    assert expenses == {
+        "owed_claims.expenses": 1,
+        "owed_claims.expense_receipts": 1,
+        "owed_claims.expense_payments": 1,
+        # 10's claim goes whole (the table's last step's count: 9's line, paid, is stripped
+        # of its link to the person and to Telegram by the ones before).
+        "expense_claims.expenses": 1,
+        "expense_claims.expense_receipts": 1,
+        "expense_claims.expense_payments": 1,
+    }
+    assert done["participants.participants"] == 2
+    assert await table(store, "expenses", "ticket, user_id, step", "ticket") == [
+        ("TK00000008", 8, "submitted"), ("TK00000009", None, "submitted"),
+    ]  # fmt: skip
+    assert await table(store, "expense_receipts", "ticket, file_id", "ticket") == [
+        ("TK00000008", "file-id"), ("TK00000009", None),
+    ]  # fmt: skip
+    assert await table(store, "expense_payments", "ticket", "ticket") == [
+        ("TK00000008",), ("TK00000009",),
+    ]  # fmt: skip
+    assert await table(store, "participants", "user_id") == [(8,)]
 
 
 async def test_the_report_counts_owed_claims_as_kept_says_why_and_logs_only_what_changed(

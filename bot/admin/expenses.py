@@ -1,7 +1,8 @@
 """The admins' travel expenses: `/frais` lists every entitled winner's expense, `/frais TICKET`
 shows one with its receipts (sent again from Telegram's copies), `/rembourser TICKET MONTANT
 [référence] [forcer raison]` records a payment, `/annuler_remboursement TICKET [n°] raison`
-cancels one recorded by mistake. The checks are the core's
+cancels one recorded by mistake, `/refuser_frais TICKET raison` closes a claim the mandataire
+decides not to pay. The checks are the core's
 (conversations/expense_admin.py); each action goes to the audit log, and the winner is told of a
 payment through the Telegram outbox, once.
 """
@@ -17,7 +18,6 @@ from bot.settings import Settings
 from conversations.admin_effects import Audit, TellPerson
 from conversations.catalogue import Catalogue
 from conversations.expense_admin import (
-    ExpenseStatus,
     RecordPayment,
     cancel_payment,
     detail_text,
@@ -26,7 +26,9 @@ from conversations.expense_admin import (
     mandataire_line,
     parse_cancel,
     parse_payment,
+    parse_refusal,
     pay,
+    refuse_claim,
     row_text,
 )
 from conversations.expenses import ReceiptKind
@@ -83,6 +85,8 @@ class ExpenseAdmin(AdminJob):
             "reimburse": self.pay,
             "annuler_remboursement": self.cancel,
             "cancel_payment": self.cancel,
+            "refuser_frais": self.refuse,
+            "reject_expense": self.refuse,
         }
 
     def _say(self, language: str, key: str, **params: str) -> str:
@@ -114,9 +118,10 @@ class ExpenseAdmin(AdminJob):
             self._say(
                 language,
                 "admin.expense.totals",
-                # A closed expense (the place ended) is owed nothing more: its cap is not counted.
+                # A closed expense (the place ended, or the claim refused) is owed nothing more:
+                # its cap is not counted.
                 cap=format_amount(
-                    sum(row.cap_cents for row in rows if row.status != ExpenseStatus.CLOSED),
+                    sum(row.cap_cents for row in rows if row.status.owed),
                     language,
                 ),
                 claimed=format_amount(sum(row.claimed_cents for row in rows), language),
@@ -278,6 +283,62 @@ class ExpenseAdmin(AdminJob):
         )
         await self._reply(admin_id, done)
 
+    async def refuse(self, admin_id: int, language: str, argument: str) -> None:
+        """`/refuser_frais`: a claim the mandataire decides not to pay is closed, with a reason
+        (audited), and the winner told; not while a payment stands. Once: the command delivered
+        again, or typed twice, finds it refused."""
+        request = parse_refusal(argument, self._rules)
+        if isinstance(request, Refusal):
+            await self._reply(admin_id, self._say(language, request.reason, **request.params))
+            return
+        while True:
+            stored = await self._store.by_ticket(request.ticket)
+            if stored is None:
+                await self._reply(
+                    admin_id, self._say(language, "admin.expense.unknown", ticket=request.ticket)
+                )
+                return
+            now = self._clock()
+            outcome = refuse_claim(stored.expense, request, admin_id, now, language)
+            if isinstance(outcome, Refusal):
+                await self._audit(
+                    admin_id, "expense.refuse.refused", f"{request.ticket} {outcome.reason}"
+                )
+                await self._reply(admin_id, self._say(language, outcome.reason, **outcome.params))
+                return
+            audit = outcome.audit
+            try:
+                done = await self._store.refuse(
+                    outcome.expense,
+                    _message(outcome.told, TelegramKind.EXPENSE_REFUSED),
+                    await self._audit_log.append_statement(
+                        audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
+                    ),
+                    now,
+                    COMMAND_UPDATE.get(),
+                )
+            except DuplicateUpdate:
+                # This very command, delivered again: the claim was refused the first time.
+                await self._reply(
+                    admin_id,
+                    self._say(language, "admin.expense.refuse_already", ticket=request.ticket),
+                )
+                return
+            except StaleWrite:
+                continue  # refused, closed or paid meanwhile: read again, and say so
+            if done:
+                break
+        self._telegram_queued()
+        await self._reply(
+            admin_id,
+            self._say(
+                language,
+                "admin.expense.refused",
+                ticket=request.ticket,
+                claimed=format_amount(stored.expense.claimed_cents, language),
+            ),
+        )
+
     async def _send_lines(self, chat_id: int, lines: list[str]) -> None:
         message = ""
         for line in lines:
@@ -306,13 +367,13 @@ async def expenses_csv_of(storage: Storage, settings: Settings) -> bytes:
     return expenses_csv(lines)
 
 
-def _message(told: TellPerson) -> TelegramMessage:
-    """The payment's notice (or its correction), keyed by the payment's number: queued twice,
-    sent once."""
+def _message(told: TellPerson, kind: TelegramKind = TelegramKind.EXPENSE_PAID) -> TelegramMessage:
+    """The payment's notice (or its correction, or the claim's refusal), keyed by the payment's
+    number (or the ticket): queued twice, sent once."""
     return TelegramMessage(
         key=told.key,
         user_id=told.user_id,
-        kind=TelegramKind.EXPENSE_PAID,
+        kind=kind,
         language=told.language,
         text_key=told.text_key,
         params=dict(told.params),

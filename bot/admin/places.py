@@ -95,7 +95,9 @@ class Places(AdminJob):
         travel = say(language, f"travel.{place.travel or Travel.NONE}")
         return f"{head} — {who} — {travel} — {status}"
 
-    async def _replace_winner(self, ended: PlaceChange, reason: ReplacementReason) -> bool:
+    async def _replace_winner(
+        self, ended: PlaceChange, reason: ReplacementReason, unblock: int | None = None
+    ) -> bool:
         """Ends a winner's place and promotes the next reserve, in one transaction with the
         public addendum and the messages and email telling the new winner; False when the
         place changed meanwhile. A promoted reserve erased since is replaced in turn."""
@@ -123,6 +125,7 @@ class Places(AdminJob):
                 change.addendum,
                 now,
                 notice or [],
+                unblock,
             ):
                 return False
         tell_admins = self._tools.tell_admins
@@ -145,16 +148,23 @@ class Places(AdminJob):
         tools = self._tools
         person = await self._participants.load(user_id)
         language = person.language if person else tools.texts.default_language
+        # The press is the person writing to the bot: a mark that they blocked it goes in the
+        # answer's own transaction (read with their row, written only when it is there).
+        unblock = user_id if person is not None and person.blocked else None
         decided = answer(await self._draws.places(), user_id, key, tools.clock())
         if isinstance(decided, Refused):
+            await self._unblock(unblock)
             await tools.reply(user_id, language, decided.text_key)
             return
         place, accepted = decided.place, decided.status == PlaceStatus.ACCEPTED
         if accepted:
-            changed = await self._draws.update_place(place, decided.status, tools.clock())
+            changed = await self._draws.update_place(
+                place, decided.status, tools.clock(), unblock=unblock
+            )
         else:
-            changed = await self._replace_winner(decided, ReplacementReason.DECLINED)
+            changed = await self._replace_winner(decided, ReplacementReason.DECLINED, unblock)
         if not changed:
+            await self._unblock(unblock)
             await tools.reply(user_id, language, "winner.no_answer_expected")
             return
         await tools.tell_admins(
@@ -165,6 +175,11 @@ class Places(AdminJob):
             await self._meeting.send_to_winner(user_id, language)
         else:
             await tools.reply(user_id, language, "winner.declined")
+
+    async def _unblock(self, user_id: int | None) -> None:
+        """A press that changed no place still clears the person's blocked mark."""
+        if user_id is not None:
+            await self._participants.mark_processed(None, self._tools.clock(), unblock=user_id)
 
     async def follow_up(self) -> None:
         """Replaces winners erased since (at once) and winners who let the deadline pass."""
