@@ -131,10 +131,16 @@ class ExpenseAdmin(AdminJob):
         title = self._say(language, "admin.expense.title", count=str(len(every)))
         await self._send_lines(admin_id, [title, *lines])
 
-    async def _show_one(self, admin_id: int, language: str, ticket: str) -> None:
+    async def _find(self, admin_id: int, language: str, ticket: str) -> StoredExpense | None:
+        """The expense of `ticket`, or None once the admin is told there is none."""
         stored = await self._store.by_ticket(ticket)
         if stored is None:
             await self._reply(admin_id, self._say(language, "admin.expense.unknown", ticket=ticket))
+        return stored
+
+    async def _show_one(self, admin_id: int, language: str, ticket: str) -> None:
+        stored = await self._find(admin_id, language, ticket)
+        if stored is None:
             return
         await self._audit(admin_id, "expense.show", ticket)
         expense = stored.expense
@@ -156,11 +162,8 @@ class ExpenseAdmin(AdminJob):
         if isinstance(request, Refusal):
             await self._reply(admin_id, self._say(language, request.reason, **request.params))
             return
-        stored = await self._store.by_ticket(request.ticket)
+        stored = await self._find(admin_id, language, request.ticket)
         if stored is None:
-            await self._reply(
-                admin_id, self._say(language, "admin.expense.unknown", ticket=request.ticket)
-            )
             return
         expense = stored.expense
         now = self._clock()
@@ -226,11 +229,8 @@ class ExpenseAdmin(AdminJob):
             await self._reply(admin_id, self._say(language, request.reason, **request.params))
             return
         while True:
-            stored = await self._store.by_ticket(request.ticket)
+            stored = await self._find(admin_id, language, request.ticket)
             if stored is None:
-                await self._reply(
-                    admin_id, self._say(language, "admin.expense.unknown", ticket=request.ticket)
-                )
                 return
             now = self._clock()
             outcome = cancel_payment(stored.expense, request, admin_id, now)
@@ -292,11 +292,8 @@ class ExpenseAdmin(AdminJob):
             await self._reply(admin_id, self._say(language, request.reason, **request.params))
             return
         while True:
-            stored = await self._store.by_ticket(request.ticket)
+            stored = await self._find(admin_id, language, request.ticket)
             if stored is None:
-                await self._reply(
-                    admin_id, self._say(language, "admin.expense.unknown", ticket=request.ticket)
-                )
                 return
             now = self._clock()
             outcome = refuse_claim(stored.expense, request, admin_id, now, language)
