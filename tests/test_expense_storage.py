@@ -512,3 +512,35 @@ async def test_on_postgresql_a_refusal_waits_for_a_payment_in_flight_and_then_re
         assert await store.audit.chain() == []
     finally:
         await store.close()
+
+
+async def test_an_erased_winner_s_refused_claim_keeps_no_reason_typed_about_it(
+    store: Storage,
+) -> None:
+    """The reason an admin typed refusing a claim (which may name someone) is erased from the
+    audit log with the winner; the copy /frais TICKET shows from the expense's row went too,
+    or it stayed, unlinked, until the purge. When and by whom stay; the chain still verifies."""
+    await winner(store, 1, Travel.TRAIN)
+    store.participants.use_key(b"the key of the tests")
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None
+    reason = "billet au nom de Marc Dupont"
+    refused = replace(
+        found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+        refusal_reason=reason,
+    )  # fmt: skip
+    entry = await store.audit.append_statement(
+        900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
+    )
+    assert await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+    person = await store.participants.load(1)
+    assert person is not None
+    await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
+    [kept] = await store.expenses.all()
+    assert kept.expense.step == ClaimStep.CLOSED
+    assert (kept.expense.refused_at, kept.expense.refused_by) == (NOW, 900)
+    assert kept.expense.refusal_reason is None
+    chain = await store.audit.chain()
+    assert all("note" not in entry for entry in chain)
+    assert verify_audit_chain(chain) == []
