@@ -116,9 +116,12 @@ _LAST_PAID = (
 # guard is on the expense's own row (`last_paid_at` is set by a payment in its transaction, and
 # cleared when the last one standing is cancelled): on PostgreSQL, a payment in flight holds the
 # row, and the refusal, once it is free, reads the row again and finds it paid.
+# The reason is not kept on the expense of a winner erased already (`user_id` NULL), as their
+# erasure would have emptied it (participants._UNLINK_EXPENSE): read on the row once locked.
 _REFUSE = (
     "UPDATE expenses SET step = 'closed', refused_at = ?, refused_by = CAST(? AS BIGINT),"
-    " refusal_reason = ?, version = version + 1, updated_at = ?"
+    " refusal_reason = CASE WHEN user_id IS NULL THEN NULL ELSE CAST(? AS TEXT) END,"
+    " version = version + 1, updated_at = ?"
     " WHERE ticket = ? AND step <> 'closed' AND last_paid_at IS NULL"
 )
 _NOTICE_GOES = (

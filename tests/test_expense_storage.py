@@ -544,3 +544,39 @@ async def test_an_erased_winner_s_refused_claim_keeps_no_reason_typed_about_it(
     chain = await store.audit.chain()
     assert all("note" not in entry for entry in chain)
     assert verify_audit_chain(chain) == []
+
+
+async def test_a_reason_typed_after_the_winner_s_erasure_is_not_kept_about_their_ticket(
+    store: Storage,
+) -> None:
+    """The winner erased their data, then (or at the same instant) an admin refuses their
+    claim with a reason naming someone: the erasure had emptied the notes about the ticket
+    before this one was written, so it stayed, with the copy on the expense, until the purge.
+    Written about a ticket nobody holds any more, neither is kept; the digest is, and the chain
+    verifies."""
+    await winner(store, 1, Travel.TRAIN)
+    store.participants.use_key(b"the key of the tests")
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    person = await store.participants.load(1)
+    assert person is not None
+    await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None  # unlinked from the person
+    reason = "billet au nom de Marc Dupont"
+    refused = replace(
+        found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+        refusal_reason=reason,
+    )  # fmt: skip
+    entry = await store.audit.append_statement(
+        900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
+    )
+    assert await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+    # A note about a ticket someone still holds is kept, as before.
+    await winner(store, 2, Travel.TRAIN)
+    await store.audit.log(900, "exclude", "TK00000002 other", NOW, "homonyme", "TK00000002")
+    [kept] = await store.expenses.all()
+    assert kept.expense.step == ClaimStep.CLOSED and kept.expense.refusal_reason is None
+    chain = await store.audit.chain()
+    assert [entry.get("note") for entry in chain] == [None, "homonyme"]
+    assert all("note_digest" in entry for entry in chain)
+    assert verify_audit_chain(chain) == []
