@@ -407,8 +407,11 @@ class ExpenseStore:
         ]
         if update_id is not None:
             statements.append((_PROCESSED, (update_id, at, None)))
+        # In the winner's turn: an erasure in flight, which empties the notes about their
+        # ticket, ends first, and the refusal then finds the ticket held by nobody.
+        person = refused.user_id or None
         try:
-            await self._database.run(statements, guarded=(0, 1))
+            await self._database.run(statements, guarded=(0, 1), user_id=person)
         except StaleWrite:
             rows = await self._database.fetch(
                 "SELECT step, last_paid_at FROM expenses WHERE ticket = ?", (refused.ticket,)
