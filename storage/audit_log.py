@@ -16,6 +16,12 @@ from storage.database import Database, Statement
 from storage.participants import _time
 from storage.ports import StaleWrite
 
+# Someone holds the ticket: their entry, or their draw place (the erasure unlinks both).
+_HELD = (
+    "(EXISTS (SELECT 1 FROM entries WHERE ticket = ?)"
+    " OR EXISTS (SELECT 1 FROM draw_places WHERE ticket = ? AND user_id IS NOT NULL))"
+)
+
 
 class AuditLog:
     def __init__(self, database: Database) -> None:
@@ -57,13 +63,21 @@ class AuditLog:
         salt = secrets.token_hex(16) if note else None
         digest = note_digest(salt, note) if salt is not None else None
         entry = audit_entry(seq + 1, now, admin_id, action, details, prev, digest, ticket)
+        kept: str = "?"
+        about: tuple[Any, ...] = ()
+        if ticket is not None and salt is not None:
+            # A note about a ticket nobody holds any more (its person erased, even while this
+            # entry was being written, or the purge done) is not kept: the erasure emptied the
+            # notes written before it, and would have emptied this one. Its digest stays.
+            kept = f"CASE WHEN {_HELD} THEN CAST(? AS TEXT) END"
+            about = (ticket, ticket)
         return (
             "INSERT INTO audit_log (at, admin_id, action, details, seq, prev_hash, hash, ticket,"
             " note, note_salt, note_digest) SELECT ?, CAST(? AS BIGINT), ?, ?, CAST(? AS INTEGER),"
-            " ?, ?, ?, ?, ?, ? WHERE COALESCE((SELECT MAX(seq) FROM audit_log), 0) = ?",
+            f" ?, ?, ?, {kept}, {kept}, ? WHERE COALESCE((SELECT MAX(seq) FROM audit_log), 0) = ?",
             (
                 _time(now), admin_id, action, details, seq + 1, prev, record_hash(entry), ticket,
-                note or None, salt, digest, seq,
+                *about, note or None, *about, salt, digest, seq,
             ),
         )  # fmt: skip
 

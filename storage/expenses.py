@@ -116,9 +116,12 @@ _LAST_PAID = (
 # guard is on the expense's own row (`last_paid_at` is set by a payment in its transaction, and
 # cleared when the last one standing is cancelled): on PostgreSQL, a payment in flight holds the
 # row, and the refusal, once it is free, reads the row again and finds it paid.
+# The reason is not kept on the expense of a winner erased already (`user_id` NULL), as their
+# erasure would have emptied it (participants._UNLINK_EXPENSE): read on the row once locked.
 _REFUSE = (
     "UPDATE expenses SET step = 'closed', refused_at = ?, refused_by = CAST(? AS BIGINT),"
-    " refusal_reason = ?, version = version + 1, updated_at = ?"
+    " refusal_reason = CASE WHEN user_id IS NULL THEN NULL ELSE CAST(? AS TEXT) END,"
+    " version = version + 1, updated_at = ?"
     " WHERE ticket = ? AND step <> 'closed' AND last_paid_at IS NULL"
 )
 _NOTICE_GOES = (
@@ -404,8 +407,11 @@ class ExpenseStore:
         ]
         if update_id is not None:
             statements.append((_PROCESSED, (update_id, at, None)))
+        # In the winner's turn: an erasure in flight, which empties the notes about their
+        # ticket, ends first, and the refusal then finds the ticket held by nobody.
+        person = refused.user_id or None
         try:
-            await self._database.run(statements, guarded=(0, 1))
+            await self._database.run(statements, guarded=(0, 1), user_id=person)
         except StaleWrite:
             rows = await self._database.fetch(
                 "SELECT step, last_paid_at FROM expenses WHERE ticket = ?", (refused.ticket,)

@@ -100,7 +100,9 @@ _OWN_PAYMENTS = (
 _BLOCKED = "SELECT blocked_at FROM telegram_blocked WHERE user_id = ?"
 # An erased winner's expense stays for the campaign's accounts (a legal obligation, GDPR art.
 # 17(3)(b)), linked to nobody's Telegram account.
-_UNLINK_EXPENSE = "UPDATE expenses SET user_id = NULL WHERE user_id = ?"
+# The expense stays for the accounts; the reason an admin typed refusing it (which may name
+# someone) goes with the person, as its copy in the audit log's note does (_FORGET_NOTES).
+_UNLINK_EXPENSE = "UPDATE expenses SET user_id = NULL, refusal_reason = NULL WHERE user_id = ?"
 _OWN_PLACE = (
     "SELECT ticket, role, rank - CASE WHEN role = 'reserve'"
     " THEN (SELECT winners FROM draws WHERE name = 'main') ELSE 0 END AS rank_in_role,"

@@ -512,3 +512,121 @@ async def test_on_postgresql_a_refusal_waits_for_a_payment_in_flight_and_then_re
         assert await store.audit.chain() == []
     finally:
         await store.close()
+
+
+async def test_an_erased_winner_s_refused_claim_keeps_no_reason_typed_about_it(
+    store: Storage,
+) -> None:
+    """The reason an admin typed refusing a claim (which may name someone) is erased from the
+    audit log with the winner; the copy /frais TICKET shows from the expense's row went too,
+    or it stayed, unlinked, until the purge. When and by whom stay; the chain still verifies."""
+    await winner(store, 1, Travel.TRAIN)
+    store.participants.use_key(b"the key of the tests")
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None
+    reason = "billet au nom de Marc Dupont"
+    refused = replace(
+        found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+        refusal_reason=reason,
+    )  # fmt: skip
+    entry = await store.audit.append_statement(
+        900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
+    )
+    assert await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+    person = await store.participants.load(1)
+    assert person is not None
+    await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
+    [kept] = await store.expenses.all()
+    assert kept.expense.step == ClaimStep.CLOSED
+    assert (kept.expense.refused_at, kept.expense.refused_by) == (NOW, 900)
+    assert kept.expense.refusal_reason is None
+    chain = await store.audit.chain()
+    assert all("note" not in entry for entry in chain)
+    assert verify_audit_chain(chain) == []
+
+
+async def test_a_reason_typed_after_the_winner_s_erasure_is_not_kept_about_their_ticket(
+    store: Storage,
+) -> None:
+    """The winner erased their data, then (or at the same instant) an admin refuses their
+    claim with a reason naming someone: the erasure had emptied the notes about the ticket
+    before this one was written, so it stayed, with the copy on the expense, until the purge.
+    Written about a ticket nobody holds any more, neither is kept; the digest is, and the chain
+    verifies."""
+    await winner(store, 1, Travel.TRAIN)
+    store.participants.use_key(b"the key of the tests")
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    person = await store.participants.load(1)
+    assert person is not None
+    await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
+    found = await store.expenses.by_ticket("TK00000001")
+    assert found is not None  # unlinked from the person
+    reason = "billet au nom de Marc Dupont"
+    refused = replace(
+        found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+        refusal_reason=reason,
+    )  # fmt: skip
+    entry = await store.audit.append_statement(
+        900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
+    )
+    assert await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+    # A note about a ticket someone still holds is kept, as before.
+    await winner(store, 2, Travel.TRAIN)
+    await store.audit.log(900, "exclude", "TK00000002 other", NOW, "homonyme", "TK00000002")
+    [kept] = await store.expenses.all()
+    assert kept.expense.step == ClaimStep.CLOSED and kept.expense.refusal_reason is None
+    chain = await store.audit.chain()
+    assert [entry.get("note") for entry in chain] == [None, "homonyme"]
+    assert all("note_digest" in entry for entry in chain)
+    assert verify_audit_chain(chain) == []
+
+
+async def test_on_postgresql_a_refusal_waits_for_the_winner_s_erasure_in_flight(
+    postgres_url: str,
+) -> None:
+    """The winner's erasure, in their turn (their lock held), has emptied the notes about their
+    ticket but not committed when an admin refuses their claim: the refusal's note, written
+    meanwhile, was kept, about a person erased. The refusal waits for the person's turn, and
+    then finds the ticket held by nobody: neither the note nor the reason on the expense stay."""
+    store = await open_storage(postgres_url)
+    try:
+        await migrate(store.database, NOW)
+        await winner(store, 1, Travel.TRAIN)
+        await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+        found = await store.expenses.by_ticket("TK00000001")
+        assert found is not None
+        reason = "billet au nom de Marc Dupont"
+        refused = replace(
+            found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
+            refusal_reason=reason,
+        )  # fmt: skip
+        erasing = await asyncpg.connect(postgres_url)
+        try:
+            await erasing.execute("BEGIN")
+            await erasing.execute("SELECT pg_advisory_xact_lock(1)")  # the person's turn
+            await erasing.execute(
+                "UPDATE audit_log SET note = NULL, note_salt = NULL"
+                " WHERE ticket IN (SELECT ticket FROM entries WHERE user_id = 1)"
+            )
+            entry = await store.audit.append_statement(
+                900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
+            )
+            refusing = asyncio.create_task(
+                store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+            )
+            await asyncio.sleep(0.3)
+            assert not refusing.done()  # waiting for the person's turn
+            await erasing.execute("UPDATE expenses SET user_id = NULL WHERE user_id = 1")
+            await erasing.execute("DELETE FROM participants WHERE user_id = 1")
+            await erasing.execute("COMMIT")
+            assert await refusing
+        finally:
+            await erasing.close()
+        [kept] = await store.expenses.all()
+        assert kept.expense.step == ClaimStep.CLOSED and kept.expense.refusal_reason is None
+        chain = await store.audit.chain()
+        assert [entry.get("note") for entry in chain] == [None]
+        assert verify_audit_chain(chain) == []
+    finally:
+        await store.close()
