@@ -305,7 +305,9 @@ class ExpenseStore:
                 [(_PROCESSED, (update_id, _time(now), None))] if update_id is not None else []
             )
             statements = [paid, audited, (_PAYMENT, values), *queued, *processed]
-            await self._database.run(statements, guarded=(0, 1))
+            # In the winner's turn, as a refusal: an erasure in flight ends first, and the
+            # entry's note (a reference, a reason) then finds the ticket held by nobody.
+            await self._database.run(statements, guarded=(0, 1), user_id=told.user_id or None)
         except StaleWrite:
             taken = await self._database.fetch(
                 "SELECT 1 FROM expense_payments WHERE ticket = ? AND seq = ?", (ticket, seq)
@@ -369,7 +371,10 @@ class ExpenseStore:
         if update_id is not None:
             statements.append((_PROCESSED, (update_id, _time(now), None)))
         try:
-            await self._database.run(statements, guarded=guarded)
+            # In the winner's turn, as a refusal (the reason's note and an erasure in flight).
+            await self._database.run(
+                statements, guarded=guarded, user_id=correction.user_id or None
+            )
         except StaleWrite:
             rows = await self._database.fetch(
                 "SELECT cancelled_at FROM expense_payments WHERE ticket = ? AND seq = ?",

@@ -630,3 +630,61 @@ async def test_on_postgresql_a_refusal_waits_for_the_winner_s_erasure_in_flight(
         assert verify_audit_chain(chain) == []
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("action", ["pay", "cancel"])
+async def test_on_postgresql_a_payment_or_its_cancelling_waits_for_the_winner_s_erasure(
+    postgres_url: str, action: str
+) -> None:
+    """As a refusal: a payment's reference or a cancelling's reason, typed while the winner's
+    erasure is in flight, waits for the person's turn and is not kept about them."""
+    store = await open_storage(postgres_url)
+    try:
+        await migrate(store.database, NOW)
+        await winner(store, 1, Travel.TRAIN)
+        await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+        told = TelegramMessage(
+            "expense-paid:TK00000001:1", 1, TelegramKind.EXPENSE_PAID, "fr", "expense.paid"
+        )
+        payment = Payment(1200, NOW, 900, "VIR-1", None)
+        if action == "cancel":
+            first = await audited(store, "TK00000001 12,00")
+            assert await store.expenses.record_payment("TK00000001", 1, payment, told, first, NOW)
+        note = "reason=virement au nom de Marc Dupont"
+        erasing = await asyncpg.connect(postgres_url)
+        try:
+            await erasing.execute("BEGIN")
+            await erasing.execute("SELECT pg_advisory_xact_lock(1)")  # the person's turn
+            await erasing.execute(
+                "UPDATE audit_log SET note = NULL, note_salt = NULL"
+                " WHERE ticket IN (SELECT ticket FROM entries WHERE user_id = 1)"
+            )
+            entry = await store.audit.append_statement(
+                900, f"expense.{action}", "TK00000001 12,00", NOW, note, "TK00000001"
+            )
+            if action == "pay":
+                running = store.expenses.record_payment("TK00000001", 1, payment, told, entry, NOW)
+            else:
+                cancelled = replace(
+                    payment, cancelled_at=NOW, cancelled_by=900, cancel_reason="erreur"
+                )
+                correction = replace(told, key="expense-paid-cancelled:TK00000001:1")
+                running = store.expenses.cancel_payment(
+                    "TK00000001", 1, cancelled, told.key, correction, entry, NOW
+                )
+            task = asyncio.create_task(running)
+            await asyncio.sleep(0.3)
+            assert not task.done()  # waiting for the person's turn
+            await erasing.execute("UPDATE expenses SET user_id = NULL WHERE user_id = 1")
+            await erasing.execute("DELETE FROM participants WHERE user_id = 1")
+            await erasing.execute("COMMIT")
+            # The cancelling finds the payment's notice gone with the person: it writes nothing
+            # and says to read again (the admin's command then finds the ticket held by nobody).
+            assert await task is (action == "pay")
+        finally:
+            await erasing.close()
+        chain = await store.audit.chain()
+        assert all(entry.get("note") is None for entry in chain)
+        assert verify_audit_chain(chain) == []
+    finally:
+        await store.close()
