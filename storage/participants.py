@@ -86,7 +86,8 @@ _MESSAGES = (
 # A winner's travel expense, its receipts (amount, hash; not Telegram's file ids) and payments.
 _OWN_EXPENSE = (
     "SELECT ticket, first_name, last_name, postcode, area, travel, step AS status,"
-    " claimed_cents, claimed_at, opened_at, last_paid_at FROM expenses WHERE user_id = ?"
+    " claimed_cents, claimed_at, opened_at, last_paid_at, refused_at FROM expenses"
+    " WHERE user_id = ?"
 )
 _OWN_RECEIPTS = (
     "SELECT r.position, r.kind, r.size, r.sha256, r.amount_cents, r.received_at"
@@ -94,7 +95,8 @@ _OWN_RECEIPTS = (
     " WHERE x.user_id = ? ORDER BY r.position"
 )
 _OWN_PAYMENTS = (
-    "SELECT p.seq, p.amount_cents, p.reference, p.paid_at FROM expense_payments AS p"
+    "SELECT p.seq, p.amount_cents, p.reference, p.paid_at, p.cancelled_at"
+    " FROM expense_payments AS p"
     " JOIN expenses AS x ON x.ticket = p.ticket WHERE x.user_id = ? ORDER BY p.seq"
 )
 _BLOCKED = "SELECT blocked_at FROM telegram_blocked WHERE user_id = ?"

@@ -467,6 +467,11 @@ async def test_a_claim_is_refused_once_never_while_a_payment_stands_and_then_not
     chain = await store.audit.chain()
     assert [e["details"] for e in chain] == ["pay 1", "cancel 1", "refuse 1"]
     assert verify_audit_chain(chain) == []
+    # What the winner's /mesdonnees says of it: refused, and the payment cancelled, not paid.
+    store.participants.use_key(b"the key of the tests")
+    mine = (await store.participants.export(1))["travel_expense"]
+    assert (mine["status"], mine["refused_at"] is not None) == ("closed", True)
+    assert [(p["seq"], p["cancelled_at"] is not None) for p in mine["payments"]] == [(1, True)]
 
 
 async def test_on_postgresql_a_refusal_waits_for_a_payment_in_flight_and_then_refuses(
