@@ -165,14 +165,17 @@ class ConversationService:
             return
         if any(isinstance(effect, QueueEmail | InviteFriends) for effect in outcome.effects):
             self._mail_queued()
+        await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)
         if self._erased is not None and any(
             isinstance(effect, ErasePersonalData) for effect in outcome.effects
         ):
+            # After the reply, which has no reason to wait for a bulk read in progress (an
+            # export streaming) to let the WAL be emptied; and after the kept replies' own
+            # writes, so that what they forget is scrubbed too.
             try:
                 await self._erased()
             except Exception as error:  # the mail sender's sweep at the next start retries
                 log.error("after user %s's erasure: %s", incoming.user_id, failure(error))
-        await self._deliver(_kept_step(outcome), 0, incoming, outbound, ctx, outcome.state)
 
     async def _send_kept(self, incoming: Incoming, outbound: Outbound, ctx: Context) -> None:
         """Send what a redelivered update's committed step had not sent yet."""

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from telegram import Update
 
 from bot.bootstrap import build_mailer, open_migrated_storage
 from bot.mail.eml import EmlFolder
 from bot.secret_key import key_file
 from bot.settings import Settings
+from bot.telegram.webhook import STORE
 from conversations.catalogue import Catalogue
 from conversations.model import QueueEmail
 from storage import sqlite_path
@@ -140,6 +142,37 @@ async def test_after_an_erasure_no_byte_of_the_person_is_left_in_the_files(
         assert found_in(await everything(store)) == []
     finally:
         await store.close()
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="the WAL of a SQLite database")
+async def test_the_erasure_s_reply_does_not_wait_for_an_export_streaming(
+    settings: Settings,
+) -> None:
+    # A bulk read's snapshot keeps the WAL from being emptied until it ends: the person is
+    # told their data is erased at once, and the WAL is emptied once the read ends.
+    api, updates = FakeBotApi(), Updates()
+    user = Updates.user(PERSON, FIRST)
+    async with running_bot(settings, api) as bot:
+        await signed_up_and_confirmed(bot, updates, settings)
+        storage = bot.application.bot_data[STORE]
+        rows = storage.database.stream("SELECT update_id FROM processed_updates")
+        await anext(rows)  # a snapshot held, as by an export streaming
+        try:
+            for data in (updates.text(user, "/supprimer"), updates.press(user, "erase.confirm")):
+                await bot.application.update_queue.put(Update.de_json(data, bot.application.bot))
+            for _ in range(100):
+                if "effacé" in " ".join(api.texts_to(PERSON)[-1:]):
+                    break
+                await asyncio.sleep(0.05)
+            assert "effacé" in api.texts_to(PERSON)[-1]
+            assert EMAIL in files_of(settings)  # still in the WAL: the read holds its snapshot
+        finally:
+            await rows.aclose()
+        for _ in range(200):
+            if not found_in(files_of(settings)):
+                break
+            await asyncio.sleep(0.05)
+        assert found_in(files_of(settings)) == []
 
 
 def files_of(settings: Settings) -> str:
