@@ -519,15 +519,8 @@ async def test_on_postgresql_a_refusal_waits_for_a_payment_in_flight_and_then_re
         await store.close()
 
 
-async def test_an_erased_winner_s_refused_claim_keeps_no_reason_typed_about_it(
-    store: Storage,
-) -> None:
-    """The reason an admin typed refusing a claim (which may name someone) is erased from the
-    audit log with the winner; the copy /frais TICKET shows from the expense's row went too,
-    or it stayed, unlinked, until the purge. When and by whom stay; the chain still verifies."""
-    await winner(store, 1, Travel.TRAIN)
-    store.participants.use_key(b"the key of the tests")
-    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+async def refused_with_a_name(store: Storage) -> bool:
+    """TK00000001's claim refused by admin 900 with a reason naming someone."""
     found = await store.expenses.by_ticket("TK00000001")
     assert found is not None
     reason = "billet au nom de Marc Dupont"
@@ -538,10 +531,26 @@ async def test_an_erased_winner_s_refused_claim_keeps_no_reason_typed_about_it(
     entry = await store.audit.append_statement(
         900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
     )
-    assert await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
-    person = await store.participants.load(1)
+    return await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+
+
+async def erased(store: Storage, user_id: int) -> None:
+    person = await store.participants.load(user_id)
     assert person is not None
     await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
+
+
+async def test_an_erased_winner_s_refused_claim_keeps_no_reason_typed_about_it(
+    store: Storage,
+) -> None:
+    """The reason an admin typed refusing a claim (which may name someone) is erased from the
+    audit log with the winner; the copy /frais TICKET shows from the expense's row went too,
+    or it stayed, unlinked, until the purge. When and by whom stay; the chain still verifies."""
+    await winner(store, 1, Travel.TRAIN)
+    store.participants.use_key(b"the key of the tests")
+    await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
+    assert await refused_with_a_name(store)
+    await erased(store, 1)
     [kept] = await store.expenses.all()
     assert kept.expense.step == ClaimStep.CLOSED
     assert (kept.expense.refused_at, kept.expense.refused_by) == (NOW, 900)
@@ -562,20 +571,8 @@ async def test_a_reason_typed_after_the_winner_s_erasure_is_not_kept_about_their
     await winner(store, 1, Travel.TRAIN)
     store.participants.use_key(b"the key of the tests")
     await store.expenses.open(new_expense(), CLAIMANT, asked("TK00000001", 1), NOW)
-    person = await store.participants.load(1)
-    assert person is not None
-    await store.participants.save(person, person.version, [ErasePersonalData()], 42, NOW)
-    found = await store.expenses.by_ticket("TK00000001")
-    assert found is not None  # unlinked from the person
-    reason = "billet au nom de Marc Dupont"
-    refused = replace(
-        found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
-        refusal_reason=reason,
-    )  # fmt: skip
-    entry = await store.audit.append_statement(
-        900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
-    )
-    assert await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+    await erased(store, 1)
+    assert await refused_with_a_name(store)  # the expense, unlinked from the person
     # A note about a ticket someone still holds is kept, as before.
     await winner(store, 2, Travel.TRAIN)
     await store.audit.log(900, "exclude", "TK00000002 other", NOW, "homonyme", "TK00000002")

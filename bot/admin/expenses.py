@@ -37,6 +37,7 @@ from conversations.money import format_amount
 from conversations.outgoing import TelegramKind, TelegramMessage
 from conversations.validators import Refusal
 from storage import Storage
+from storage.database import Statement
 from storage.expenses import ExpenseClosed, StoredExpense
 from storage.ports import DuplicateUpdate, StaleWrite
 
@@ -97,6 +98,12 @@ class ExpenseAdmin(AdminJob):
 
     async def _audit(self, admin_id: int, action: str, details: str) -> None:
         await self._audit_log.log(admin_id, action, details, self._clock())
+
+    async def _entry(self, audit: Audit, now: datetime) -> Statement:
+        """The audit entry's insert, for the action's own transaction."""
+        return await self._audit_log.append_statement(
+            audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
+        )
 
     async def show(self, admin_id: int, language: str, argument: str) -> None:
         """`/frais`: every expense, with the totals; `/frais TICKET`: one, with its receipts."""
@@ -183,9 +190,7 @@ class ExpenseAdmin(AdminJob):
                 len(expense.payments) + 1,
                 recorded.payment,
                 _message(told),
-                await self._audit_log.append_statement(
-                    audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
-                ),
+                await self._entry(audit, now),
                 now,
                 COMMAND_UPDATE.get(),
             ):
@@ -248,9 +253,7 @@ class ExpenseAdmin(AdminJob):
                     outcome.expense.payments[seq - 1],
                     f"expense-paid:{request.ticket}:{seq}",
                     _message(outcome.told),
-                    await self._audit_log.append_statement(
-                        audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
-                    ),
+                    await self._entry(audit, now),
                     now,
                     COMMAND_UPDATE.get(),
                 )
@@ -308,9 +311,7 @@ class ExpenseAdmin(AdminJob):
                 done = await self._store.refuse(
                     outcome.expense,
                     _message(outcome.told, TelegramKind.EXPENSE_REFUSED),
-                    await self._audit_log.append_statement(
-                        audit.admin_id, audit.action, audit.details, now, audit.note, audit.ticket
-                    ),
+                    await self._entry(audit, now),
                     now,
                     COMMAND_UPDATE.get(),
                 )
