@@ -4,10 +4,11 @@ a whole expense round-tripping, stale and redelivered saves refused, one payment
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -32,6 +33,8 @@ from storage.ports import DuplicateUpdate, StaleWrite
 from tests.conftest import NOW
 from tests.factories import entered
 from tests.test_storage import BACKENDS, backend_url
+
+Result = TypeVar("Result")
 
 CLAIMANT = Claimant("Zoé", "N’Diaye", "69003")
 
@@ -584,6 +587,30 @@ async def test_a_reason_typed_after_the_winner_s_erasure_is_not_kept_about_their
     assert verify_audit_chain(chain) == []
 
 
+async def during_erasure_in_flight(
+    postgres_url: str, act: Callable[[], Awaitable[Result]]
+) -> Result:
+    """Person 1's erasure, in their turn (their lock held), has emptied the notes about their
+    ticket and not committed: `act` must wait for it. What `act` returns, once it commits."""
+    erasing = await asyncpg.connect(postgres_url)
+    try:
+        await erasing.execute("BEGIN")
+        await erasing.execute("SELECT pg_advisory_xact_lock(1)")  # the person's turn
+        await erasing.execute(
+            "UPDATE audit_log SET note = NULL, note_salt = NULL"
+            " WHERE ticket IN (SELECT ticket FROM entries WHERE user_id = 1)"
+        )
+        acting = asyncio.create_task(act())
+        await asyncio.sleep(0.3)
+        assert not acting.done()  # waiting for the person's turn
+        await erasing.execute("UPDATE expenses SET user_id = NULL WHERE user_id = 1")
+        await erasing.execute("DELETE FROM participants WHERE user_id = 1")
+        await erasing.execute("COMMIT")
+        return await acting
+    finally:
+        await erasing.close()
+
+
 async def test_on_postgresql_a_refusal_waits_for_the_winner_s_erasure_in_flight(
     postgres_url: str,
 ) -> None:
@@ -603,28 +630,14 @@ async def test_on_postgresql_a_refusal_waits_for_the_winner_s_erasure_in_flight(
             found.expense, step=ClaimStep.CLOSED, refused_at=NOW, refused_by=900,
             refusal_reason=reason,
         )  # fmt: skip
-        erasing = await asyncpg.connect(postgres_url)
-        try:
-            await erasing.execute("BEGIN")
-            await erasing.execute("SELECT pg_advisory_xact_lock(1)")  # the person's turn
-            await erasing.execute(
-                "UPDATE audit_log SET note = NULL, note_salt = NULL"
-                " WHERE ticket IN (SELECT ticket FROM entries WHERE user_id = 1)"
-            )
+
+        async def refusing() -> bool:
             entry = await store.audit.append_statement(
                 900, "expense.refuse", "TK00000001 0,00", NOW, f"reason={reason}", "TK00000001"
             )
-            refusing = asyncio.create_task(
-                store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
-            )
-            await asyncio.sleep(0.3)
-            assert not refusing.done()  # waiting for the person's turn
-            await erasing.execute("UPDATE expenses SET user_id = NULL WHERE user_id = 1")
-            await erasing.execute("DELETE FROM participants WHERE user_id = 1")
-            await erasing.execute("COMMIT")
-            assert await refusing
-        finally:
-            await erasing.close()
+            return await store.expenses.refuse(refused, refused_notice("TK00000001", 1), entry, NOW)
+
+        assert await during_erasure_in_flight(postgres_url, refusing)
         [kept] = await store.expenses.all()
         assert kept.expense.step == ClaimStep.CLOSED and kept.expense.refusal_reason is None
         chain = await store.audit.chain()
@@ -653,38 +666,24 @@ async def test_on_postgresql_a_payment_or_its_cancelling_waits_for_the_winner_s_
             first = await audited(store, "TK00000001 12,00")
             assert await store.expenses.record_payment("TK00000001", 1, payment, told, first, NOW)
         note = "reason=virement au nom de Marc Dupont"
-        erasing = await asyncpg.connect(postgres_url)
-        try:
-            await erasing.execute("BEGIN")
-            await erasing.execute("SELECT pg_advisory_xact_lock(1)")  # the person's turn
-            await erasing.execute(
-                "UPDATE audit_log SET note = NULL, note_salt = NULL"
-                " WHERE ticket IN (SELECT ticket FROM entries WHERE user_id = 1)"
-            )
+
+        async def acting() -> bool | None:
             entry = await store.audit.append_statement(
                 900, f"expense.{action}", "TK00000001 12,00", NOW, note, "TK00000001"
             )
             if action == "pay":
-                running = store.expenses.record_payment("TK00000001", 1, payment, told, entry, NOW)
-            else:
-                cancelled = replace(
-                    payment, cancelled_at=NOW, cancelled_by=900, cancel_reason="erreur"
+                return await store.expenses.record_payment(
+                    "TK00000001", 1, payment, told, entry, NOW
                 )
-                correction = replace(told, key="expense-paid-cancelled:TK00000001:1")
-                running = store.expenses.cancel_payment(
-                    "TK00000001", 1, cancelled, told.key, correction, entry, NOW
-                )
-            task = asyncio.create_task(running)
-            await asyncio.sleep(0.3)
-            assert not task.done()  # waiting for the person's turn
-            await erasing.execute("UPDATE expenses SET user_id = NULL WHERE user_id = 1")
-            await erasing.execute("DELETE FROM participants WHERE user_id = 1")
-            await erasing.execute("COMMIT")
-            # The cancelling finds the payment's notice gone with the person: it writes nothing
-            # and says to read again (the admin's command then finds the ticket held by nobody).
-            assert await task is (action == "pay")
-        finally:
-            await erasing.close()
+            cancelled = replace(payment, cancelled_at=NOW, cancelled_by=900, cancel_reason="erreur")
+            correction = replace(told, key="expense-paid-cancelled:TK00000001:1")
+            return await store.expenses.cancel_payment(
+                "TK00000001", 1, cancelled, told.key, correction, entry, NOW
+            )
+
+        # The cancelling finds the payment's notice gone with the person: it writes nothing
+        # and says to read again (the admin's command then finds the ticket held by nobody).
+        assert await during_erasure_in_flight(postgres_url, acting) is (action == "pay")
         chain = await store.audit.chain()
         assert all(entry.get("note") is None for entry in chain)
         assert verify_audit_chain(chain) == []
